@@ -1,0 +1,68 @@
+"""Decoding, resampling and clip-length handling shared by packing and inference."""
+import os
+import warnings
+
+import numpy as np
+import soundfile
+import soxr
+
+from utils.config import AUDIO_EXTENSIONS
+
+
+class AudioReadError(Exception):
+    """A file that cannot be used as audio; the message says why."""
+
+
+def is_audio_file(path):
+    name = os.path.basename(path)
+    return not name.startswith(".") and name.lower().endswith(AUDIO_EXTENSIONS)
+
+
+def _decode(path):
+    """Return (float32 array of shape (samples, channels), sample rate)."""
+    try:
+        data, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)
+        return data, sample_rate
+    except Exception as soundfile_error:  # libsndfile can't read it; try librosa's audioread path
+        try:
+            import librosa
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                data, sample_rate = librosa.load(path, sr=None, mono=False, dtype=np.float32)
+        except Exception:
+            raise AudioReadError(f"cannot decode: {soundfile_error}") from None
+        data = np.atleast_2d(data).T  # librosa gives (channels, samples)
+        return data, sample_rate
+
+
+def load_audio(path, sample_rate):
+    """Decode any supported file to mono float32 at `sample_rate` (soxr, very high quality)."""
+    if not os.path.isfile(path):
+        raise AudioReadError("file not found")
+    if os.path.getsize(path) == 0:
+        raise AudioReadError("empty file (0 bytes)")
+    data, source_rate = _decode(path)
+    if data.shape[0] == 0:
+        raise AudioReadError("no audio samples (zero length)")
+    mono = data.mean(axis=1, dtype=np.float32)
+    if not np.all(np.isfinite(mono)):
+        raise AudioReadError("non-finite samples (NaN or Inf)")
+    if source_rate != sample_rate:
+        mono = soxr.resample(mono, source_rate, sample_rate, quality="VHQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def fix_length(waveform, clip_samples):
+    """Zero-pad or truncate to exactly clip_samples."""
+    if len(waveform) >= clip_samples:
+        return waveform[:clip_samples]
+    return np.concatenate([waveform, np.zeros(clip_samples - len(waveform), dtype=waveform.dtype)])
+
+
+def float32_to_int16(waveform):
+    """Clip to [-1, 1] and scale by 32767: values beyond full scale saturate, never wrap around."""
+    return (np.clip(waveform, -1.0, 1.0) * 32767.0).round().astype(np.int16)
+
+
+def int16_to_float32(waveform):
+    return (waveform / 32767.0).astype(np.float32)

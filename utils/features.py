@@ -1,0 +1,201 @@
+"""Pack a labelled audio collection into one training-ready HDF5 file.
+
+    python3 utils/features.py pack_audio_files_to_hdf5 --dataset_dir=DIR --workspace=WS [--mini_data]
+
+The HDF5 holds audio_name, waveform (int16, one clip per chunk), target, fold, and records its
+sample_rate, clip_samples, labels and task as attributes, so training needs no other file.
+"""
+import argparse
+import logging
+import multiprocessing
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from utils import config
+from utils.audio import AudioReadError, fix_length, float32_to_int16, is_audio_file, load_audio
+from utils.folds import folds_from_mapping, multilabel_stratified_folds, read_folds_file, stratified_folds
+from utils.utilities import UsageError, atomic_path, atomic_write_text, create_logging, run_cli
+
+MINI_DATA_CLIPS_PER_CLASS = 10
+
+
+def default_features_path(workspace, mini_data=False):
+    name = "minidata_waveform.h5" if mini_data else "waveform.h5"
+    return os.path.join(workspace, "features", name)
+
+
+def report_path_for(hdf5_path):
+    return os.path.splitext(hdf5_path)[0] + "_report.tsv"
+
+
+def scan_class_folders(dataset_dir, clips_per_class=None):
+    """GTZAN layout: one subfolder per class. Returns (labels, [(audio_name, path, class_index)])."""
+    if not os.path.isdir(dataset_dir):
+        raise UsageError(f"--dataset_dir={dataset_dir}: folder not found")
+    labels = sorted(name for name in os.listdir(dataset_dir)
+                    if os.path.isdir(os.path.join(dataset_dir, name)) and not name.startswith("."))
+    if not labels:
+        raise UsageError(f"--dataset_dir={dataset_dir}: no class subfolders "
+                         "(expected one folder per class, e.g. blues/ classical/ ...)")
+    items = []
+    for class_index, label in enumerate(labels):
+        class_dir = os.path.join(dataset_dir, label)
+        names = sorted(name for name in os.listdir(class_dir)
+                       if is_audio_file(os.path.join(class_dir, name)))  # skips .DS_Store, .txt
+        for name in names[:clips_per_class]:
+            items.append((name, os.path.join(class_dir, name), class_index))
+    return labels, items
+
+
+def _decode_clip(job):
+    """Worker: decode one file to an int16 clip, or say why it can't be used."""
+    index, path, sample_rate, clip_samples = job
+    try:
+        waveform = load_audio(path, sample_rate)
+    except AudioReadError as error:
+        return index, None, str(error)
+    except Exception as error:  # any decoder failure skips the file, never the whole run
+        return index, None, f"cannot decode: {error}"
+    return index, float32_to_int16(fix_length(waveform, clip_samples)), None
+
+
+def _decoded_clips(jobs, num_workers):
+    """Decode in parallel, in order; at most a few clips are in flight, so memory stays bounded."""
+    if num_workers <= 1:
+        yield from map(_decode_clip, jobs)
+        return
+    with multiprocessing.get_context("fork").Pool(num_workers) as pool:
+        yield from pool.imap(_decode_clip, jobs, chunksize=2)
+
+
+def assign_folds(task, targets, audio_names, folds_from=None, folds_num=config.FOLDS_NUM, seed=1234):
+    if folds_from:
+        return folds_from_mapping(audio_names, read_folds_file(folds_from), folds_from, folds_num)
+    if task == config.SINGLE_LABEL:
+        return stratified_folds(np.argmax(targets, axis=1), folds_num, seed)
+    return multilabel_stratified_folds(targets, folds_num, seed)
+
+
+def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RATE,
+                 clip_duration=config.GTZAN_CLIP_DURATION, num_workers=1, folds_from=None,
+                 seed=1234, extra_attributes=None):
+    """Decode `items` [(audio_name, path, target vector)] into `output_path`.
+
+    Unusable files are skipped and listed in a report beside the HDF5. The file is written under
+    a temporary name and renamed only when complete. Returns (number packed, skipped list).
+    """
+    if task not in config.TASKS:
+        raise ValueError(f"task must be one of {config.TASKS}")
+    clip_samples = int(round(sample_rate * clip_duration))
+    classes_num = len(labels)
+    jobs = [(index, path, sample_rate, clip_samples) for index, (_, path, _) in enumerate(items)]
+    skipped = []
+    kept = []
+    started = time.time()
+    with atomic_path(output_path) as temp_path:
+        with h5py.File(temp_path, "w") as hf:
+            waveforms = hf.create_dataset(
+                "waveform", shape=(len(items), clip_samples), maxshape=(None, clip_samples),
+                dtype=np.int16, chunks=(1, clip_samples))
+            for index, clip, reason in tqdm(_decoded_clips(jobs, num_workers), total=len(jobs),
+                                            desc="packing", unit="clip"):
+                if clip is None:
+                    skipped.append((items[index][1], reason))
+                    logging.warning("skipped %s: %s", items[index][1], reason)
+                    continue
+                waveforms[len(kept)] = clip
+                kept.append(index)
+            if not kept:
+                _write_report(output_path, skipped)
+                raise UsageError(f"no usable audio among {len(items)} files; "
+                                 f"see {report_path_for(output_path)}")
+            waveforms.resize((len(kept), clip_samples))
+            audio_names = [items[index][0] for index in kept]
+            targets = np.stack([np.asarray(items[index][2], dtype=np.float32) for index in kept])
+            folds = assign_folds(task, targets, audio_names, folds_from, seed=seed)
+            hf.create_dataset("audio_name", data=audio_names, dtype=h5py.string_dtype())
+            hf.create_dataset("target", data=targets.reshape(len(kept), classes_num))
+            hf.create_dataset("fold", data=folds.astype(np.int32))
+            hf.attrs.update({
+                "sample_rate": sample_rate, "clip_samples": clip_samples,
+                "clip_duration": clip_duration, "labels": list(labels), "task": task,
+                "folds_num": config.FOLDS_NUM, "int16_scaling": "clipped to [-1, 1] x 32767",
+                **(extra_attributes or {})})
+    _write_report(output_path, skipped)
+    logging.info("packed %d clips (%d skipped) in %.1f s into %s",
+                 len(kept), len(skipped), time.time() - started, output_path)
+    return len(kept), skipped
+
+
+def _write_report(hdf5_path, skipped):
+    lines = ["path\treason"] + [f"{path}\t{reason}" for path, reason in skipped]
+    atomic_write_text("\n".join(lines) + "\n", report_path_for(hdf5_path))
+
+
+def one_hot(class_index, classes_num):
+    target = np.zeros(classes_num, dtype=np.float32)
+    target[class_index] = 1.0
+    return target
+
+
+def pack_audio_files_to_hdf5(args):
+    """GTZAN-layout folder -> single-label HDF5."""
+    output_path = args.output or default_features_path(args.workspace, args.mini_data)
+    create_logging(os.path.join(args.workspace, "logs", "features"), "pack_audio_files_to_hdf5")
+    clips_per_class = MINI_DATA_CLIPS_PER_CLASS if args.mini_data else None
+    labels, found = scan_class_folders(args.dataset_dir, clips_per_class)
+    if not found:
+        raise UsageError(f"--dataset_dir={args.dataset_dir}: no audio files in the class folders")
+    logging.info("%d files in %d classes: %s", len(found), len(labels), " ".join(labels))
+    items = [(name, path, one_hot(class_index, len(labels))) for name, path, class_index in found]
+    pack_to_hdf5(items, labels, config.SINGLE_LABEL, output_path, args.sample_rate,
+                 args.clip_duration, args.num_workers, args.folds_from, args.seed,
+                 {"source": os.path.abspath(args.dataset_dir)})
+    print(f"Wrote {output_path}")
+
+
+def add_common_packing_flags(parser, clip_duration):
+    parser.add_argument("--workspace", required=True)
+    parser.add_argument("--output", default=None, help="HDF5 path (default WS/features/waveform.h5)")
+    parser.add_argument("--mini_data", action="store_true", help="a small file for quick checks")
+    parser.add_argument("--sample_rate", type=int, default=config.SAMPLE_RATE)
+    parser.add_argument("--clip_duration", type=float, default=clip_duration, help="seconds")
+    parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--folds_from", default=None, help="CSV of name,fold to fix the folds")
+    parser.add_argument("--seed", type=int, default=1234, help="seed of the fold assignment")
+
+
+def validate_packing_flags(args):
+    if args.sample_rate < 8000:
+        raise UsageError(f"--sample_rate={args.sample_rate}: use at least 8000 Hz")
+    if args.clip_duration <= 0:
+        raise UsageError(f"--clip_duration={args.clip_duration}: must be positive")
+    if args.num_workers < 1:
+        raise UsageError(f"--num_workers={args.num_workers}: must be at least 1")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    subparsers = parser.add_subparsers(dest="mode", required=True)
+    gtzan = subparsers.add_parser("pack_audio_files_to_hdf5", help="class-per-folder audio (GTZAN)")
+    gtzan.add_argument("--dataset_dir", required=True)
+    add_common_packing_flags(gtzan, config.GTZAN_CLIP_DURATION)
+    gtzan.set_defaults(handler=pack_audio_files_to_hdf5)
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
+    validate_packing_flags(args)
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,120 @@
+"""Small shared helpers: user-facing errors, atomic file writes, logging, seeding."""
+import contextlib
+import logging
+import os
+import pickle
+import random
+import sys
+import tempfile
+
+import numpy as np
+
+
+class UsageError(Exception):
+    """A mistake of the user's (bad flag, missing file): reported in one line, exit code 2."""
+
+
+def run_cli(main_function):
+    """Run a command-line entry point; user mistakes become one line on stderr and exit code 2."""
+    try:
+        main_function()
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def create_folder(path):
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(final_path):
+    """Yield a temporary path beside final_path; rename it over final_path only on success.
+
+    A killed or failed writer therefore never leaves a file that looks finished.
+    """
+    folder = os.path.dirname(os.path.abspath(final_path))
+    create_folder(folder)
+    handle, temp_path = tempfile.mkstemp(
+        dir=folder, prefix=f".{os.path.basename(final_path)}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        yield temp_path
+        os.replace(temp_path, final_path)
+    finally:
+        if os.path.exists(temp_path):
+            os.remove(temp_path)
+
+
+def atomic_pickle_dump(obj, path):
+    with atomic_path(path) as temp_path:
+        with open(temp_path, "wb") as f:
+            pickle.dump(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_torch_save(obj, path):
+    import torch
+    with atomic_path(path) as temp_path:
+        torch.save(obj, temp_path)
+
+
+def atomic_write_text(text, path):
+    with atomic_path(path) as temp_path:
+        with open(temp_path, "w") as f:
+            f.write(text)
+
+
+def create_logging(log_dir, name="log", filemode="a"):
+    """Log to `log_dir/<name>.log` and to the console; returns the log file path."""
+    create_folder(log_dir)
+    log_path = os.path.join(log_dir, f"{name}.log")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in list(root.handlers):  # one run per process may call this twice (tests, all folds)
+        root.removeHandler(handler)
+        handler.close()
+    file_handler = logging.FileHandler(log_path, mode=filemode)
+    file_handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(filename)s[%(lineno)d] %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    console = logging.StreamHandler()
+    console.setFormatter(logging.Formatter("%(message)s"))
+    root.addHandler(file_handler)
+    root.addHandler(console)
+    return log_path
+
+
+def set_seed(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import torch
+        torch.manual_seed(seed)
+    except ImportError:
+        pass
+
+
+def require_file(path, flag):
+    """Fail with a usage error naming the flag when a required input file is missing."""
+    if not path or not os.path.isfile(path):
+        raise UsageError(f"{flag}={path}: file not found; check the path")
+    return path
+
+
+def run_subdir(holdout_fold, model_type, pretrain, loss_type, augmentation, batch_size, freeze_base):
+    """The original recipe's per-run folder, shared by statistics, checkpoints and logs."""
+    return os.path.join(
+        f"holdout_fold={holdout_fold}", model_type, f"pretrain={pretrain}",
+        f"loss_type={loss_type}", f"augmentation={augmentation}",
+        f"batch_size={batch_size}", f"freeze_base={freeze_base}")
+
+
+def run_dirs(workspace, subdir):
+    """Statistics, checkpoints and logs folders of one run: workspace/{kind}/main/<subdir>."""
+    return {kind: os.path.join(workspace, kind, "main", subdir)
+            for kind in ("statistics", "checkpoints", "logs")}
