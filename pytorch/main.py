@@ -1,0 +1,112 @@
+"""Fine-tune PANNs on a packed HDF5 (GTZAN genres, IAB labels, or your own audio).
+
+    python3 pytorch/main.py train --workspace=WS --holdout_fold=1 --model_type=Transfer_Cnn14 \\
+        --pretrained_checkpoint_path=Cnn14_mAP=0.431.pth --loss_type=clip_nll \\
+        --augmentation=mixup --learning_rate=1e-4 --batch_size=32 --stop_iteration=2000 --cuda
+"""
+import argparse
+import os
+import sys
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_DIR)
+sys.path.insert(0, os.path.join(REPO_DIR, "pytorch"))
+
+from utils import config
+from utils.features import default_features_path
+from utils.utilities import UsageError, run_cli
+
+
+def str2bool(value):
+    """--freeze_base alone, or --freeze_base=True/False as some scripts write it."""
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {value}")
+
+
+def add_audio_flags(parser):
+    group = parser.add_argument_group("front end (PANNs defaults; the sample rate comes from the HDF5)")
+    group.add_argument("--window_size", type=int, default=config.WINDOW_SIZE)
+    group.add_argument("--hop_size", type=int, default=config.HOP_SIZE)
+    group.add_argument("--mel_bins", type=int, default=config.MEL_BINS)
+    group.add_argument("--fmin", type=int, default=config.FMIN)
+    group.add_argument("--fmax", type=int, default=config.FMAX)
+
+
+def add_train_parser(subparsers):
+    parser = subparsers.add_parser("train", help="train one holdout fold")
+    parser.add_argument("--dataset_dir", default=None, help="accepted for the original recipe; unused")
+    parser.add_argument("--workspace", required=True)
+    parser.add_argument("--features", default=None,
+                        help="packed HDF5 (default WS/features/waveform.h5)")
+    parser.add_argument("--mini_data", action="store_true",
+                        help="read WS/features/minidata_waveform.h5")
+    parser.add_argument("--holdout_fold", default="1", help="1..10")
+    parser.add_argument("--model_type", default="Transfer_Cnn14")
+    parser.add_argument("--pretrained_checkpoint_path", default=None)
+    parser.add_argument("--freeze_base", nargs="?", const=True, default=False, type=str2bool)
+    parser.add_argument("--loss_type", default=None,
+                        help="clip_nll (single-label) or clip_bce (multi-label); default by task")
+    parser.add_argument("--augmentation", default="mixup", choices=["none", "mixup"])
+    parser.add_argument("--learning_rate", type=float, default=1e-4)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--resume_iteration", type=int, default=0)
+    parser.add_argument("--stop_iteration", type=int, default=2000)
+    parser.add_argument("--eval_every", type=int, default=200)
+    parser.add_argument("--save_every", type=int, default=2000)
+    parser.add_argument("--threshold", type=float, default=0.5, help="multi-label decision threshold")
+    parser.add_argument("--cuda", action="store_true", help="use the GPU when there is one")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--num_workers", type=int, default=2)
+    parser.add_argument("--in_memory", default="auto", choices=["auto", "yes", "no"],
+                        help="read the whole HDF5 into RAM (auto: when it fits)")
+    parser.add_argument("--seed", type=int, default=1234)
+    add_audio_flags(parser)
+    parser.set_defaults(handler=run_train)
+
+
+def validate_train_args(args):
+    if args.holdout_fold not in [str(fold) for fold in range(1, config.FOLDS_NUM + 1)]:
+        raise UsageError(f"--holdout_fold={args.holdout_fold}: use 1..{config.FOLDS_NUM}")
+    args.holdout_fold = int(args.holdout_fold)
+    for flag in ("batch_size", "eval_every", "save_every", "stop_iteration"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag}={getattr(args, flag)}: must be at least 1")
+    if not 0 <= args.resume_iteration <= args.stop_iteration:
+        raise UsageError(f"--resume_iteration={args.resume_iteration}: must be 0..--stop_iteration")
+    if args.learning_rate <= 0:
+        raise UsageError(f"--learning_rate={args.learning_rate}: must be positive")
+    if args.num_workers < 0:
+        raise UsageError(f"--num_workers={args.num_workers}: must be 0 or more")
+    if not 0 < args.threshold < 1:
+        raise UsageError(f"--threshold={args.threshold}: must be between 0 and 1")
+    args.in_memory = {"auto": "auto", "yes": True, "no": False}[args.in_memory]
+    args.features = args.features or default_features_path(args.workspace, args.mini_data)
+    if args.pretrained_checkpoint_path and not os.path.isfile(args.pretrained_checkpoint_path):
+        raise UsageError(f"--pretrained_checkpoint_path={args.pretrained_checkpoint_path}: "
+                         "file not found")
+
+
+def run_train(args):
+    from train import train
+    validate_train_args(args)
+    train(args)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    subparsers = parser.add_subparsers(dest="mode", required=True)
+    add_train_parser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    run_cli(main)

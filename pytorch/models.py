@@ -1,0 +1,402 @@
+"""PANNs audio taggers (Cnn14, Cnn6) and their transfer-learning heads.
+
+The layer names, shapes and order follow the published PANNs code
+(qiuqiangkong/audioset_tagging_cnn), so the official AudioSet checkpoints
+(e.g. Cnn14_mAP=0.431.pth, Cnn6_mAP=0.343.pth: {'model': state_dict, ...}) load exactly.
+"""
+import logging
+import numbers
+from collections.abc import Mapping
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchlibrosa.augmentation import SpecAugmentation
+from torchlibrosa.stft import LogmelFilterBank, Spectrogram
+
+from utils.config import AUDIOSET_CLASSES_NUM, MULTI_LABEL, SINGLE_LABEL, TASKS
+from utils.utilities import UsageError, require_file
+from pytorch_utils import do_mixup
+
+
+def init_layer(layer):
+    """Xavier-uniform weights and zero bias, as in PANNs."""
+    nn.init.xavier_uniform_(layer.weight)
+    if getattr(layer, "bias", None) is not None:
+        layer.bias.data.fill_(0.)
+
+
+def init_bn(bn):
+    bn.bias.data.fill_(0.)
+    bn.weight.data.fill_(1.)
+
+
+def mixup_weights(mixup_lambda, x):
+    """mixup_lambda (array or tensor) as a tensor beside x, checked against x's batch size."""
+    lam = torch.as_tensor(mixup_lambda, dtype=x.dtype, device=x.device)
+    if x.shape[0] % 2 or lam.shape != (x.shape[0],):
+        raise ValueError(f"mixup needs an even batch and one lambda per example; got batch "
+                         f"{x.shape[0]} and mixup_lambda of shape {tuple(lam.shape)}")
+    return lam
+
+
+class ConvBlock(nn.Module):
+    """Two 3x3 conv + BN + ReLU layers, then average pooling (Cnn14)."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        # Attribute order fixes the state_dict order: conv1, conv2, bn1, bn2 as published.
+        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=(3, 3), stride=(1, 1),
+                               padding=(1, 1), bias=False)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=(3, 3), stride=(1, 1),
+                               padding=(1, 1), bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        init_layer(self.conv1)
+        init_layer(self.conv2)
+        init_bn(self.bn1)
+        init_bn(self.bn2)
+
+    def forward(self, x, pool_size=(2, 2)):
+        x = F.relu_(self.bn1(self.conv1(x)))
+        x = F.relu_(self.bn2(self.conv2(x)))
+        return F.avg_pool2d(x, kernel_size=pool_size)
+
+
+class ConvBlock5x5(nn.Module):
+    """One 5x5 conv + BN + ReLU layer, then average pooling (Cnn6)."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=(5, 5), stride=(1, 1),
+                               padding=(2, 2), bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        init_layer(self.conv1)
+        init_bn(self.bn1)
+
+    def forward(self, x, pool_size=(2, 2)):
+        x = F.relu_(self.bn1(self.conv1(x)))
+        return F.avg_pool2d(x, kernel_size=pool_size)
+
+
+def check_positive_int(name, value):
+    if not isinstance(value, numbers.Integral) or value < 1:  # Integral admits numpy ints
+        raise UsageError(f"{name}={value} must be a positive integer; fix --{name}")
+
+
+def check_audio_settings(sample_rate, window_size, hop_size, mel_bins, fmin, fmax,
+                         classes_num, min_mel_bins):
+    """Reject settings that would fail later or silently produce empty mel bands."""
+    for name, value in (("sample_rate", sample_rate), ("window_size", window_size),
+                        ("hop_size", hop_size), ("mel_bins", mel_bins),
+                        ("classes_num", classes_num)):
+        check_positive_int(name, value)
+    if hop_size > window_size:
+        raise UsageError(f"hop_size={hop_size} is larger than window_size={window_size}, so "
+                         f"samples between frames would be skipped; lower --hop_size")
+    if mel_bins < min_mel_bins:
+        raise UsageError(f"mel_bins={mel_bins} is too few: the network halves the mel axis "
+                         f"down to at least 1 bin and needs mel_bins >= {min_mel_bins}; "
+                         f"raise --mel_bins")
+    nyquist = sample_rate / 2
+    if fmax > nyquist:
+        raise UsageError(f"fmax={fmax} is above the Nyquist frequency {nyquist:g} of "
+                         f"sample_rate={sample_rate}; lower --fmax")
+    if fmin < 0:
+        raise UsageError(f"fmin={fmin} is negative; raise --fmin")
+    if fmin >= fmax:
+        raise UsageError(f"fmin={fmin} is not below fmax={fmax}; lower --fmin or raise --fmax")
+
+
+class PannsTagger(nn.Module):
+    """Shared PANNs body: log-mel front end, SpecAugment, mixup, conv blocks, fc1, fc_audioset.
+
+    Subclasses set `embedding_size` and `pooled_blocks_num`, create conv_block1..N, and list
+    them with their pool sizes in `conv_stack()`.
+    """
+    embedding_size = None
+    pooled_blocks_num = None  # blocks with 2x2 pooling: the input needs 2**n frames and mel bins
+
+    def __init__(self, sample_rate, window_size, hop_size, mel_bins, fmin, fmax, classes_num):
+        super().__init__()
+        check_audio_settings(sample_rate, window_size, hop_size, mel_bins, fmin, fmax,
+                             classes_num, min_mel_bins=2 ** self.pooled_blocks_num)
+        self.hop_size = hop_size
+        self.window_size = window_size
+
+        self.spectrogram_extractor = Spectrogram(
+            n_fft=window_size, hop_length=hop_size, win_length=window_size, window="hann",
+            center=True, pad_mode="reflect", freeze_parameters=True)
+        self.logmel_extractor = LogmelFilterBank(
+            sr=sample_rate, n_fft=window_size, n_mels=mel_bins, fmin=fmin, fmax=fmax,
+            ref=1.0, amin=1e-10, top_db=None, freeze_parameters=True)
+        self.spec_augmenter = SpecAugmentation(
+            time_drop_width=64, time_stripes_num=2, freq_drop_width=8, freq_stripes_num=2)
+        # Published code hard-codes BatchNorm2d(64): the same as mel_bins=64, the value
+        # every released checkpoint was trained with.
+        self.bn0 = nn.BatchNorm2d(mel_bins)
+        init_bn(self.bn0)
+
+    def build_head(self, classes_num):
+        self.fc1 = nn.Linear(self.embedding_size, self.embedding_size, bias=True)
+        self.fc_audioset = nn.Linear(self.embedding_size, classes_num, bias=True)
+        init_layer(self.fc1)
+        init_layer(self.fc_audioset)
+
+    def conv_stack(self):
+        raise NotImplementedError
+
+    def check_clip_length(self, samples):
+        # center=True gives 1 + samples // hop frames; reflect padding needs > window/2 samples.
+        min_samples = max((2 ** self.pooled_blocks_num - 1) * self.hop_size,
+                          self.window_size // 2 + 1)
+        if samples < min_samples:
+            raise UsageError(f"audio of {samples} samples is too short for "
+                             f"{type(self).__name__}: it needs at least {min_samples} samples")
+
+    def logmel(self, waveform):
+        """(batch, samples) -> (batch, 1, frames, mel_bins), always computed in fp32.
+
+        The squared STFT magnitude overflows fp16, so autocast is switched off here.
+        """
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            x = self.spectrogram_extractor(waveform.float())
+            return self.logmel_extractor(x)
+
+    def forward(self, input, mixup_lambda=None):
+        """input: (batch, samples) waveform. Returns {'clipwise_output', 'embedding'}.
+
+        With mixup_lambda (one weight per example) the batch is mixed in pairs and halved.
+        """
+        self.check_clip_length(input.shape[-1])
+        x = self.logmel(input)
+
+        x = x.transpose(1, 3)  # normalise each mel bin
+        x = self.bn0(x)
+        x = x.transpose(1, 3)
+
+        # SpecAugment follows its own module's mode (torchlibrosa's DropStripes checks
+        # self.training), so a frozen base in eval mode can still augment; see Transfer models.
+        x = self.spec_augmenter(x)
+
+        # Published code mixes only when self.training; here a given lambda is always applied,
+        # so mixup also works with a frozen base kept in eval mode. Callers pass one only
+        # for training batches.
+        if mixup_lambda is not None:
+            x = do_mixup(x, mixup_weights(mixup_lambda, x))  # pairs mixed, batch halved
+
+        for block, pool_size in self.conv_stack():
+            x = F.dropout(block(x, pool_size), p=0.2, training=self.training)
+
+        x = torch.mean(x, dim=3)  # over mel bins
+        x = torch.max(x, dim=2)[0] + torch.mean(x, dim=2)  # over time
+        x = F.dropout(x, p=0.5, training=self.training)
+        x = F.relu_(self.fc1(x))
+        embedding = F.dropout(x, p=0.5, training=self.training)
+        # As published, the AudioSet head reads fc1's output before the second dropout.
+        clipwise_output = torch.sigmoid(self.fc_audioset(x))
+        return {"clipwise_output": clipwise_output, "embedding": embedding}
+
+
+class Cnn14(PannsTagger):
+    embedding_size = 2048
+    pooled_blocks_num = 5
+
+    def __init__(self, sample_rate, window_size, hop_size, mel_bins, fmin, fmax,
+                 classes_num=AUDIOSET_CLASSES_NUM):
+        super().__init__(sample_rate, window_size, hop_size, mel_bins, fmin, fmax, classes_num)
+        self.conv_block1 = ConvBlock(1, 64)
+        self.conv_block2 = ConvBlock(64, 128)
+        self.conv_block3 = ConvBlock(128, 256)
+        self.conv_block4 = ConvBlock(256, 512)
+        self.conv_block5 = ConvBlock(512, 1024)
+        self.conv_block6 = ConvBlock(1024, 2048)
+        self.build_head(classes_num)
+
+    def conv_stack(self):
+        return [(self.conv_block1, (2, 2)), (self.conv_block2, (2, 2)),
+                (self.conv_block3, (2, 2)), (self.conv_block4, (2, 2)),
+                (self.conv_block5, (2, 2)), (self.conv_block6, (1, 1))]
+
+
+class Cnn6(PannsTagger):
+    embedding_size = 512
+    pooled_blocks_num = 4
+
+    def __init__(self, sample_rate, window_size, hop_size, mel_bins, fmin, fmax,
+                 classes_num=AUDIOSET_CLASSES_NUM):
+        super().__init__(sample_rate, window_size, hop_size, mel_bins, fmin, fmax, classes_num)
+        self.conv_block1 = ConvBlock5x5(1, 64)
+        self.conv_block2 = ConvBlock5x5(64, 128)
+        self.conv_block3 = ConvBlock5x5(128, 256)
+        self.conv_block4 = ConvBlock5x5(256, 512)
+        self.build_head(classes_num)
+
+    def conv_stack(self):
+        return [(self.conv_block1, (2, 2)), (self.conv_block2, (2, 2)),
+                (self.conv_block3, (2, 2)), (self.conv_block4, (2, 2))]
+
+
+def read_checkpoint(checkpoint_path):
+    """Load a torch checkpoint file on the CPU; a non-checkpoint file is a UsageError."""
+    require_file(checkpoint_path, "--pretrained_checkpoint_path")
+    try:
+        return torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    except Exception:
+        pass
+    try:
+        # Official PANNs checkpoints may pickle more than tensors (e.g. sampler state), which
+        # the weights-only loader refuses; they come from a path the user chose to trust.
+        return torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"{checkpoint_path} is not a readable PyTorch checkpoint ({reason})")
+
+
+def checkpoint_state_dict(checkpoint, checkpoint_path):
+    """The state dict inside an official checkpoint ({'model': ...}) or a bare state dict."""
+    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("model"), Mapping):
+        checkpoint = checkpoint["model"]
+    if not (isinstance(checkpoint, Mapping)
+            and all(isinstance(value, torch.Tensor) for value in checkpoint.values())):
+        raise UsageError(f"{checkpoint_path} holds neither {{'model': state_dict}} nor a "
+                         f"state dict of tensors")
+    return checkpoint
+
+
+def _first(items, limit=5):
+    items = list(items)
+    more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def load_state_dict_checked(module, state_dict, source):
+    """load_state_dict(strict=True), with a one-line UsageError naming `source` on any mismatch."""
+    expected = module.state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    mismatched = [f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model "
+                  f"{tuple(expected[key].shape)}"
+                  for key in expected
+                  if key in state_dict and state_dict[key].shape != expected[key].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_first(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_first(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatches: {_first(mismatched)}")
+    if problems:
+        raise UsageError(f"{source} does not fit {type(module).__name__} "
+                         f"(wrong model type or audio settings?): " + "; ".join(problems))
+
+    # The checkpoint's mel filters replace the ones built from fmin/fmax/sample_rate, as in the
+    # published code; the pretrained convolutions were trained on those filters.
+    melW = "logmel_extractor.melW"
+    if melW in expected and not torch.allclose(state_dict[melW].to(expected[melW]), expected[melW],
+                                               rtol=1e-3, atol=1e-5):
+        logging.warning("%s: its mel filterbank differs from the one for the configured "
+                        "sample_rate/fmin/fmax; the checkpoint's filterbank is used", source)
+    module.load_state_dict(state_dict, strict=True)
+
+
+def load_checkpoint(module, checkpoint_path):
+    """Load an official PANNs checkpoint (or bare state dict) into module; returns the raw file."""
+    checkpoint = read_checkpoint(checkpoint_path)
+    load_state_dict_checked(module, checkpoint_state_dict(checkpoint, checkpoint_path),
+                            checkpoint_path)
+    return checkpoint
+
+
+class TransferModel(nn.Module):
+    """A pretrained PANNs tagger as `base` plus a new linear head `fc_transfer`."""
+    base_class = None
+
+    def __init__(self, sample_rate, window_size, hop_size, mel_bins, fmin, fmax, classes_num,
+                 freeze_base, task=SINGLE_LABEL):
+        super().__init__()
+        if task not in TASKS:
+            raise UsageError(f"task={task!r} is unknown; choose one of {', '.join(TASKS)}")
+        check_positive_int("classes_num", classes_num)
+        self.task = task
+        self.freeze_base = bool(freeze_base)
+        self.base = self.base_class(sample_rate, window_size, hop_size, mel_bins, fmin, fmax,
+                                    AUDIOSET_CLASSES_NUM)
+        self.fc_transfer = nn.Linear(self.base.embedding_size, classes_num, bias=True)
+        init_layer(self.fc_transfer)
+
+        if self.freeze_base:
+            for param in self.base.parameters():
+                param.requires_grad = False
+            self.train(self.training)
+
+    def train(self, mode=True):
+        """A frozen base stays in eval mode: BatchNorm statistics stay put and dropout is off.
+
+        SpecAugment is kept following `mode`: it is a stateless input augmentation, and with
+        a frozen base it still regularises the head being trained, as it did when the base
+        was trained in the published recipe.
+        """
+        super().train(mode)
+        if self.freeze_base:
+            self.base.eval()
+            self.base.spec_augmenter.train(mode)
+        return self
+
+    def load_from_pretrain(self, pretrained_checkpoint_path):
+        """Load an official AudioSet checkpoint into `base` (keys and shapes must match exactly)."""
+        return load_checkpoint(self.base, pretrained_checkpoint_path)
+
+    def forward(self, input, mixup_lambda=None):
+        """input: (batch, samples). clipwise_output is log-probabilities for single_label,
+        probabilities per class for multi_label."""
+        output_dict = self.base(input, mixup_lambda)
+        embedding = output_dict["embedding"]
+        logits = self.fc_transfer(embedding)
+        if self.task == MULTI_LABEL:
+            clipwise_output = torch.sigmoid(logits)
+        else:
+            clipwise_output = torch.log_softmax(logits, dim=-1)
+        return {"clipwise_output": clipwise_output, "embedding": embedding}
+
+
+class Transfer_Cnn14(TransferModel):
+    base_class = Cnn14
+
+
+class Transfer_Cnn6(TransferModel):
+    base_class = Cnn6
+
+
+MODELS = {"Cnn14": Cnn14, "Cnn6": Cnn6,
+          "Transfer_Cnn14": Transfer_Cnn14, "Transfer_Cnn6": Transfer_Cnn6}
+
+
+def create_model(model_type, *, sample_rate, window_size, hop_size, mel_bins, fmin, fmax,
+                 classes_num, freeze_base=False, task=SINGLE_LABEL,
+                 pretrained_checkpoint_path=None):
+    """Build a model by name; load pretrained weights when a checkpoint path is given.
+
+    Plain Cnn14/Cnn6 are the AudioSet taggers (527 sigmoid outputs) and load the checkpoint
+    into the whole model; Transfer_* load it into their base.
+    """
+    if model_type not in MODELS:
+        raise UsageError(f"--model_type={model_type} is unknown; choose one of "
+                         f"{', '.join(MODELS)}")
+    audio = dict(sample_rate=sample_rate, window_size=window_size, hop_size=hop_size,
+                 mel_bins=mel_bins, fmin=fmin, fmax=fmax)
+    model_class = MODELS[model_type]
+    if issubclass(model_class, TransferModel):
+        model = model_class(**audio, classes_num=classes_num, freeze_base=freeze_base, task=task)
+        if pretrained_checkpoint_path:
+            model.load_from_pretrain(pretrained_checkpoint_path)
+        return model
+
+    if classes_num != AUDIOSET_CLASSES_NUM:
+        raise UsageError(f"{model_type} is the AudioSet tagger with {AUDIOSET_CLASSES_NUM} "
+                         f"classes, not {classes_num}; use Transfer_{model_type} for a new "
+                         f"label set")
+    model = model_class(**audio, classes_num=classes_num)
+    if pretrained_checkpoint_path:
+        load_checkpoint(model, pretrained_checkpoint_path)
+    return model

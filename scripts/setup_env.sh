@@ -1,0 +1,20 @@
+# Sourced by runme.sh and scripts/run_tests.sh: sets PYTHON to an interpreter with the packages.
+# Uses python3 as it is when it already has them, else a .venv in the repository (made once).
+REQUIRED_MODULES="torch, torchlibrosa, librosa, h5py, sklearn, matplotlib, soundfile, soxr, tqdm, iterstrat, pytest"
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+has_packages() { "$1" -c "import $REQUIRED_MODULES" 2>/dev/null; }
+
+if has_packages python3; then
+    PYTHON=python3
+else
+    PYTHON="$REPO_DIR/.venv/bin/python"
+    if ! has_packages "$PYTHON"; then
+        echo "Setting up $REPO_DIR/.venv (one time, a few minutes)..."
+        python3 -m venv "$REPO_DIR/.venv"
+        # torch first and pinned: torch==2.13.0 is the CPU wheel; a looser pin downloads CUDA builds.
+        "$PYTHON" -m pip install -q --disable-pip-version-check torch==2.13.0
+        "$PYTHON" -m pip install -q --disable-pip-version-check -r "$REPO_DIR/requirements.txt"
+    fi
+fi
+export PYTHON

@@ -1,0 +1,210 @@
+"""Plot validation metrics and training loss against iteration from statistics pickles.
+
+    python3 utils/plot_statistics.py --workspace=WS [--holdout_fold=F|all] [--model_type=M]
+        [--filter key=value ...] [--statistics_paths P1 P2 ...] [--output=PREFIX] [--compare]
+
+Writes PREFIX.png and PREFIX.pdf (default PREFIX: WS/figures/statistics).
+- one run: its curves;
+- several folds of one configuration: each fold as a thin line, their mean over the
+  iterations all folds reached as a thick line, and the min-max range across folds shaded;
+- several configurations (or --compare): one colour per configuration, each drawn as the mean
+  over its folds with its min-max range; the legend names the key=value parts that differ.
+Panels: validation accuracy (single-label) or validation mAP and macro-F1 (multi-label), then
+training loss.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from utils.config import MULTI_LABEL  # noqa: E402
+from utils.statistics_files import (  # noqa: E402
+    FOLD_KEY, MODEL_KEY, config_subpath, load_statistics, metric_curve, parse_filters,
+    require_statistics, run_info_for, task_of)
+from utils.utilities import UsageError, atomic_path, run_cli  # noqa: E402
+
+VALIDATION_PANELS = {  # task -> [(metric key, axis title)]
+    "single_label": [("accuracy", "Validation accuracy")],
+    MULTI_LABEL: [("mAP", "Validation mAP"), ("macro_f1", "Validation macro-F1")],
+}
+LOSS_PANEL = ("loss", "Training loss")
+
+
+def save_figure(figure, path):
+    """Save a matplotlib figure atomically; the format comes from the file extension."""
+    file_format = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    with atomic_path(path) as temp_path:
+        figure.savefig(temp_path, format=file_format, dpi=150)
+
+
+def mean_curve(curves):
+    """Mean, min and max of several (iterations, values) curves over the iterations all share.
+
+    Folds may stop at different iterations (one still running, one stopped early), so only
+    iterations present in every curve are averaged. Returns (iterations, mean, low, high).
+    """
+    curves = [curve for curve in curves if curve[0]]
+    if not curves:
+        return [], np.array([]), np.array([]), np.array([])
+    common = sorted(set.intersection(*(set(iterations) for iterations, _ in curves)))
+    stacked = np.array([[dict(zip(*curve))[iteration] for iteration in common] for curve in curves])
+    return common, stacked.mean(axis=0), stacked.min(axis=0), stacked.max(axis=0)
+
+
+class Run:
+    """One statistics file: where it is, what it is, what it holds."""
+
+    def __init__(self, path, run_info=None):
+        self.path = path
+        self.stats = load_statistics(path)
+        self.info = run_info or run_info_for(path, self.stats)
+        self.fold = self.info.get(FOLD_KEY, "?")
+        self.config = config_subpath(self.info)
+        self.task = task_of(self.stats)
+
+
+def group_by_configuration(runs):
+    """{config subpath: [runs]} in first-seen order."""
+    groups = {}
+    for run in runs:
+        groups.setdefault(run.config, []).append(run)
+    return groups
+
+
+def describe_configurations(groups):
+    """(legend label per configuration, title naming what they share)."""
+    infos = [{key: value for key, value in runs[0].info.items() if key != FOLD_KEY}
+             for runs in groups.values()]
+    keys = list(dict.fromkeys(key for info in infos for key in info))
+    differing = [key for key in keys if len({info.get(key) for info in infos}) > 1]
+    shared = [key for key in keys if key not in differing]
+
+    def describe(info, chosen_keys):
+        return ", ".join(info[key] if key == MODEL_KEY else f"{key}={info[key]}"
+                         for key in chosen_keys if key in info)
+
+    labels = [describe(info, differing) or config for info, config in zip(infos, groups)]
+    return labels, describe(infos[0], shared)
+
+
+def _panels(task):
+    return VALIDATION_PANELS.get(task, VALIDATION_PANELS["single_label"]) + [LOSS_PANEL]
+
+
+def _draw_mean(axes, curves, color, label, band_label=None):
+    iterations, mean, low, high = mean_curve(curves)
+    if not iterations:
+        return
+    axes.plot(iterations, mean, color=color, linewidth=2.2, label=label)
+    if len(curves) > 1:
+        axes.fill_between(iterations, low, high, color=color, alpha=0.15, linewidth=0,
+                          label=band_label)
+
+
+def _draw_panel(axes, groups, labels, panel, mode):
+    metric_key, title = panel
+    section = "train" if panel == LOSS_PANEL else "validate"
+    colors = [f"C{i % 10}" for i in range(len(groups))]
+    drawn = False
+    for runs, label, color in zip(groups.values(), labels, colors):
+        curves = [metric_curve(run.stats, metric_key, section) for run in runs]
+        drawn = drawn or any(iterations for iterations, _ in curves)
+        if mode == "single":
+            axes.plot(*curves[0], color=color, marker="." if len(curves[0][0]) < 50 else None,
+                      label=f"fold {runs[0].fold}")
+        elif mode == "folds":
+            for index, (run, curve) in enumerate(zip(runs, curves)):
+                axes.plot(*curve, color=f"C{index % 10}", linewidth=0.8, alpha=0.7,
+                          label=f"fold {run.fold}")
+            _draw_mean(axes, curves, "black", f"mean of {len(runs)} folds", "min-max over folds")
+        else:
+            _draw_mean(axes, curves, color, f"{label} ({len(runs)} fold{'s' * (len(runs) > 1)})")
+    axes.set_title(title)
+    axes.set_xlabel("Iteration")
+    axes.grid(True, alpha=0.3)
+    if drawn:
+        axes.legend(fontsize=7)
+    else:
+        axes.text(0.5, 0.5, f"no '{metric_key}' recorded", ha="center", va="center",
+                  transform=axes.transAxes, color="gray")
+
+
+def plot_statistics(paths, output_prefix, compare=False, run_infos=None):
+    """Plot the runs in `paths` (statistics pickles); returns [PREFIX.png, PREFIX.pdf].
+
+    run_infos (optional, one per path) describe the runs; otherwise they are parsed from paths.
+    """
+    from matplotlib.figure import Figure
+
+    if not paths:
+        raise UsageError("no statistics files to plot")
+    runs = [Run(path, info) for path, info in zip(paths, run_infos or [None] * len(paths))]
+    tasks = {run.task for run in runs}
+    if len(tasks) > 1:
+        raise UsageError(f"cannot plot single-label and multi-label runs together: {', '.join(paths)}")
+    groups = group_by_configuration(runs)
+    if compare or len(groups) > 1:
+        mode = "compare"
+    else:
+        mode = "single" if len(runs) == 1 else "folds"
+    labels, shared_title = describe_configurations(groups)
+
+    panels = _panels(tasks.pop())
+    figure = Figure(figsize=(5.5 * len(panels), 4.5), layout="constrained")
+    for index, panel in enumerate(panels):
+        _draw_panel(figure.add_subplot(1, len(panels), index + 1), groups, labels, panel, mode)
+    titles = {"compare": shared_title, "folds": runs[0].config,
+              "single": f"{FOLD_KEY}={runs[0].fold}/{runs[0].config}"}
+    figure.suptitle(titles[mode], fontsize=9)
+
+    written = []
+    for extension in ("png", "pdf"):
+        path = f"{output_prefix}.{extension}"
+        save_figure(figure, path)
+        written.append(path)
+    return written
+
+
+def parse_arguments(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workspace", help="workspace holding statistics/main/...")
+    parser.add_argument("--holdout_fold", default="all", help="a fold number, 'filtered', or 'all'")
+    parser.add_argument("--model_type")
+    parser.add_argument("--filter", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="keep runs whose path has KEY=VALUE, e.g. pretrain=True")
+    parser.add_argument("--statistics_paths", nargs="+", metavar="PICKLE",
+                        help="plot these files instead of searching the workspace")
+    parser.add_argument("--output", help="output path without extension "
+                                         "(default WS/figures/statistics)")
+    parser.add_argument("--compare", action="store_true",
+                        help="one curve per configuration (mean over its folds)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_arguments(argv)
+    filters = parse_filters(args.filter)
+    if args.statistics_paths:
+        for path in args.statistics_paths:
+            if not os.path.isfile(path):
+                raise UsageError(f"--statistics_paths {path}: file not found")
+        paths, infos = args.statistics_paths, None
+    else:
+        if not args.workspace:
+            raise UsageError("--workspace is required (or give --statistics_paths and --output)")
+        found = require_statistics(args.workspace, args.holdout_fold, args.model_type, filters)
+        infos, paths = [info for info, _ in found], [path for _, path in found]
+    output = args.output
+    if not output:
+        if not args.workspace:
+            raise UsageError("--output is required when --workspace is not given")
+        output = os.path.join(args.workspace, "figures", "statistics")
+    for path in plot_statistics(paths, output, compare=args.compare, run_infos=infos):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
