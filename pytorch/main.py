@@ -43,7 +43,11 @@ def add_train_parser(subparsers):
                         help="packed HDF5 (default WS/features/waveform.h5)")
     parser.add_argument("--mini_data", action="store_true",
                         help="read WS/features/minidata_waveform.h5")
-    parser.add_argument("--holdout_fold", default="1", help="1..10")
+    parser.add_argument("--holdout_fold", default="1",
+                        help="1..10, or 'all' to train the ten folds in turn and summarise them")
+    parser.add_argument("--split", default="folds", choices=["folds", "filtered"],
+                        help="folds: the HDF5's 10 folds; filtered: GTZAN's artist-filtered "
+                             "train/valid/test lists (Kereliuk, Sturm & Larsen 2015)")
     parser.add_argument("--model_type", default="Transfer_Cnn14")
     parser.add_argument("--pretrained_checkpoint_path", default=None)
     parser.add_argument("--freeze_base", nargs="?", const=True, default=False, type=str2bool)
@@ -56,9 +60,17 @@ def add_train_parser(subparsers):
     parser.add_argument("--stop_iteration", type=int, default=2000)
     parser.add_argument("--eval_every", type=int, default=200)
     parser.add_argument("--save_every", type=int, default=2000)
+    parser.add_argument("--keep_best", action="store_true",
+                        help="also keep best.pth, the checkpoint with the best validation score")
+    parser.add_argument("--early_stop_patience", type=int, default=0,
+                        help="stop after this many evaluations without improvement (0: never)")
     parser.add_argument("--threshold", type=float, default=0.5, help="multi-label decision threshold")
     parser.add_argument("--cuda", action="store_true", help="use the GPU when there is one")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--channels_last", action="store_true",
+                        help="channels-last memory format (faster convolutions on GPUs)")
+    parser.add_argument("--no_spec_augment", action="store_true", help="switch SpecAugment off")
     parser.add_argument("--num_workers", type=int, default=2)
     parser.add_argument("--in_memory", default="auto", choices=["auto", "yes", "no"],
                         help="read the whole HDF5 into RAM (auto: when it fits)")
@@ -68,9 +80,17 @@ def add_train_parser(subparsers):
 
 
 def validate_train_args(args):
-    if args.holdout_fold not in [str(fold) for fold in range(1, config.FOLDS_NUM + 1)]:
-        raise UsageError(f"--holdout_fold={args.holdout_fold}: use 1..{config.FOLDS_NUM}")
-    args.holdout_fold = int(args.holdout_fold)
+    folds = [str(fold) for fold in range(1, config.FOLDS_NUM + 1)]
+    if args.split == "filtered":
+        args.holdout_fold = "filtered"  # the run's folder name: holdout_fold=filtered
+    elif args.holdout_fold == "all":
+        pass
+    elif args.holdout_fold in folds:
+        args.holdout_fold = int(args.holdout_fold)
+    else:
+        raise UsageError(f"--holdout_fold={args.holdout_fold}: use 1..{config.FOLDS_NUM} or all")
+    if args.early_stop_patience < 0:
+        raise UsageError(f"--early_stop_patience={args.early_stop_patience}: must be 0 or more")
     for flag in ("batch_size", "eval_every", "save_every", "stop_iteration"):
         if getattr(args, flag) < 1:
             raise UsageError(f"--{flag}={getattr(args, flag)}: must be at least 1")
@@ -90,9 +110,13 @@ def validate_train_args(args):
 
 
 def run_train(args):
-    from train import train
     validate_train_args(args)
-    train(args)
+    if args.holdout_fold == "all":
+        from cross_validation import train_all_folds
+        train_all_folds(args)
+    else:
+        from train import train
+        train(args)
 
 
 def build_parser():
@@ -104,7 +128,9 @@ def build_parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # --holdout_fold=all re-runs the user's own command line per fold
     args.handler(args)
 
 

@@ -108,6 +108,17 @@ def check_audio_settings(sample_rate, window_size, hop_size, mel_bins, fmin, fma
         raise UsageError(f"fmin={fmin} is not below fmax={fmax}; lower --fmin or raise --fmax")
 
 
+SPEC_AUGMENT_TIME_WIDTH = 64
+
+
+def check_spec_augment_fits(frames):
+    # torchlibrosa draws stripe starts in [0, frames - width): shorter inputs crash inside it.
+    if frames <= SPEC_AUGMENT_TIME_WIDTH:
+        raise UsageError(f"clips of {frames} frames are too short for SpecAugment's "
+                         f"{SPEC_AUGMENT_TIME_WIDTH}-frame time stripes; use longer clips "
+                         "(at least 0.65 s at hop 320 and 32 kHz) or --no_spec_augment")
+
+
 class PannsTagger(nn.Module):
     """Shared PANNs body: log-mel front end, SpecAugment, mixup, conv blocks, fc1, fc_audioset.
 
@@ -131,7 +142,7 @@ class PannsTagger(nn.Module):
             sr=sample_rate, n_fft=window_size, n_mels=mel_bins, fmin=fmin, fmax=fmax,
             ref=1.0, amin=1e-10, top_db=None, freeze_parameters=True)
         self.spec_augmenter = SpecAugmentation(
-            time_drop_width=64, time_stripes_num=2, freq_drop_width=8, freq_stripes_num=2)
+            time_drop_width=SPEC_AUGMENT_TIME_WIDTH, time_stripes_num=2, freq_drop_width=8, freq_stripes_num=2)
         # Published code hard-codes BatchNorm2d(64): the same as mel_bins=64, the value
         # every released checkpoint was trained with.
         self.bn0 = nn.BatchNorm2d(mel_bins)
@@ -177,6 +188,8 @@ class PannsTagger(nn.Module):
 
         # SpecAugment follows its own module's mode (torchlibrosa's DropStripes checks
         # self.training), so a frozen base in eval mode can still augment; see Transfer models.
+        if self.spec_augmenter.training and isinstance(self.spec_augmenter, SpecAugmentation):
+            check_spec_augment_fits(x.shape[2])
         x = self.spec_augmenter(x)
 
         # Published code mixes only when self.training; here a given lambda is always applied,

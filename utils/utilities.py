@@ -44,6 +44,9 @@ def atomic_path(final_path):
     os.close(handle)
     try:
         yield temp_path
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(temp_path, final_path)
     finally:
         if os.path.exists(temp_path):

@@ -1,0 +1,79 @@
+"""--holdout_fold=all: train the ten folds in turn (one fold per GPU where there are several),
+then write the cross-validation summary under WS/results/<configuration>/."""
+import copy
+import logging
+import os
+import subprocess
+import sys
+
+import torch
+
+from losses import resolve_loss_type
+from train import run_directories, train
+from utils import config
+from utils.cv_summary import summarize_folds, write_summary
+from utils.data_generator import read_hdf5_info
+from utils.statistics_files import config_subpath, run_info_for
+from utils.utilities import UsageError
+
+MAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "main.py")
+
+
+def fold_command(argv, fold):
+    """The user's own command line with --holdout_fold set to one fold."""
+    kept = []
+    skip_next = False
+    for argument in argv:
+        if skip_next:
+            skip_next = False
+        elif argument == "--holdout_fold":
+            skip_next = True
+        elif not argument.startswith("--holdout_fold="):
+            kept.append(argument)
+    return [sys.executable, MAIN_SCRIPT] + kept + [f"--holdout_fold={fold}"]
+
+
+def train_folds_on_gpus(args, folds, gpus):
+    """One fold per GPU at once, each in its own process; the next fold starts when a GPU frees."""
+    waiting, running, failed = list(folds), {}, []
+    while waiting or running:
+        while waiting and len(running) < gpus:
+            gpu = next(index for index in range(gpus) if index not in running.values())
+            fold = waiting.pop(0)
+            environment = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu))
+            process = subprocess.Popen(fold_command(args.argv, fold), env=environment,
+                                       stdout=subprocess.DEVNULL)  # each fold logs to its file
+            running[process] = gpu
+            logging.info("fold %d started on GPU %d", fold, gpu)
+        process = next(iter(running))
+        process.wait()
+        del running[process]
+        if process.returncode:
+            failed.append(process.args[-1])
+    if failed:
+        raise UsageError(f"folds failed: {', '.join(failed)}; see their logs under "
+                         f"{args.workspace}/logs/main/")
+
+
+def train_all_folds(args):
+    folds = list(range(1, config.FOLDS_NUM + 1))
+    gpus = torch.cuda.device_count() if args.cuda else 0
+    if gpus > 1 and "WORLD_SIZE" not in os.environ:
+        train_folds_on_gpus(args, folds, gpus)
+    else:
+        for fold in folds:
+            fold_args = copy.copy(args)
+            fold_args.holdout_fold = fold
+            train(fold_args)
+
+    loss_type = resolve_loss_type(args.loss_type, read_hdf5_info(args.features)["task"])
+    paths = []
+    for fold in folds:
+        fold_args = copy.copy(args)
+        fold_args.holdout_fold = fold
+        paths.append(os.path.join(run_directories(fold_args, loss_type)["statistics"],
+                                  "statistics.pickle"))
+    configuration = config_subpath(run_info_for(paths[0]))
+    out_dir = os.path.join(args.workspace, "results", configuration)
+    for path in write_summary(summarize_folds(paths), out_dir, title=configuration):
+        print(f"wrote {path}")

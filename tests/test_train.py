@@ -1,0 +1,163 @@
+"""Training through pytorch/main.py on a tiny packed set: statistics, checkpoints, resume, freeze."""
+import csv
+import glob
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import main as main_script
+from helpers import make_class_folders, run_script
+from models import create_model
+from utils.features import one_hot, pack_to_hdf5, scan_class_folders
+
+AUDIO = dict(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000)
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tones")
+    make_class_folders(root / "data", classes=("high", "low", "mid"), clips_per_class=10,
+                       seconds=1.0)
+    labels, found = scan_class_folders(str(root / "data"))
+    items = [(name, path, one_hot(index, len(labels))) for name, path, index in found]
+    path = str(root / "waveform.h5")
+    pack_to_hdf5(items, labels, "single_label", path, clip_duration=1.0)
+    return path
+
+
+def run_dir(workspace, kind, model="Transfer_Cnn6", augmentation="mixup", batch_size=4,
+            freeze_base=False, pretrain=False, fold=1):
+    return os.path.join(workspace, kind, "main", f"holdout_fold={fold}", model,
+                        f"pretrain={pretrain}", "loss_type=clip_nll",
+                        f"augmentation={augmentation}", f"batch_size={batch_size}",
+                        f"freeze_base={freeze_base}")
+
+
+def train(workspace, features, *extra, model="Transfer_Cnn6"):
+    main_script.main(["train", f"--workspace={workspace}", f"--features={features}",
+                      f"--model_type={model}", "--batch_size=4", "--num_workers=0",
+                      "--learning_rate=1e-3", *map(str, extra)])
+
+
+def load_statistics(workspace, **kwargs):
+    with open(os.path.join(run_dir(workspace, "statistics", **kwargs), "statistics.pickle"), "rb") as f:
+        return pickle.load(f)
+
+
+@pytest.mark.parametrize("augmentation", ["mixup", "none"])
+def test_training_writes_statistics_and_checkpoints(tmp_path, features, augmentation):
+    train(tmp_path, features, "--holdout_fold=1", f"--augmentation={augmentation}",
+          "--stop_iteration=4", "--eval_every=2", "--save_every=2")
+    statistics = load_statistics(tmp_path, augmentation=augmentation)
+    assert [entry["iteration"] for entry in statistics["validate"]] == [0, 2, 4]
+    assert [entry["iteration"] for entry in statistics["train"]] == [1, 2, 3, 4]
+    assert all(np.isfinite(entry["loss"]) for entry in statistics["train"])
+    validation = statistics["validate"][-1]
+    assert 0 <= validation["accuracy"] <= 1 and len(validation["per_class_f1"]) == 3
+    assert statistics["meta"]["labels"] == ["high", "low", "mid"]
+    checkpoints = run_dir(tmp_path, "checkpoints", augmentation=augmentation)
+    assert sorted(os.listdir(checkpoints)) == ["2_iterations.pth", "4_iterations.pth"]
+    checkpoint = torch.load(os.path.join(checkpoints, "4_iterations.pth"), weights_only=False)
+    assert checkpoint["iteration"] == 4 and checkpoint["labels"] == ["high", "low", "mid"]
+    assert checkpoint["audio_settings"]["clip_samples"] == 32000
+    first = torch.load(os.path.join(checkpoints, "2_iterations.pth"), weights_only=False)
+    assert not torch.equal(first["model"]["fc_transfer.weight"], checkpoint["model"]["fc_transfer.weight"])
+    backups = glob.glob(os.path.join(run_dir(tmp_path, "statistics", augmentation=augmentation),
+                                     "statistics_*.pickle"))
+    assert len(backups) == 1  # the original's timestamped backup
+    assert os.path.isfile(os.path.join(run_dir(tmp_path, "logs", augmentation=augmentation), "train.log"))
+
+
+def test_transfer_cnn14_trains(tmp_path, features):
+    train(tmp_path, features, "--stop_iteration=2", "--eval_every=2", model="Transfer_Cnn14")
+    statistics = load_statistics(tmp_path, model="Transfer_Cnn14")
+    assert len(statistics["train"]) == 2 and np.isfinite(statistics["train"][-1]["loss"])
+
+
+def test_resume_replays_the_uninterrupted_run(tmp_path, features):
+    common = ["--stop_iteration=6", "--eval_every=2", "--save_every=3", "--augmentation=mixup"]
+    train(tmp_path / "straight", features, *common)
+    train(tmp_path / "resumed", features, *common[1:], "--stop_iteration=3")
+    train(tmp_path / "resumed", features, *common, "--resume_iteration=3")
+    straight = load_statistics(tmp_path / "straight")
+    resumed = load_statistics(tmp_path / "resumed")
+    assert [e["iteration"] for e in resumed["train"]] == list(range(1, 7))
+    np.testing.assert_allclose([e["loss"] for e in resumed["train"]],
+                               [e["loss"] for e in straight["train"]], rtol=1e-5)
+    assert [e["iteration"] for e in resumed["validate"]] == [0, 2, 3, 4, 6]
+    final = [torch.load(os.path.join(run_dir(tmp_path / name, "checkpoints"), "6_iterations.pth"),
+                        weights_only=False)["model"] for name in ("straight", "resumed")]
+    for key in final[0]:
+        torch.testing.assert_close(final[0][key], final[1][key], rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_pretrained_base_stays_put(tmp_path, features):
+    pretrained = create_model("Cnn6", **AUDIO, classes_num=527)
+    checkpoint_path = tmp_path / "Cnn6_mAP=0.343.pth"
+    torch.save({"model": pretrained.state_dict(), "iteration": 0}, checkpoint_path)
+    train(tmp_path, features, f"--pretrained_checkpoint_path={checkpoint_path}", "--freeze_base",
+          "--stop_iteration=3", "--eval_every=3", "--save_every=3")
+    trained = torch.load(os.path.join(run_dir(tmp_path, "checkpoints", freeze_base=True,
+                                              pretrain=True), "3_iterations.pth"),
+                         weights_only=False)["model"]
+    for key, value in pretrained.state_dict().items():  # weights and BN statistics alike
+        assert torch.equal(trained[f"base.{key}"], value), key
+    assert not torch.equal(trained["fc_transfer.weight"],
+                           create_model("Transfer_Cnn6", **AUDIO, classes_num=3).state_dict()["fc_transfer.weight"])
+
+
+def test_mismatched_pretrained_checkpoint_fails_clearly(tmp_path, features):
+    state = create_model("Cnn6", **AUDIO, classes_num=527).state_dict()
+    state["fc1.weight"] = state["fc1.weight"][:, :10]
+    state["renamed.weight"] = state.pop("fc_audioset.weight")
+    path = tmp_path / "bad.pth"
+    torch.save({"model": state}, path)
+    result = run_script("pytorch/main.py", "train", f"--workspace={tmp_path}",
+                        f"--features={features}", "--model_type=Transfer_Cnn6",
+                        f"--pretrained_checkpoint_path={path}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert "bad.pth" in message and "fc1.weight" in message and "fc_audioset.weight" in message
+
+
+@pytest.mark.parametrize("flag, expected", [
+    ("--holdout_fold=11", "--holdout_fold"),
+    ("--fmax=20000", "fmax"),
+    ("--features=/nonexistent.h5", "--features"),
+    ("--batch_size=0", "--batch_size"),
+])
+def test_bad_flags_exit_2_with_one_line(tmp_path, features, flag, expected):
+    result = run_script("pytorch/main.py", "train", f"--workspace={tmp_path}",
+                        f"--features={features}", "--model_type=Transfer_Cnn6", flag)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_keep_best_and_early_stop(tmp_path, features):
+    train(tmp_path, features, "--stop_iteration=50", "--eval_every=1", "--save_every=100",
+          "--keep_best", "--early_stop_patience=2", "--learning_rate=1e-12")
+    statistics = load_statistics(tmp_path)
+    # A tiny learning rate changes nothing: no improvement after iteration 0, stop after 2 more.
+    assert [e["iteration"] for e in statistics["validate"]] == [0, 1, 2]
+    checkpoints = run_dir(tmp_path, "checkpoints")
+    assert sorted(os.listdir(checkpoints)) == ["2_iterations.pth", "best.pth"]
+    assert torch.load(os.path.join(checkpoints, "best.pth"), weights_only=False)["iteration"] == 0
+
+
+def test_all_folds_then_summary(tmp_path, features):
+    train(tmp_path, features, "--holdout_fold=all", "--stop_iteration=1", "--eval_every=1",
+          "--augmentation=none")
+    finals = [load_statistics(tmp_path, augmentation="none", fold=fold)["validate"][-1]["accuracy"]
+              for fold in range(1, 11)]
+    summary_dir = os.path.join(tmp_path, "results", "Transfer_Cnn6", "pretrain=False",
+                               "loss_type=clip_nll", "augmentation=none", "batch_size=4",
+                               "freeze_base=False")
+    with open(os.path.join(summary_dir, "cv_summary.csv")) as f:
+        rows = {row["fold"]: row for row in csv.DictReader(f)}
+    assert [float(rows[str(fold)]["final_accuracy"]) for fold in range(1, 11)] == pytest.approx(finals)
+    assert float(rows["mean"]["final_accuracy"]) == pytest.approx(np.mean(finals))
+    assert float(rows["std"]["final_accuracy"]) == pytest.approx(np.std(finals, ddof=1))
+    assert os.path.getsize(os.path.join(summary_dir, "cv_summary.png")) > 1000
