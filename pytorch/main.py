@@ -124,6 +124,12 @@ def build_parser():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="mode", required=True)
     add_train_parser(subparsers)
+    from evaluate import add_evaluate_parser
+    from inference import add_inference_parser
+    from zero_shot import add_zero_shot_parser
+    add_evaluate_parser(subparsers)
+    add_inference_parser(subparsers)
+    add_zero_shot_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,294 @@
+"""Evaluate a trained checkpoint on clips of a packed HDF5.
+
+    python3 pytorch/main.py evaluate --checkpoint_path=WS/checkpoints/main/<run>/2000_iterations.pth \\
+        [--features=H5] [--holdout_fold=F | --split=filtered --subset=test | --split=all] [--cuda]
+
+Single-label: accuracy, macro F1, per-class precision/recall/F1 and the confusion matrix.
+Multi-label: mAP, macro/micro F1 and per-class AP/F1 at --threshold.
+Writes metrics.json, per_class.csv, predictions.csv and, single-label, confusion_matrix.{csv,png}
+and confusion_matrix_normalized.{csv,png} into the output folder, and prints a table.
+"""
+import csv
+import io
+import json
+import logging
+import math
+import os
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from checkpoints import load_trained_model
+from pytorch_utils import forward_loader, select_device
+from utils.config import MULTI_LABEL, SINGLE_LABEL
+from utils.data_generator import EvaluateSampler, WaveformDataset, collate_fn, split_indices
+from utils.metrics import DEFAULT_THRESHOLD, compute_metrics, write_confusion_matrix
+from utils.splits import FILTERED_SUBSETS, load_filtered_split
+from utils.utilities import UsageError, atomic_write_text
+
+EVALUATION_SPLITS = ("folds", "filtered", "all")
+
+
+def write_csv(rows, path):
+    """Rows (lists) -> CSV file, atomically."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    atomic_write_text(buffer.getvalue(), path)
+
+
+def json_safe(value):
+    """NaN (e.g. AP of a class without positives) -> null: plain JSON has no NaN."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_json(data, path):
+    atomic_write_text(json.dumps(json_safe(data), indent=2) + "\n", path)
+
+
+def resolve_selection(checkpoint_args, split=None, holdout_fold=None, subset=None):
+    """Which clips to evaluate: (split, holdout_fold, subset); unset choices follow the checkpoint.
+
+    --holdout_fold implies --split=folds and --subset implies --split=filtered; otherwise the
+    split the checkpoint was trained with (folds when it does not say), its holdout fold, and
+    the filtered split's test subset.
+    """
+    if split is None:
+        split = ("folds" if holdout_fold is not None else "filtered" if subset is not None
+                 else checkpoint_args.get("split") or "folds")
+    if split not in EVALUATION_SPLITS:
+        raise UsageError(f"--split={split}: choose one of {', '.join(EVALUATION_SPLITS)}")
+    if holdout_fold is not None and split != "folds":
+        raise UsageError(f"--holdout_fold={holdout_fold} applies to --split=folds, not --split={split}")
+    if subset is not None and split != "filtered":
+        raise UsageError(f"--subset={subset} applies to --split=filtered, not --split={split}")
+    if split == "folds":
+        holdout_fold = holdout_fold if holdout_fold is not None else checkpoint_args.get("holdout_fold")
+        if not str(holdout_fold).isdigit():  # None, or 'filtered' from a --split=filtered run
+            raise UsageError("the checkpoint does not record a holdout fold; pass --holdout_fold")
+        return split, int(holdout_fold), None
+    if split == "filtered":
+        subset = subset or "test"
+        if subset not in FILTERED_SUBSETS:
+            raise UsageError(f"--subset={subset}: choose one of {', '.join(FILTERED_SUBSETS)}")
+        return split, None, subset
+    return split, None, None
+
+
+def selection_name(split, holdout_fold, subset):
+    return {"folds": f"holdout_fold={holdout_fold}", "filtered": f"filtered_{subset}",
+            "all": "all"}[split]
+
+
+def select_indices(info, split, holdout_fold, subset):
+    if split == "folds":
+        return split_indices(info["folds"], holdout_fold)[1]
+    if split == "filtered":
+        return load_filtered_split(info["audio_names"])[subset]
+    return np.arange(len(info["audio_names"]))
+
+
+def check_compatible(checkpoint, info, features_path):
+    """The HDF5 must hold the classes, task and sample rate the model was trained on."""
+    if list(checkpoint["labels"]) != list(info["labels"]):
+        raise UsageError(
+            f"--features={features_path}: its labels ({', '.join(info['labels'])}) differ from "
+            f"the checkpoint's ({', '.join(checkpoint['labels'])}); evaluate on an HDF5 packed "
+            "with the same classes in the same order")
+    if checkpoint["task"] != info["task"]:
+        raise UsageError(f"--features={features_path}: a {info['task']} file, but the checkpoint "
+                         f"is a {checkpoint['task']} model")
+    model_rate = checkpoint["audio_settings"]["sample_rate"]
+    if model_rate != info["sample_rate"]:
+        raise UsageError(f"--features={features_path}: packed at {info['sample_rate']} Hz, but the "
+                         f"model was trained at {model_rate} Hz; repack with --sample_rate={model_rate}")
+    if checkpoint["audio_settings"].get("clip_samples") not in (None, info["clip_samples"]):
+        logging.warning("the HDF5's clips are %d samples, the model was trained on %d; "
+                        "the CNN pools over time, so this works, but results may differ",
+                        info["clip_samples"], checkpoint["audio_settings"]["clip_samples"])
+
+
+def default_output_dir(checkpoint_path, iteration, selection):
+    """WS/results/main/<run>/evaluation_<iteration>_<selection> for a training checkpoint
+    (WS/checkpoints/main/<run>/...); otherwise a folder beside the checkpoint."""
+    folder = os.path.dirname(os.path.abspath(checkpoint_path))
+    parts = folder.split(os.sep)
+    if "checkpoints" in parts:
+        last = len(parts) - 1 - parts[::-1].index("checkpoints")
+        parts[last] = "results"
+        folder = os.sep.join(parts)
+    return os.path.join(folder, f"evaluation_{iteration}_{selection}")
+
+
+def per_class_rows(task, labels, metrics, targets):
+    """One dict per class; support counts the clips (single-label) or positives (multi-label)."""
+    support = (np.bincount(np.argmax(targets, axis=1), minlength=len(labels))
+               if task == SINGLE_LABEL else (targets >= 0.5).sum(axis=0))
+    if task == SINGLE_LABEL:
+        return [{"label": label, "precision": p, "recall": r, "f1": f, "support": int(s)}
+                for label, p, r, f, s in zip(labels, metrics["per_class_precision"],
+                                             metrics["per_class_recall"],
+                                             metrics["per_class_f1"], support)]
+    return [{"label": label, "ap": ap, "f1": f, "support": int(s)}
+            for label, ap, f, s in zip(labels, metrics["per_class_ap"], metrics["per_class_f1"],
+                                       support)]
+
+
+def prediction_rows(task, labels, audio_names, probabilities, targets, threshold):
+    """predictions.csv: clip, true label(s), predicted label(s), then every class probability."""
+    def names(mask):
+        return ";".join(label for label, on in zip(labels, mask) if on)
+
+    rows = [["audio_name", "true", "predicted"] + list(labels)]
+    for name, probability, target in zip(audio_names, probabilities, targets):
+        if task == SINGLE_LABEL:
+            true, predicted = labels[int(np.argmax(target))], labels[int(np.argmax(probability))]
+        else:
+            true, predicted = names(target >= 0.5), names(probability >= threshold)
+        rows.append([name, true, predicted] + [f"{p:.6f}" for p in probability])
+    return rows
+
+
+def write_reports(result, output_dir):
+    """All report files of one evaluation; returns {kind: path}."""
+    labels, task = result["labels"], result["task"]
+    files = {"metrics": os.path.join(output_dir, "metrics.json"),
+             "per_class": os.path.join(output_dir, "per_class.csv"),
+             "predictions": os.path.join(output_dir, "predictions.csv")}
+    columns = list(result["per_class"][0])
+    write_csv([columns] + [[row[column] for column in columns] for row in result["per_class"]],
+              files["per_class"])
+    write_csv(prediction_rows(task, labels, result["audio_names"], result["probabilities"],
+                              result["targets"], result.get("threshold")), files["predictions"])
+    if task == SINGLE_LABEL:
+        title = f"{result['model_type']}, {result['selection']} ({result['clips_num']} clips)"
+        for normalize, stem in ((False, "confusion_matrix"), (True, "confusion_matrix_normalized")):
+            files[stem] = os.path.join(output_dir, f"{stem}.csv")
+            files[f"{stem}_png"] = os.path.join(output_dir, f"{stem}.png")
+            write_confusion_matrix(result["confusion_matrix"], labels, files[stem],
+                                   files[f"{stem}_png"], normalize=normalize, title=title)
+    summary = {key: value for key, value in result.items()
+               if key not in ("audio_names", "probabilities", "targets", "files")}
+    write_json(dict(summary, files=files), files["metrics"])
+    return files
+
+
+def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout_fold=None,
+                        subset=None, batch_size=32, cuda=False, output_dir=None, threshold=None,
+                        num_workers=0, write=True):
+    """Evaluate a training checkpoint; returns the metrics plus the per-clip predictions.
+
+    The result holds the compute_metrics entries, 'per_class' rows, 'audio_names',
+    'probabilities' and 'targets' (numpy) and, when `write`, the report 'files'.
+    """
+    if batch_size < 1:
+        raise UsageError(f"--batch_size={batch_size}: must be at least 1")
+    if num_workers < 0:
+        raise UsageError(f"--num_workers={num_workers}: must be 0 or more")
+    device = select_device(cuda)
+    model, checkpoint = load_trained_model(checkpoint_path, device)
+    checkpoint_args = checkpoint.get("args") or {}
+    features_path = features_path or checkpoint_args.get("features")
+    if not features_path:
+        raise UsageError("the checkpoint does not record the HDF5 it was trained on; pass --features")
+    split, holdout_fold, subset = resolve_selection(checkpoint_args, split, holdout_fold, subset)
+    task = checkpoint["task"]
+    if threshold is None:
+        threshold = checkpoint_args.get("threshold", DEFAULT_THRESHOLD)
+    if task == MULTI_LABEL and not 0 < threshold < 1:
+        raise UsageError(f"--threshold={threshold}: must be between 0 and 1")
+
+    dataset = WaveformDataset(features_path, in_memory=False)
+    check_compatible(checkpoint, dataset.info, features_path)
+    indices = select_indices(dataset.info, split, holdout_fold, subset)
+    selection = selection_name(split, holdout_fold, subset)
+    if len(indices) == 0:
+        raise UsageError(f"--features={features_path}: no clips in {selection}")
+
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=EvaluateSampler(indices, batch_size), collate_fn=collate_fn,
+        num_workers=num_workers)
+    audio_names, probabilities, targets = forward_loader(
+        model, tqdm(loader, desc=f"evaluating {selection}", unit="batch"), device, task)
+
+    metrics = compute_metrics(task, probabilities, targets, threshold, labels=checkpoint["labels"])
+    iteration = checkpoint.get("iteration", os.path.splitext(os.path.basename(checkpoint_path))[0])
+    result = dict(
+        metrics, checkpoint_path=os.path.abspath(checkpoint_path), iteration=iteration,
+        model_type=checkpoint["model_type"], features=os.path.abspath(features_path),
+        split=split, holdout_fold=holdout_fold, subset=subset, selection=selection,
+        clips_num=len(audio_names), task=task, labels=list(checkpoint["labels"]),
+        per_class=per_class_rows(task, checkpoint["labels"], metrics, targets),
+        audio_names=audio_names, probabilities=probabilities, targets=targets)
+    if task == MULTI_LABEL:
+        result["threshold"] = float(threshold)
+    if write:
+        output_dir = output_dir or default_output_dir(checkpoint_path, iteration, selection)
+        result["output_dir"] = os.path.abspath(output_dir)
+        result["files"] = write_reports(result, output_dir)
+    return result
+
+
+def format_number(value):
+    return "   n/a" if value is None or math.isnan(value) else f"{value:6.3f}"
+
+
+def format_report(result):
+    """The per-class table and the summary line, as printed."""
+    rows = result["per_class"]
+    columns = [column for column in rows[0] if column not in ("label", "support")]
+    width = max(12, max(len(row["label"]) for row in rows) + 2)
+    lines = [f"{result['model_type']} at iteration {result['iteration']}: "
+             f"{result['clips_num']} clips ({result['selection']}) of {result['features']}",
+             "class".ljust(width) + "".join(f"{column:>11}" for column in columns) + f"{'support':>9}"]
+    for row in rows:
+        lines.append(row["label"].ljust(width)
+                     + "".join(f"{format_number(row[column]):>11}" for column in columns)
+                     + f"{row['support']:>9}")
+    if result["task"] == SINGLE_LABEL:
+        lines.append(f"accuracy {result['accuracy']:.4f}   macro F1 {result['macro_f1']:.4f}")
+    else:
+        lines.append(f"mAP {result['mAP']:.4f}   macro F1 {result['macro_f1']:.4f}"
+                     f"   micro F1 {result['micro_f1']:.4f}   (threshold {result['threshold']:g})")
+    return "\n".join(lines)
+
+
+def run_evaluate(args):
+    result = evaluate_checkpoint(
+        args.checkpoint_path, args.features, args.split, args.holdout_fold, args.subset,
+        args.batch_size, args.cuda, args.output_dir, args.threshold, args.num_workers)
+    print(format_report(result))
+    print(f"Wrote {len(result['files'])} files to {result['output_dir']}")
+
+
+def add_evaluate_parser(subparsers):
+    parser = subparsers.add_parser("evaluate", help="metrics of a trained checkpoint on a packed HDF5")
+    parser.add_argument("--checkpoint_path", required=True, help="a training checkpoint (.pth)")
+    parser.add_argument("--features", default=None,
+                        help="packed HDF5 (default: the one the checkpoint was trained on)")
+    parser.add_argument("--split", default=None, choices=EVALUATION_SPLITS,
+                        help="folds: one holdout fold; filtered: the artist-filtered GTZAN "
+                             "lists; all: every clip (default: the checkpoint's)")
+    parser.add_argument("--holdout_fold", type=int, default=None,
+                        help="fold to evaluate with --split=folds (default: the checkpoint's)")
+    parser.add_argument("--subset", default=None, choices=FILTERED_SUBSETS,
+                        help="subset to evaluate with --split=filtered (default: test)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="multi-label decision threshold (default: the checkpoint's, or 0.5)")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--num_workers", type=int, default=0, help="HDF5 reading processes")
+    parser.add_argument("--cuda", action="store_true", help="use the GPU when there is one")
+    parser.add_argument("--output_dir", default=None,
+                        help="default: WS/results/main/<run>/evaluation_<iteration>_<clips>/")
+    parser.set_defaults(handler=run_evaluate)
+    return parser

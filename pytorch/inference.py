@@ -1,0 +1,241 @@
+"""Label audio files of any length with a trained checkpoint (it carries labels and settings).
+
+    python3 pytorch/main.py inference --checkpoint_path=P --audio_path=FILE_OR_DIR \\
+        [--window=SECONDS] [--hop=SECONDS] [--top_k=3] [--output=predictions.csv|.json] [--cuda]
+
+How a file becomes model input, and why:
+- It is decoded to mono at the checkpoint's sample rate with utils.audio.load_audio, as packing did.
+- A file no longer than the window is zero-padded to the window. Packing zero-pads short clips
+  to the training clip length in exactly this way, so a short file gets the input, and the
+  prediction, that training and evaluation gave it; run at its own length, the time pooling
+  would see different statistics from any clip the model was trained on.
+- A longer file is cut into windows of --window seconds (default: the training clip length)
+  starting every --hop seconds (default: the window). When the last window would run past the
+  end it is aligned to the end of the file instead (overlapping the one before) rather than
+  zero-padded: every window is then full of real audio, like the full-length training clips.
+- The windows' probabilities are averaged. Single-label probabilities are softmax
+  probabilities (exp of the model's log-softmax: in [0, 1], summing to 1); multi-label ones
+  are the per-class sigmoid probabilities, each in [0, 1] on its own.
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from checkpoints import load_trained_model
+from evaluate import write_csv, write_json
+from pytorch_utils import probabilities_from_output, select_device
+from utils.audio import AudioReadError, fix_length, is_audio_file, load_audio
+from utils.config import AUDIO_EXTENSIONS, SINGLE_LABEL
+from utils.utilities import UsageError
+
+OUTPUT_FORMATS = (".csv", ".json")
+
+
+def window_starts(samples, window_samples, hop_samples):
+    """First sample of each window; the last window ends at the end of the file."""
+    if samples <= window_samples:
+        return [0]
+    starts = list(range(0, samples - window_samples + 1, hop_samples))
+    if starts[-1] + window_samples < samples:
+        starts.append(samples - window_samples)
+    return starts
+
+
+def window_samples_of(checkpoint, window=None, hop=None):
+    """(window_samples, hop_samples) from seconds; the window defaults to the training clip."""
+    audio = checkpoint["audio_settings"]
+    if window is None:
+        window_samples = int(audio["clip_samples"])
+    elif window <= 0:
+        raise UsageError(f"--window={window}: must be a positive number of seconds")
+    else:
+        window_samples = int(round(window * audio["sample_rate"]))
+    if hop is None:
+        hop_samples = window_samples
+    elif not 0 < hop <= window_samples / audio["sample_rate"]:
+        raise UsageError(f"--hop={hop}: must be positive and at most the window "
+                         f"({window_samples / audio['sample_rate']:g} s); a longer hop skips audio")
+    else:
+        hop_samples = max(1, int(round(hop * audio["sample_rate"])))
+    return window_samples, hop_samples
+
+
+def check_window_fits_model(model, window_samples, sample_rate):
+    """A window too short for the CNN's pooling fails here, naming the flag, not mid-run."""
+    tagger = getattr(model, "base", model)
+    if hasattr(tagger, "check_clip_length"):
+        try:
+            tagger.check_clip_length(window_samples)
+        except UsageError as error:
+            raise UsageError(f"--window={window_samples / sample_rate:g}: {error}") from None
+
+
+@torch.no_grad()
+def predict_waveform(model, task, waveform, window_samples, hop_samples, batch_size=8,
+                     device=torch.device("cpu")):
+    """Mean class probabilities over the windows of one waveform; returns (probabilities, windows)."""
+    model.eval()
+    # Packing stored clips as int16, saturating beyond full scale: clip the same way.
+    waveform = np.clip(waveform, -1.0, 1.0)
+    if len(waveform) < window_samples:
+        waveform = fix_length(waveform, window_samples)
+    starts = window_starts(len(waveform), window_samples, hop_samples)
+    sums = []
+    for first in range(0, len(starts), batch_size):
+        batch = np.stack([waveform[start:start + window_samples]
+                          for start in starts[first:first + batch_size]])
+        output = model(torch.from_numpy(batch).to(device))["clipwise_output"]
+        sums.append(probabilities_from_output(output.float(), task).double().sum(dim=0).cpu().numpy())
+    return np.sum(sums, axis=0) / len(starts), len(starts)
+
+
+def top_labels(probabilities, labels, top_k):
+    """[(label, probability)] of the top_k classes, most probable first."""
+    order = np.argsort(-probabilities, kind="stable")[:top_k]
+    return [(labels[index], float(probabilities[index])) for index in order]
+
+
+def predict_file(model, checkpoint, path, window=None, hop=None, top_k=3, batch_size=8,
+                 device=torch.device("cpu")):
+    """Predict one file: {'file', 'duration_s', 'windows', 'probabilities', 'top'}.
+
+    Raises AudioReadError when the file cannot be decoded.
+    """
+    window_samples, hop_samples = window_samples_of(checkpoint, window, hop)
+    sample_rate = checkpoint["audio_settings"]["sample_rate"]
+    try:
+        waveform = load_audio(path, sample_rate)
+    except AudioReadError:
+        raise
+    except Exception as error:  # any decoder failure is this file's problem, not the run's
+        raise AudioReadError(f"cannot decode: {error}") from None
+    probabilities, windows = predict_waveform(model, checkpoint["task"], waveform, window_samples,
+                                              hop_samples, batch_size, device)
+    return {"file": path, "duration_s": len(waveform) / sample_rate, "windows": windows,
+            "probabilities": probabilities,
+            "top": top_labels(probabilities, checkpoint["labels"], top_k)}
+
+
+def predict_paths(model, checkpoint, paths, window=None, hop=None, top_k=3, batch_size=8,
+                  device=torch.device("cpu"), verbose=True):
+    """predict_file over many files; an unreadable one gives {'file', 'error'} and a stderr line.
+
+    With `verbose`, each file's top labels are printed as it is done.
+    """
+    results = []
+    for path in tqdm(paths, desc="inference", unit="file", disable=len(paths) < 2):
+        try:
+            result = predict_file(model, checkpoint, path, window, hop, top_k, batch_size, device)
+        except AudioReadError as error:
+            tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
+            results.append({"file": path, "error": str(error)})
+            continue
+        if verbose:
+            tqdm.write(format_prediction(result))
+        results.append(result)
+    return results
+
+
+def find_audio_files(audio_path):
+    """A file as given, or a folder's audio files (recursively, sorted by path)."""
+    if os.path.isfile(audio_path):
+        return [audio_path]
+    if not os.path.isdir(audio_path):
+        raise UsageError(f"--audio_path={audio_path}: no such file or folder")
+    paths = sorted(os.path.join(folder, name)
+                   for folder, _, names in os.walk(audio_path) for name in names
+                   if is_audio_file(os.path.join(folder, name)))
+    if not paths:
+        raise UsageError(f"--audio_path={audio_path}: no audio files in this folder "
+                         f"(looked for {' '.join(AUDIO_EXTENSIONS)})")
+    return paths
+
+
+def format_prediction(result):
+    top = "  ".join(f"{label} {probability:.3f}" for label, probability in result["top"])
+    plural = "" if result["windows"] == 1 else "s"
+    return f"{result['file']} ({result['duration_s']:.1f} s, {result['windows']} window{plural}): {top}"
+
+
+def write_predictions(results, path, checkpoint, top_k, window_s, hop_s):
+    """CSV: file, label_1, prob_1, ..., duration_s, windows, error. JSON: all probabilities too."""
+    if path.lower().endswith(".csv"):
+        header = ["file"] + [f"{kind}_{rank}" for rank in range(1, top_k + 1)
+                             for kind in ("label", "prob")] + ["duration_s", "windows", "error"]
+        rows = [header]
+        for result in results:
+            if "error" in result:
+                rows.append([result["file"]] + [""] * (2 * top_k + 2) + [result["error"]])
+                continue
+            ranked = [value for label, probability in result["top"]
+                      for value in (label, f"{probability:.6f}")]
+            rows.append([result["file"]] + ranked + [""] * (2 * top_k - len(ranked))
+                        + [f"{result['duration_s']:.3f}", result["windows"], ""])
+        write_csv(rows, path)
+        return
+    files = []
+    for result in results:
+        if "error" in result:
+            files.append(result)
+            continue
+        files.append({"file": result["file"], "duration_s": result["duration_s"],
+                      "windows": result["windows"],
+                      "top": [{"label": label, "probability": probability}
+                              for label, probability in result["top"]],
+                      "probabilities": dict(zip(checkpoint["labels"],
+                                                result["probabilities"].tolist()))})
+    write_json({"task": checkpoint["task"], "labels": list(checkpoint["labels"]),
+                "window_s": window_s, "hop_s": hop_s, "top_k": top_k, "files": files}, path)
+
+
+def run_inference(args):
+    if args.output and not args.output.lower().endswith(OUTPUT_FORMATS):
+        raise UsageError(f"--output={args.output}: use a .csv or .json file name")
+    if args.top_k < 1:
+        raise UsageError(f"--top_k={args.top_k}: must be at least 1")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch_size={args.batch_size}: must be at least 1")
+    paths = find_audio_files(args.audio_path)
+    device = select_device(args.cuda)
+    model, checkpoint = load_trained_model(args.checkpoint_path, device)
+    sample_rate = checkpoint["audio_settings"]["sample_rate"]
+    window_samples, hop_samples = window_samples_of(checkpoint, args.window, args.hop)
+    check_window_fits_model(model, window_samples, sample_rate)
+    top_k = min(args.top_k, len(checkpoint["labels"]))
+
+    results = predict_paths(model, checkpoint, paths, args.window, args.hop, top_k,
+                            args.batch_size, device)
+    failed = sum("error" in result for result in results)
+    if failed == len(results):
+        raise UsageError(f"--audio_path={args.audio_path}: none of the {len(results)} audio "
+                         "files could be read")
+    if checkpoint["task"] == SINGLE_LABEL:
+        note = "softmax probabilities (sum to 1 over the classes)"
+    else:
+        note = "sigmoid probabilities (one per class, independent)"
+    print(f"labelled {len(results) - failed} of {len(results)} files ({failed} skipped); {note}")
+    if args.output:
+        write_predictions(results, args.output, checkpoint, top_k,
+                          window_samples / sample_rate, hop_samples / sample_rate)
+        print(f"Wrote {args.output}")
+
+
+def add_inference_parser(subparsers):
+    parser = subparsers.add_parser("inference", help="label audio files with a trained checkpoint")
+    parser.add_argument("--checkpoint_path", required=True, help="a training checkpoint (.pth)")
+    parser.add_argument("--audio_path", required=True,
+                        help="an audio file, or a folder searched recursively")
+    parser.add_argument("--window", type=float, default=None,
+                        help="seconds per model input (default: the training clip length)")
+    parser.add_argument("--hop", type=float, default=None,
+                        help="seconds between window starts (default: the window)")
+    parser.add_argument("--top_k", type=int, default=3, help="labels printed per file")
+    parser.add_argument("--output", default=None,
+                        help="predictions.csv (top-k) or predictions.json (every probability)")
+    parser.add_argument("--batch_size", type=int, default=8, help="windows per forward pass")
+    parser.add_argument("--cuda", action="store_true", help="use the GPU when there is one")
+    parser.set_defaults(handler=run_inference)
+    return parser

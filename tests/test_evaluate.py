@@ -1,0 +1,206 @@
+"""Evaluating a checkpoint: the chosen clips, metrics equal to scikit-learn's, the report files."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, f1_score,
+                             precision_recall_fscore_support)
+
+from evaluate import default_output_dir, evaluate_checkpoint, resolve_selection
+from helpers import make_class_folders, run_script
+from main import main
+from models import create_model
+from utils.data_generator import WaveformDataset
+from utils.features import one_hot, pack_to_hdf5, scan_class_folders
+from utils.utilities import UsageError
+
+SR = 32000
+AUDIO_SETTINGS = {"sample_rate": SR, "clip_samples": SR, "window_size": 1024, "hop_size": 320,
+                  "mel_bins": 64, "fmin": 50, "fmax": 14000}
+
+
+def spread_head(model, waveforms, seed=0):
+    """Give an untrained model's head random directions scaled to the embeddings of `waveforms`.
+
+    An untrained head predicts one class for every clip; this one predicts varied classes with
+    varied confidence, so confusion matrices and averages have something to check.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    model.eval()
+    with torch.no_grad():
+        embedding = model(torch.as_tensor(waveforms, dtype=torch.float32))["embedding"]
+        mean = embedding.mean(dim=0)
+        weight = torch.randn(model.fc_transfer.out_features, embedding.shape[1], generator=generator)
+        weight *= 3 / ((embedding - mean) @ weight.T).std()
+        model.fc_transfer.weight.copy_(weight)
+        model.fc_transfer.bias.copy_(-weight @ mean)
+    return model
+
+
+def save_checkpoint(path, labels, task, waveforms, args=None, iteration=7):
+    """A checkpoint as training writes it, of a Transfer_Cnn6 on 1-s clips."""
+    torch.manual_seed(0)
+    model = create_model("Transfer_Cnn6", **{k: v for k, v in AUDIO_SETTINGS.items()
+                                             if k != "clip_samples"},
+                         classes_num=len(labels), task=task)
+    spread_head(model, waveforms)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save({"iteration": iteration, "model": model.state_dict(), "labels": list(labels),
+                "task": task, "audio_settings": dict(AUDIO_SETTINGS),
+                "model_type": "Transfer_Cnn6", "args": args or {}}, path)
+    return model
+
+
+def hdf5_waveforms(hdf5_path):
+    dataset = WaveformDataset(hdf5_path)
+    return np.stack([dataset[index]["waveform"] for index in range(len(dataset))]), dataset
+
+
+@pytest.fixture(scope="module")
+def single_label(tmp_path_factory):
+    """30 one-second tones in 3 classes packed into an HDF5, and a checkpoint trained 'on' it."""
+    root = tmp_path_factory.mktemp("single")
+    labels, found = scan_class_folders(
+        make_class_folders(str(root / "audio"), classes=("high", "low", "mid"), clips_per_class=10))
+    features = str(root / "waveform.h5")
+    pack_to_hdf5([(name, path, one_hot(index, len(labels))) for name, path, index in found],
+                 labels, "single_label", features, clip_duration=1.0)
+    waveforms, dataset = hdf5_waveforms(features)
+    checkpoint = str(root / "ws" / "checkpoints" / "main" / "run" / "7_iterations.pth")
+    model = save_checkpoint(checkpoint, labels, "single_label", waveforms,
+                            args={"features": features, "holdout_fold": 1, "threshold": 0.5})
+    return {"features": features, "checkpoint": checkpoint, "labels": labels, "model": model,
+            "waveforms": waveforms, "dataset": dataset, "root": root}
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_single_label_metrics_match_scikit_learn_on_the_same_predictions(single_label, tmp_path):
+    result = evaluate_checkpoint(single_label["checkpoint"], split="all", output_dir=str(tmp_path))
+    labels, dataset = single_label["labels"], single_label["dataset"]
+
+    # The predictions are the model's own softmax probabilities, clip by clip.
+    assert result["audio_names"] == dataset.audio_names
+    with torch.no_grad():
+        direct = single_label["model"](torch.from_numpy(single_label["waveforms"]))
+    np.testing.assert_allclose(result["probabilities"], direct["clipwise_output"].exp().numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+    true = np.argmax(result["targets"], axis=1)
+    predicted = np.argmax(result["probabilities"], axis=1)
+    assert len(set(predicted)) >= 2 and 0 < accuracy_score(true, predicted) < 1  # not degenerate
+    expected_matrix = confusion_matrix(true, predicted, labels=range(len(labels)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        true, predicted, labels=range(len(labels)), zero_division=0)
+    np.testing.assert_array_equal(result["confusion_matrix"], expected_matrix)
+    assert result["accuracy"] == pytest.approx(accuracy_score(true, predicted))
+    assert result["macro_f1"] == pytest.approx(f1_score(true, predicted, average="macro"))
+    np.testing.assert_allclose(result["per_class_precision"], precision)
+    np.testing.assert_allclose(result["per_class_recall"], recall)
+    np.testing.assert_allclose(result["per_class_f1"], f1)
+
+    # The files say the same.
+    matrix_rows = read_csv(tmp_path / "confusion_matrix.csv")
+    assert matrix_rows[0][1:] == labels and [row[0] for row in matrix_rows[1:]] == labels
+    np.testing.assert_array_equal(np.array([row[1:] for row in matrix_rows[1:]], dtype=int),
+                                  expected_matrix)
+    per_class = read_csv(tmp_path / "per_class.csv")
+    assert per_class[0] == ["label", "precision", "recall", "f1", "support"]
+    for row, p, r, f, s, label in zip(per_class[1:], precision, recall, f1, support, labels):
+        assert row[0] == label and int(row[4]) == s
+        np.testing.assert_allclose([float(value) for value in row[1:4]], [p, r, f])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(result["accuracy"])
+    assert metrics["confusion_matrix"] == expected_matrix.tolist() and metrics["clips_num"] == 30
+    for name in ("confusion_matrix.png", "confusion_matrix_normalized.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    predictions = read_csv(tmp_path / "predictions.csv")
+    assert predictions[0] == ["audio_name", "true", "predicted"] + labels
+    assert [row[2] for row in predictions[1:]] == [labels[index] for index in predicted]
+
+
+def test_default_selection_is_the_checkpoints_holdout_fold_and_output_beside_results(single_label):
+    result = evaluate_checkpoint(single_label["checkpoint"])
+    folds = single_label["dataset"].info["folds"]
+    expected = [name for name, fold in zip(single_label["dataset"].audio_names, folds) if fold == 1]
+    assert result["selection"] == "holdout_fold=1" and result["audio_names"] == expected
+    expected_dir = single_label["root"] / "ws" / "results" / "main" / "run" / "evaluation_7_holdout_fold=1"
+    assert result["output_dir"] == str(expected_dir)
+    assert (expected_dir / "metrics.json").is_file()
+
+
+def test_selection_rules():
+    assert resolve_selection({"holdout_fold": 3}) == ("folds", 3, None)
+    assert resolve_selection({"holdout_fold": 3}, holdout_fold=5) == ("folds", 5, None)
+    assert resolve_selection({"split": "filtered"}) == ("filtered", None, "test")
+    assert resolve_selection({}, subset="valid") == ("filtered", None, "valid")
+    for checkpoint_args in ({}, {"split": "filtered", "holdout_fold": "filtered"}):
+        with pytest.raises(UsageError, match="pass --holdout_fold"):
+            resolve_selection(checkpoint_args, split="folds")
+    with pytest.raises(UsageError, match="--subset=valid applies to --split=filtered"):
+        resolve_selection({}, split="all", subset="valid")
+    assert default_output_dir("/x/ws/checkpoints/main/run/9_iterations.pth", 9, "all") == \
+        "/x/ws/results/main/run/evaluation_9_all"
+    assert default_output_dir("/x/model.pth", 9, "all") == "/x/evaluation_9_all"
+
+
+def test_labels_differing_from_the_checkpoint_are_a_usage_error(single_label, tmp_path):
+    checkpoint = str(tmp_path / "other.pth")
+    save_checkpoint(checkpoint, ["high", "mid", "low"], "single_label",
+                    single_label["waveforms"][:4])
+    with pytest.raises(UsageError, match="labels .*differ from the checkpoint's"):
+        evaluate_checkpoint(checkpoint, single_label["features"], split="all", write=False)
+
+
+def test_multi_label_reports_map_and_f1_like_scikit_learn(tmp_path):
+    labels, found = scan_class_folders(
+        make_class_folders(str(tmp_path / "audio"), classes=("a", "b", "c"), clips_per_class=6))
+    # Every clip has its folder's label; every third clip also the next class.
+    items = [(name, path, one_hot(index, 3) + (one_hot((index + 1) % 3, 3) if clip % 3 == 0 else 0))
+             for clip, (name, path, index) in enumerate(found)]
+    features = str(tmp_path / "multi.h5")
+    pack_to_hdf5(items, labels, "multi_label", features, clip_duration=1.0)
+    checkpoint = str(tmp_path / "multi.pth")
+    save_checkpoint(checkpoint, labels, "multi_label", hdf5_waveforms(features)[0],
+                    args={"features": features, "threshold": 0.4})
+
+    result = evaluate_checkpoint(checkpoint, split="all", output_dir=str(tmp_path / "out"))
+    targets, probabilities = result["targets"], result["probabilities"]
+    assert result["threshold"] == 0.4 and result["clips_num"] == 18
+    ap = [average_precision_score(targets[:, k], probabilities[:, k]) for k in range(3)]
+    assert result["mAP"] == pytest.approx(np.mean(ap))
+    np.testing.assert_allclose(result["per_class_ap"], ap)
+    predicted = probabilities >= 0.4
+    assert result["micro_f1"] == pytest.approx(f1_score(targets, predicted, average="micro"))
+    assert result["macro_f1"] == pytest.approx(
+        f1_score(targets, predicted, average="macro", zero_division=0))
+    per_class = read_csv(tmp_path / "out" / "per_class.csv")
+    assert per_class[0] == ["label", "ap", "f1", "support"]
+    assert [int(row[3]) for row in per_class[1:]] == targets.sum(axis=0).astype(int).tolist()
+    assert not (tmp_path / "out" / "confusion_matrix.csv").exists()
+
+
+def test_cli_missing_checkpoint_exits_2_with_one_line(tmp_path):
+    missing = run_script("pytorch/main.py", "evaluate", f"--checkpoint_path={tmp_path / 'no.pth'}")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        f"error: --checkpoint_path={tmp_path / 'no.pth'}: file not found"]
+
+
+def test_cli_prints_the_table_and_writes_the_reports(single_label, tmp_path, capsys):
+    main(["evaluate", f"--checkpoint_path={single_label['checkpoint']}", "--split=all",
+          f"--output_dir={tmp_path}"])
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "macro F1" in printed
+    for label in single_label["labels"]:
+        assert any(line.startswith(label) for line in printed.splitlines())
+    assert (tmp_path / "metrics.json").is_file() and (tmp_path / "confusion_matrix.png").is_file()
+    with pytest.raises(UsageError, match="--holdout_fold=2 applies to --split=folds"):
+        main(["evaluate", f"--checkpoint_path={single_label['checkpoint']}", "--split=all",
+              "--holdout_fold=2"])

@@ -1,0 +1,191 @@
+"""Inference on files of any length: windows, averaged probabilities, top-k, CSV/JSON, bad files."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from checkpoints import load_trained_model
+from helpers import run_script, tone, write_tone
+from inference import predict_file, predict_paths, window_samples_of, window_starts
+from main import main
+from test_evaluate import SR, save_checkpoint
+from utils.audio import fix_length, load_audio
+from utils.utilities import UsageError
+
+LABELS = ["bass", "middle", "treble"]
+
+
+def melody(seconds, sample_rate=SR):
+    """A tone whose pitch changes every 5 s, so windows of one file give different outputs."""
+    pieces = [tone(150.0 * (1 + step % 7), 5.0, sample_rate) for step in range(int(seconds // 5))]
+    remainder = tone(3000.0, seconds % 5, sample_rate)
+    return np.concatenate(pieces + [remainder]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def checkpoint_path(tmp_path_factory):
+    """A single-label Transfer_Cnn6 checkpoint trained on 1-s clips (head spread over melodies)."""
+    path = str(tmp_path_factory.mktemp("inference") / "model.pth")
+    save_checkpoint(path, LABELS, "single_label", melody(10).reshape(10, SR))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(checkpoint_path):
+    return load_trained_model(checkpoint_path, torch.device("cpu"))
+
+
+def direct_probabilities(model, windows):
+    """Softmax probabilities of each window, all windows in one forward pass."""
+    with torch.no_grad():
+        return model(torch.from_numpy(np.stack(windows)))["clipwise_output"].exp().numpy()
+
+
+def test_window_starts_cover_the_file_and_end_aligned():
+    assert window_starts(70, 10, 10) == [0, 10, 20, 30, 40, 50, 60]
+    assert window_starts(70, 20, 20) == [0, 20, 40, 50]   # the last window ends at 70
+    assert window_starts(70, 20, 15) == [0, 15, 30, 45, 50]
+    assert window_starts(5, 20, 20) == [0]                # short: one (zero-padded) window
+
+
+def test_long_file_is_the_mean_of_its_windows(trained, tmp_path):
+    model, checkpoint = trained
+    path = str(tmp_path / "long.wav")
+    soundfile.write(path, melody(70), SR)
+    result = predict_file(model, checkpoint, path, window=6.0, top_k=3, batch_size=5)
+
+    waveform = load_audio(path, SR)
+    window = 6 * SR
+    starts = [i * window for i in range(11)] + [64 * SR]  # 11 full windows, then end-aligned
+    assert result["windows"] == 12 and result["duration_s"] == pytest.approx(70.0)
+    per_window = direct_probabilities(model, [waveform[start:start + window] for start in starts])
+    assert per_window.std(axis=0).max() > 0.01  # the windows do disagree, so the mean is tested
+    np.testing.assert_allclose(result["probabilities"], per_window.mean(axis=0), atol=1e-6)
+    assert result["probabilities"].sum() == pytest.approx(1.0)
+    assert ((result["probabilities"] >= 0) & (result["probabilities"] <= 1)).all()
+    top = result["top"]
+    assert [label for label, _ in top] == [LABELS[i] for i in np.argsort(-per_window.mean(axis=0))]
+    assert [p for _, p in top] == sorted((p for _, p in top), reverse=True)
+
+
+def test_short_file_is_zero_padded_to_the_window(trained, tmp_path):
+    model, checkpoint = trained
+    path = write_tone(str(tmp_path / "short.wav"), 440.0, 2.0, SR)
+    waveform = load_audio(path, SR)
+
+    padded = predict_file(model, checkpoint, path, window=3.0)
+    assert padded["windows"] == 1
+    np.testing.assert_allclose(padded["probabilities"],
+                               direct_probabilities(model, [fix_length(waveform, 3 * SR)])[0],
+                               atol=1e-6)
+    default = predict_file(model, checkpoint, path)  # the training clip: 1 s, so two windows
+    assert default["windows"] == 2
+    np.testing.assert_allclose(default["probabilities"],
+                               direct_probabilities(model, [waveform[:SR], waveform[SR:]]).mean(0),
+                               atol=1e-6)
+
+
+def test_window_defaults_to_the_training_clip_and_hop_to_the_window(trained):
+    _, checkpoint = trained
+    assert window_samples_of(checkpoint) == (SR, SR)
+    assert window_samples_of(checkpoint, 2.0, 0.5) == (2 * SR, SR // 2)
+
+
+def test_unreadable_files_are_reported_and_skipped(trained, tmp_path, capsys):
+    model, checkpoint = trained
+    good = write_tone(str(tmp_path / "good.wav"), 300.0, 1.0, SR)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
+    results = predict_paths(model, checkpoint, [str(bad), good])
+    assert results[0]["file"] == str(bad) and "error" in results[0]
+    assert results[1]["file"] == good and "probabilities" in results[1]
+    assert f"skipped {bad}" in capsys.readouterr().err
+
+
+@pytest.fixture
+def audio_folder(tmp_path):
+    """Three readable files in nested folders (one 44.1 kHz stereo), a corrupt one, a stray."""
+    root = tmp_path / "audio"
+    write_tone(str(root / "b.wav"), 200.0, 1.5, SR)
+    write_tone(str(root / "sub" / "a.flac"), 3000.0, 0.5, 44100, channels=2)
+    write_tone(str(root / "c.wav"), 800.0, 2.5, SR)
+    (root / "sub" / "broken.wav").write_bytes(b"not audio at all")
+    (root / "notes.txt").write_text("ignored")
+    return root
+
+
+def test_cli_on_a_folder_writes_csv_and_json(checkpoint_path, audio_folder, tmp_path, capsys):
+    csv_path, json_path = tmp_path / "out" / "p.csv", tmp_path / "out" / "p.json"
+    result = run_script("pytorch/main.py", "inference", f"--checkpoint_path={checkpoint_path}",
+                        f"--audio_path={audio_folder}", "--top_k=2", f"--output={csv_path}")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("skipped") == 1 and "broken.wav" in result.stderr
+    assert "b.wav (1.5 s, 2 windows): " in result.stdout
+    main(["inference", f"--checkpoint_path={checkpoint_path}", f"--audio_path={audio_folder}",
+          "--top_k=2", f"--output={json_path}"])
+    assert capsys.readouterr().err.count("skipped") == 1
+    expected_files = [str(audio_folder / name) for name in ("b.wav", "c.wav", "sub/a.flac",
+                                                            "sub/broken.wav")]
+
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["file"] for row in rows] == expected_files  # recursive, sorted by path
+    assert list(rows[0]) == ["file", "label_1", "prob_1", "label_2", "prob_2", "duration_s",
+                             "windows", "error"]
+    assert rows[3]["error"] and not rows[3]["label_1"]
+    assert [row["windows"] for row in rows[:3]] == ["2", "3", "1"]
+
+    report = json.loads(json_path.read_text())
+    assert report["labels"] == LABELS and report["window_s"] == 1.0 and report["top_k"] == 2
+    files = report["files"]
+    assert [entry["file"] for entry in files] == expected_files and "error" in files[3]
+    for entry, row in zip(files[:3], rows[:3]):
+        probabilities = entry["probabilities"]
+        assert sum(probabilities.values()) == pytest.approx(1.0)
+        assert all(0 <= p <= 1 for p in probabilities.values())
+        ranked = sorted(probabilities, key=probabilities.get, reverse=True)
+        assert [top["label"] for top in entry["top"]] == ranked[:2]
+        assert [row["label_1"], row["label_2"]] == ranked[:2]
+        assert float(row["prob_1"]) == pytest.approx(probabilities[ranked[0]], abs=1e-6)
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("checkpoint_path", "{tmp}/none.pth", "--checkpoint_path={tmp}/none.pth: file not found"),
+    ("audio_path", "{tmp}/nothing", "--audio_path={tmp}/nothing: no such file or folder"),
+])
+def test_cli_missing_inputs_exit_2_with_one_line(checkpoint_path, tmp_path, flag, value, words):
+    args = {"checkpoint_path": checkpoint_path, "audio_path": write_tone(str(tmp_path / "ok.wav"))}
+    args[flag] = value.format(tmp=tmp_path)
+    result = run_script("pytorch/main.py", "inference", *(f"--{k}={v}" for k, v in args.items()))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {words.format(tmp=tmp_path)}"]
+
+
+@pytest.mark.parametrize("case, words", [
+    ("only_unreadable", "--audio_path={tmp}/junk: none of the 1 audio files could be read"),
+    ("empty_folder", "--audio_path={tmp}/junk: no audio files in this folder"),
+    ("bad_output", "--output={tmp}/p.txt: use a .csv or .json file name"),
+    ("bad_hop", "--hop=5.0: must be positive and at most the window (1 s)"),
+    ("tiny_window", "--window=0.05: audio of 1600 samples is too short"),
+])
+def test_bad_inputs_are_usage_errors(checkpoint_path, tmp_path, case, words):
+    (tmp_path / "junk").mkdir()
+    args = {"checkpoint_path": checkpoint_path, "audio_path": write_tone(str(tmp_path / "ok.wav"))}
+    if case == "only_unreadable":
+        (tmp_path / "junk" / "x.wav").write_bytes(b"junk")
+        args["audio_path"] = str(tmp_path / "junk")
+    elif case == "empty_folder":
+        (tmp_path / "junk" / "notes.txt").write_text("not audio")
+        args["audio_path"] = str(tmp_path / "junk")
+    elif case == "bad_output":
+        args["output"] = str(tmp_path / "p.txt")
+    elif case == "bad_hop":
+        args["hop"] = "5.0"
+    elif case == "tiny_window":
+        args["window"] = "0.05"
+    with pytest.raises(UsageError) as error:
+        main(["inference"] + [f"--{k}={v}" for k, v in args.items()])
+    assert str(error.value).startswith(words.format(tmp=tmp_path))
