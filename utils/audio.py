@@ -29,8 +29,10 @@ def _decode(path):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 data, sample_rate = librosa.load(path, sr=None, mono=False, dtype=np.float32)
-        except Exception:
-            raise AudioReadError(f"cannot decode: {soundfile_error}") from None
+        except Exception as fallback_error:
+            raise AudioReadError(f"cannot decode (soundfile: {soundfile_error}; "
+                                 f"librosa: {type(fallback_error).__name__} {fallback_error})"
+                                 ) from None
         data = np.atleast_2d(data).T  # librosa gives (channels, samples)
         return data, sample_rate
 
