@@ -1,6 +1,11 @@
 """Pack a labelled audio collection into one training-ready HDF5 file.
 
     python3 utils/features.py pack_audio_files_to_hdf5 --dataset_dir=DIR --workspace=WS [--mini_data]
+    python3 utils/features.py pack_audioset_to_hdf5 --segments_csv=CSV [--segments_csv=CSV2] \\
+        --audio_dir=DIR --workspace=WS [--iab_labels=5|20] [--mapping=CSV] \\
+        [--filename_pattern='Y{ytid}.wav'] [--keep_unlabelled]
+    python3 utils/features.py pack_csv_to_hdf5 --csv=FILE [--audio_dir=DIR] --workspace=WS \\
+        [--labels=5|20|NAME,NAME|FILE] [--keep_unlabelled]
 
 The HDF5 holds audio_name, waveform (int16, one clip per chunk), target, fold, and records its
 sample_rate, clip_samples, labels and task as attributes, so training needs no other file.
@@ -21,7 +26,11 @@ from tqdm import tqdm
 from utils import config
 from utils.audio import AudioReadError, fix_length, float32_to_int16, is_audio_file, load_audio
 from utils.folds import folds_from_mapping, multilabel_stratified_folds, read_folds_file, stratified_folds
-from utils.utilities import UsageError, atomic_path, atomic_write_text, create_logging, run_cli
+from utils.iab_labels import LABEL_SET_SIZES, load_label_set
+from utils.iab_sources import (DEFAULT_FILENAME_PATTERN, audioset_items, csv_items, display_path,
+                               label_set_name, mapping_used, mini_data_subset, resolve_label_names)
+from utils.utilities import (UsageError, atomic_path, atomic_write_text, create_logging,
+                             require_file, run_cli)
 
 MINI_DATA_CLIPS_PER_CLASS = 10
 
@@ -85,11 +94,13 @@ def assign_folds(task, targets, audio_names, folds_from=None, folds_num=config.F
 
 def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RATE,
                  clip_duration=config.GTZAN_CLIP_DURATION, num_workers=1, folds_from=None,
-                 seed=1234, extra_attributes=None):
+                 seed=1234, extra_attributes=None, excluded=()):
     """Decode `items` [(audio_name, path, target vector)] into `output_path`.
 
-    Unusable files are skipped and listed in a report beside the HDF5. The file is written under
-    a temporary name and renamed only when complete. Returns (number packed, skipped list).
+    Unusable files are skipped and listed in a report beside the HDF5, after `excluded`
+    [(path, reason)]: what the caller left out before packing (missing audio, no label, ...).
+    The file is written under a temporary name and renamed only when complete.
+    Returns (number packed, skipped list).
     """
     if task not in config.TASKS:
         raise ValueError(f"task must be one of {config.TASKS}")
@@ -113,7 +124,7 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
                 waveforms[len(kept)] = clip
                 kept.append(index)
             if not kept:
-                _write_report(output_path, skipped)
+                _write_report(output_path, list(excluded) + skipped)
                 raise UsageError(f"no usable audio among {len(items)} files; "
                                  f"see {report_path_for(output_path)}")
             waveforms.resize((len(kept), clip_samples))
@@ -128,7 +139,7 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
                 "clip_duration": clip_duration, "labels": list(labels), "task": task,
                 "folds_num": config.FOLDS_NUM, "int16_scaling": "clipped to [-1, 1] x 32767",
                 **(extra_attributes or {})})
-    _write_report(output_path, skipped)
+    _write_report(output_path, list(excluded) + skipped)
     logging.info("packed %d clips (%d skipped) in %.1f s into %s",
                  len(kept), len(skipped), time.time() - started, output_path)
     return len(kept), skipped
@@ -161,6 +172,62 @@ def pack_audio_files_to_hdf5(args):
     print(f"Wrote {output_path}")
 
 
+def pack_audioset_to_hdf5(args):
+    """AudioSet segment CSVs + downloaded clips -> multi-label HDF5 of IAB labels."""
+    create_logging(os.path.join(args.workspace, "logs", "features"), "pack_audioset_to_hdf5")
+    if args.mapping:
+        require_file(args.mapping, "--mapping")
+    labels = load_label_set(args.iab_labels)
+    items, summary = audioset_items(args.segments_csv, args.audio_dir, args.iab_labels,
+                                    args.mapping, args.filename_pattern, args.keep_unlabelled)
+    attributes = {"label_set": f"iab{args.iab_labels}",
+                  "mapping": mapping_used(args.iab_labels, args.mapping),
+                  "source": "; ".join(display_path(path) for path in args.segments_csv),
+                  "filename_pattern": args.filename_pattern,
+                  "keep_unlabelled": args.keep_unlabelled}
+    pack_multi_label(items, labels, summary, args, attributes,
+                     "check --audio_dir and --filename_pattern")
+
+
+def pack_csv_to_hdf5(args):
+    """A `file,labels` CSV (labels separated by ';') -> multi-label HDF5."""
+    create_logging(os.path.join(args.workspace, "logs", "features"), "pack_csv_to_hdf5")
+    labels, items, summary = csv_items(args.csv, args.audio_dir, resolve_label_names(args.labels),
+                                       args.keep_unlabelled)
+    attributes = {"label_set": label_set_name(labels), "mapping": "",
+                  "source": display_path(args.csv),
+                  "keep_unlabelled": args.keep_unlabelled}
+    pack_multi_label(items, labels, summary, args, attributes, "check --audio_dir and the CSV")
+
+
+def pack_multi_label(items, labels, summary, args, attributes, missing_hint):
+    """The multi-label packers' shared end: mini data, nothing-left check, packing, summary log."""
+    output_path = args.output or default_features_path(args.workspace, args.mini_data)
+    report_path = report_path_for(output_path)
+    if args.mini_data:
+        items = mini_data_subset(items, MINI_DATA_CLIPS_PER_CLASS)
+    if not items:
+        _write_report(output_path, summary.excluded)
+        example = f"; e.g. {summary.first_missing} is missing ({missing_hint})" \
+            if summary.first_missing else ""
+        raise UsageError(f"nothing to pack: {summary.describe()}{example}; see {report_path}")
+    logging.info("%d clips to pack, %d labels: %s", len(items), len(labels), "; ".join(labels))
+    packed, skipped = pack_to_hdf5(items, labels, config.MULTI_LABEL, output_path,
+                                   args.sample_rate, args.clip_duration, args.num_workers,
+                                   args.folds_from, args.seed, attributes, summary.excluded)
+    skipped_paths = {path for path, _ in skipped}
+    per_label = np.sum([target for _, path, target in items if path not in skipped_paths], axis=0)
+    logging.info("%s, %d unreadable, %d packed; every left-out clip and why: %s",
+                 summary.describe(), len(skipped), packed, report_path)
+    logging.info("clips per label: %s", ", ".join(
+        f"{label} {int(count)}" for label, count in zip(labels, per_label)))
+    empty = [label for label, count in zip(labels, per_label) if count == 0]
+    if empty:
+        logging.warning("no packed clip has the label(s) %s: they cannot be learned or scored",
+                        "; ".join(empty))
+    print(f"Wrote {output_path}")
+
+
 def add_common_packing_flags(parser, clip_duration):
     parser.add_argument("--workspace", required=True)
     parser.add_argument("--output", default=None, help="HDF5 path (default WS/features/waveform.h5)")
@@ -170,6 +237,12 @@ def add_common_packing_flags(parser, clip_duration):
     parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--folds_from", default=None, help="CSV of name,fold to fix the folds")
     parser.add_argument("--seed", type=int, default=1234, help="seed of the fold assignment")
+
+
+def add_multi_label_flags(parser):
+    parser.add_argument("--keep_unlabelled", action="store_true",
+                        help="keep clips with no label (all-zero target) instead of dropping them")
+    add_common_packing_flags(parser, config.AUDIOSET_CLIP_DURATION)
 
 
 def validate_packing_flags(args):
@@ -188,6 +261,36 @@ def build_parser():
     gtzan.add_argument("--dataset_dir", required=True)
     add_common_packing_flags(gtzan, config.GTZAN_CLIP_DURATION)
     gtzan.set_defaults(handler=pack_audio_files_to_hdf5)
+
+    audioset = subparsers.add_parser(
+        "pack_audioset_to_hdf5", help="AudioSet segment CSVs -> IAB content labels (multi-label)")
+    audioset.add_argument("--segments_csv", action="extend", nargs="+", required=True,
+                          help="AudioSet-style segment CSV(s); repeat the flag or list several; "
+                               "a YTID already seen is skipped")
+    audioset.add_argument("--audio_dir", required=True, help="folder of the downloaded clips")
+    audioset.add_argument("--iab_labels", type=int, choices=LABEL_SET_SIZES, default=5,
+                          help="IAB label set: 5 or 20 labels (metadata/iab_labels_N.csv)")
+    audioset.add_argument("--mapping", default=None,
+                          help="your own AudioSet->IAB mapping CSV (columns mid, iab_labels); "
+                               "default metadata/audioset_to_iab_N.csv")
+    audioset.add_argument("--filename_pattern", default=DEFAULT_FILENAME_PATTERN,
+                          help="clip file name under --audio_dir; placeholders {ytid}, {start}, "
+                               "{end} (whole seconds), {start_ms}, {end_ms}; e.g. "
+                               "'{ytid}_{start}.wav' (default %(default)s)")
+    add_multi_label_flags(audioset)
+    audioset.set_defaults(handler=pack_audioset_to_hdf5)
+
+    plain = subparsers.add_parser("pack_csv_to_hdf5",
+                                  help="a file,labels CSV (labels separated by ';'; multi-label)")
+    plain.add_argument("--csv", required=True, help="rows file,label1;label2 (header optional)")
+    plain.add_argument("--audio_dir", default=None,
+                       help="folder that relative paths resolve against (default: the CSV's)")
+    plain.add_argument("--labels", default=None,
+                       help="5 or 20 (IAB set), comma-separated names, or a labels file "
+                            "(one per line, or a CSV with a 'label' column); default every "
+                            "label the CSV uses, sorted")
+    add_multi_label_flags(plain)
+    plain.set_defaults(handler=pack_csv_to_hdf5)
     return parser
 
 

@@ -1,0 +1,194 @@
+"""Zero-shot IAB baseline: the published AudioSet tagger's 527 outputs mapped to the IAB labels.
+
+    python3 pytorch/main.py zero_shot --workspace=WS --features=H5 \\
+        --pretrained_checkpoint_path=Cnn14_mAP=0.431.pth [--holdout_fold=1] \\
+        [--iab_labels=5|20 | --mapping=CSV] [--threshold=0.5] [--batch_size=32] [--cuda]
+
+No training: a label's probability is the max over the AudioSet classes mapped to it (0 when no
+class is), and the holdout fold is scored exactly as a trained model's would be (--holdout_fold=all
+scores every clip: untrained, all of them are unseen). The metrics go to
+WS/results/zero_shot/holdout_fold=F/<label_set>/metrics.json (<label_set>: iab5 or iab20, plus
+_mapping=<name> with --mapping).
+"""
+import json
+import logging
+import math
+import os
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models import MODELS, TransferModel, create_model
+from pytorch_utils import PRECISIONS, forward_loader, select_device
+from utils import config
+from utils.data_generator import EvaluateSampler, WaveformDataset, collate_fn, split_indices
+from utils.features import default_features_path
+from utils.iab_labels import LABEL_SET_SIZES, load_label_set, mapping_matrix
+from utils.iab_sources import mapping_used
+from utils.metrics import compute_metrics
+from utils.utilities import UsageError, atomic_write_text, create_logging, require_file
+
+# Only the plain taggers have the 527 AudioSet outputs the mapping reads.
+AUDIOSET_TAGGERS = [name for name, model_class in MODELS.items()
+                    if not issubclass(model_class, TransferModel)]
+
+
+def map_audioset_to_labels(probabilities, mapping_matrix):
+    """(N, 527) AudioSet probabilities -> (N, C): per label, the max over its mapped classes.
+
+    mapping_matrix: (527, C), nonzero where a class maps to a label. A label no class maps to
+    gets probability 0.
+    """
+    probabilities = np.asarray(probabilities)
+    mapping_matrix = np.asarray(mapping_matrix)
+    if probabilities.ndim != 2 or mapping_matrix.ndim != 2 \
+            or probabilities.shape[1] != mapping_matrix.shape[0]:
+        raise ValueError(f"probabilities {probabilities.shape} and mapping matrix "
+                         f"{mapping_matrix.shape} do not fit: expected (N, K) and (K, C)")
+    label_probabilities = np.zeros((len(probabilities), mapping_matrix.shape[1]),
+                                   dtype=probabilities.dtype)
+    for label in range(mapping_matrix.shape[1]):
+        classes = np.flatnonzero(mapping_matrix[:, label])
+        if len(classes):
+            label_probabilities[:, label] = probabilities[:, classes].max(axis=1)
+    return label_probabilities
+
+
+def iab_label_set_of(labels, iab_labels, features_path):
+    """The IAB set size (5 or 20) whose names the packed file's labels are, in the same order."""
+    if iab_labels and labels == load_label_set(iab_labels):
+        return iab_labels
+    if iab_labels:
+        raise UsageError(
+            f"--features={features_path}: its labels ({'; '.join(labels)}) are not the "
+            f"{iab_labels}-label IAB set that --iab_labels={iab_labels} maps to "
+            f"({'; '.join(load_label_set(iab_labels))}); pack the file with "
+            f"--iab_labels={iab_labels} or pick the set it was packed with")
+    for size in LABEL_SET_SIZES:
+        if labels == load_label_set(size):
+            return size
+    raise UsageError(
+        f"--features={features_path}: its labels ({'; '.join(labels)}) are not an IAB label set "
+        "(metadata/iab_labels_5.csv or _20.csv, in that order), so AudioSet classes cannot be "
+        "mapped to them; pack with utils/features.py pack_audioset_to_hdf5 --iab_labels=5|20 "
+        "(or pack_csv_to_hdf5 --labels=5|20)")
+
+
+def results_path(workspace, holdout_fold, num_labels, mapping_path):
+    label_set = f"iab{num_labels}"
+    if mapping_path:  # a custom mapping must not overwrite the committed mapping's results
+        label_set += "_mapping=" + os.path.splitext(os.path.basename(mapping_path))[0]
+    return os.path.join(workspace, "results", "zero_shot", f"holdout_fold={holdout_fold}",
+                        label_set, "metrics.json")
+
+
+def json_ready(value):
+    """numpy -> lists and floats; NaN (AP of a label with no positive clip) -> null."""
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def validate_zero_shot_args(args):
+    if args.holdout_fold != "all":
+        if args.holdout_fold not in [str(fold) for fold in range(1, config.FOLDS_NUM + 1)]:
+            raise UsageError(f"--holdout_fold={args.holdout_fold}: "
+                             f"use 1..{config.FOLDS_NUM} or all")
+        args.holdout_fold = int(args.holdout_fold)
+    if args.batch_size < 1:
+        raise UsageError(f"--batch_size={args.batch_size}: must be at least 1")
+    if args.num_workers < 0:
+        raise UsageError(f"--num_workers={args.num_workers}: must be 0 or more")
+    if not 0 < args.threshold < 1:
+        raise UsageError(f"--threshold={args.threshold}: must be between 0 and 1")
+    require_file(args.pretrained_checkpoint_path, "--pretrained_checkpoint_path")
+    if args.mapping:
+        require_file(args.mapping, "--mapping")
+    args.features = args.features or default_features_path(args.workspace)
+
+
+def run_zero_shot(args):
+    """Score the mapped AudioSet tagger on the holdout fold; returns (metrics dict, JSON path)."""
+    validate_zero_shot_args(args)
+    create_logging(os.path.join(args.workspace, "logs", "zero_shot"), "zero_shot")
+    dataset = WaveformDataset(args.features, in_memory=False)  # only the holdout fold is read
+    info = dataset.info
+    num_labels = iab_label_set_of(info["labels"], args.iab_labels, args.features)
+    if info["task"] != config.MULTI_LABEL:
+        raise UsageError(f"--features={args.features}: packed as {info['task']}; the IAB labels "
+                         "are multi-label, repack it")
+    if info["sample_rate"] != config.SAMPLE_RATE:
+        logging.warning("%s is at %d Hz; the published Cnn14 checkpoints expect %d Hz",
+                        args.features, info["sample_rate"], config.SAMPLE_RATE)
+    matrix = mapping_matrix(num_labels, args.mapping)
+    holdout_indices = np.arange(len(dataset)) if args.holdout_fold == "all" \
+        else split_indices(info["folds"], args.holdout_fold)[1]
+
+    device = select_device(args.cuda)
+    # The published tagger's front end, as in config; the sample rate comes from the HDF5.
+    model = create_model(
+        args.model_type, sample_rate=info["sample_rate"], window_size=config.WINDOW_SIZE,
+        hop_size=config.HOP_SIZE, mel_bins=config.MEL_BINS, fmin=config.FMIN, fmax=config.FMAX,
+        classes_num=config.AUDIOSET_CLASSES_NUM, task=config.MULTI_LABEL,
+        pretrained_checkpoint_path=args.pretrained_checkpoint_path).to(device)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=EvaluateSampler(holdout_indices, args.batch_size),
+        collate_fn=collate_fn, num_workers=args.num_workers, pin_memory=device.type == "cuda")
+    _, audioset_probabilities, targets = forward_loader(
+        model, tqdm(loader, desc="zero-shot", unit="batch"), device, config.MULTI_LABEL,
+        args.precision)
+    probabilities = map_audioset_to_labels(audioset_probabilities, matrix)
+    metrics = compute_metrics(config.MULTI_LABEL, probabilities, targets, args.threshold)
+
+    labels = info["labels"]
+    output_path = results_path(args.workspace, args.holdout_fold, num_labels, args.mapping)
+    record = dict(json_ready(metrics), labels=labels, label_set=f"iab{num_labels}",
+                  mapping=mapping_used(num_labels, args.mapping), clips=len(targets),
+                  holdout_fold=args.holdout_fold, features=os.path.abspath(args.features),
+                  model_type=args.model_type,
+                  pretrained_checkpoint_path=os.path.abspath(args.pretrained_checkpoint_path))
+    atomic_write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", output_path)
+
+    logging.info("zero-shot %s, holdout fold %s (%d clips), %d IAB labels: mAP %.4f, macro-F1 "
+                 "%.4f, micro-F1 %.4f (threshold %g)", args.model_type, args.holdout_fold,
+                 len(targets), num_labels, metrics["mAP"], metrics["macro_f1"],
+                 metrics["micro_f1"], args.threshold)
+    for label, ap, f1, positives in zip(labels, metrics["per_class_ap"], metrics["per_class_f1"],
+                                        (targets >= 0.5).sum(axis=0)):
+        logging.info("  %-28s AP %.4f  F1 %.4f  (%d positive clips)", label, ap, f1, positives)
+    print(f"Wrote {output_path}")
+    return metrics, output_path
+
+
+def add_zero_shot_parser(subparsers):
+    parser = subparsers.add_parser(
+        "zero_shot", help="score the pretrained AudioSet tagger, mapped to IAB labels, untrained")
+    parser.add_argument("--workspace", required=True)
+    parser.add_argument("--features", default=None,
+                        help="packed IAB HDF5 (default WS/features/waveform.h5)")
+    parser.add_argument("--pretrained_checkpoint_path", required=True,
+                        help="official PANNs checkpoint, e.g. Cnn14_mAP=0.431.pth")
+    parser.add_argument("--model_type", default="Cnn14", choices=AUDIOSET_TAGGERS)
+    parser.add_argument("--holdout_fold", default="1",
+                        help="1..10: the fold scored, as training's; all: every clip")
+    parser.add_argument("--iab_labels", type=int, choices=LABEL_SET_SIZES, default=None,
+                        help="the IAB set the file holds (default: recognised from its labels)")
+    parser.add_argument("--mapping", default=None,
+                        help="your own AudioSet->IAB mapping CSV (default "
+                             "metadata/audioset_to_iab_N.csv)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="decision threshold for F1")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--cuda", action="store_true", help="use the GPU when there is one")
+    parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
+    parser.add_argument("--num_workers", type=int, default=2)
+    parser.set_defaults(handler=run_zero_shot)
+    return parser
