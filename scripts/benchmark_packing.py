@@ -1,0 +1,61 @@
+"""Packing throughput against the sequential librosa baseline, measured in one run.
+
+    python3 scripts/benchmark_packing.py [--clips_per_genre=20] [--genres=10] [--num_workers=N]
+
+Generates a demo set (default 200 clips x 30 s), then times on the same files:
+  baseline: librosa.load(path, sr=32000, mono=True) one file after another (no HDF5 written);
+  ours:     utils/features.py packing (decode, soxr resample, int16, HDF5) over N processes.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import librosa
+
+from scripts.make_demo_dataset import make_demo_dataset
+from utils import config
+from utils.features import one_hot, pack_to_hdf5, scan_class_folders
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--genres", type=int, default=10)
+    parser.add_argument("--clips_per_genre", type=int, default=20)
+    parser.add_argument("--clip_duration", type=float, default=30.0)
+    parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as folder:
+        dataset_dir = os.path.join(folder, "demo")
+        make_demo_dataset(dataset_dir, genres=args.genres, clips_per_genre=args.clips_per_genre,
+                          clip_duration=args.clip_duration, num_workers=args.num_workers)
+        labels, found = scan_class_folders(dataset_dir)
+        files = len(found)
+
+        started = time.perf_counter()
+        for _, path, _ in found:
+            librosa.load(path, sr=config.SAMPLE_RATE, mono=True)
+        baseline_seconds = time.perf_counter() - started
+
+        items = [(name, path, one_hot(index, len(labels))) for name, path, index in found]
+        started = time.perf_counter()
+        pack_to_hdf5(items, labels, config.SINGLE_LABEL, os.path.join(folder, "waveform.h5"),
+                     clip_duration=args.clip_duration, num_workers=args.num_workers)
+        ours_seconds = time.perf_counter() - started
+
+    baseline_rate, ours_rate = files / baseline_seconds, files / ours_seconds
+    print(f"{files} files of {args.clip_duration:g} s, {os.cpu_count()} CPU cores")
+    print(f"baseline  sequential librosa.load(sr=32000): {baseline_seconds:7.2f} s  "
+          f"{baseline_rate:7.1f} files/s")
+    print(f"ours      pack to HDF5, {args.num_workers} workers:        {ours_seconds:7.2f} s  "
+          f"{ours_rate:7.1f} files/s")
+    print(f"ratio     ours / baseline: {ours_rate / baseline_rate:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
