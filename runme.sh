@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The whole pipeline: data -> HDF5 -> training one holdout fold -> plots -> evaluation.
+#
+#   ./runme.sh
+#       The embedded demo on any machine (CPU is fine, ~10 minutes on 2 cores): generates the
+#       synthetic-music demo set, packs it, trains the CPU-sized configuration, plots, evaluates.
+#
+#   DATASET_DIR=/data/GTZAN/genres PRETRAINED_CHECKPOINT_PATH=/models/Cnn14_mAP=0.431.pth ./runme.sh
+#       The real GTZAN recipe: 30-s clips, Transfer_Cnn14, batch 32, learning rate 1e-4, mixup,
+#       2000 iterations on CUDA (the CPU is used, with a warning, when there is no GPU).
+#
+# Every setting can also be given as a flag: ./runme.sh --dataset_dir=... --workspace=...
+#   --pretrained_checkpoint_path=... --holdout_fold=N --stop_iteration=N --seed=N
+set -euo pipefail
+cd "$(dirname "$0")"
+
+for argument in "$@"; do
+    case "$argument" in
+        --dataset_dir=*) DATASET_DIR="${argument#*=}" ;;
+        --workspace=*) WORKSPACE="${argument#*=}" ;;
+        --pretrained_checkpoint_path=*) PRETRAINED_CHECKPOINT_PATH="${argument#*=}" ;;
+        --holdout_fold=*) HOLDOUT_FOLD="${argument#*=}" ;;
+        --stop_iteration=*) STOP_ITERATION="${argument#*=}" ;;
+        --seed=*) SEED="${argument#*=}" ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        *) echo "error: unknown argument $argument (see ./runme.sh --help)" >&2; exit 2 ;;
+    esac
+done
+
+source scripts/setup_env.sh
+DATASET_DIR="${DATASET_DIR:-}"
+PRETRAINED_CHECKPOINT_PATH="${PRETRAINED_CHECKPOINT_PATH:-}"
+HOLDOUT_FOLD="${HOLDOUT_FOLD:-1}"
+SEED="${SEED:-1234}"
+started=$SECONDS
+
+if [ -z "$DATASET_DIR" ]; then
+    # The embedded demo, sized for a 2-core CPU: 10 genres x 20 synthetic 10-s clips, packed as
+    # 3-s clips; Transfer_Cnn6 (the light PANNs CNN) from scratch, batch 16, lr 1e-3, no mixup.
+    WORKSPACE="${WORKSPACE:-workspaces/demo}"
+    DATASET_DIR="$WORKSPACE/dataset"
+    STOP_ITERATION="${STOP_ITERATION:-200}"
+    if [ ! -f "$DATASET_DIR/.complete" ]; then
+        "$PYTHON" scripts/make_demo_dataset.py --output_dir="$DATASET_DIR" --genres=10 \
+            --clips_per_genre=20 --clip_duration=10 --seed="$SEED"
+        touch "$DATASET_DIR/.complete"
+    fi
+    CLIP_DURATION=3
+    TRAIN_FLAGS=(--model_type=Transfer_Cnn6 --loss_type=clip_nll --augmentation=none
+                 --learning_rate=1e-3 --batch_size=16 --eval_every=25 --save_every=50
+                 --num_workers=1)
+    PLOT_FILTER=(--model_type=Transfer_Cnn6)
+else
+    # The published GTZAN transfer recipe.
+    WORKSPACE="${WORKSPACE:-workspaces/gtzan}"
+    STOP_ITERATION="${STOP_ITERATION:-2000}"
+    CLIP_DURATION=30
+    TRAIN_FLAGS=(--model_type=Transfer_Cnn14 --loss_type=clip_nll --augmentation=mixup
+                 --learning_rate=1e-4 --batch_size=32 --eval_every=200 --save_every=500
+                 --num_workers=4 --keep_best --cuda)
+    if [ -n "$PRETRAINED_CHECKPOINT_PATH" ]; then
+        TRAIN_FLAGS+=(--pretrained_checkpoint_path="$PRETRAINED_CHECKPOINT_PATH")
+    else
+        echo "warning: no PRETRAINED_CHECKPOINT_PATH: training Transfer_Cnn14 from scratch" >&2
+    fi
+    PLOT_FILTER=(--model_type=Transfer_Cnn14)
+fi
+
+echo "== 1/4 packing $DATASET_DIR into $WORKSPACE/features/waveform.h5"
+"$PYTHON" utils/features.py pack_audio_files_to_hdf5 --dataset_dir="$DATASET_DIR" \
+    --workspace="$WORKSPACE" --clip_duration="$CLIP_DURATION"
+
+echo "== 2/4 training holdout fold $HOLDOUT_FOLD for $STOP_ITERATION iterations"
+"$PYTHON" pytorch/main.py train --dataset_dir="$DATASET_DIR" --workspace="$WORKSPACE" \
+    --holdout_fold="$HOLDOUT_FOLD" --stop_iteration="$STOP_ITERATION" --seed="$SEED" \
+    "${TRAIN_FLAGS[@]}"
+
+echo "== 3/4 plotting"
+FIGURE="$WORKSPACE/figures/holdout_fold=$HOLDOUT_FOLD"
+"$PYTHON" utils/plot_statistics.py --workspace="$WORKSPACE" --holdout_fold="$HOLDOUT_FOLD" \
+    "${PLOT_FILTER[@]}" --output="$FIGURE"
+
+echo "== 4/4 evaluating the final checkpoint on the holdout fold"
+CHECKPOINT=$(ls -t "$WORKSPACE"/checkpoints/main/holdout_fold="$HOLDOUT_FOLD"/*/*/*/*/*/*/"$STOP_ITERATION"_iterations.pth | head -n 1)
+"$PYTHON" pytorch/main.py evaluate --checkpoint_path="$CHECKPOINT"
+
+STATISTICS=$(ls -t "$WORKSPACE"/statistics/main/holdout_fold="$HOLDOUT_FOLD"/*/*/*/*/*/*/statistics.pickle | head -n 1)
+"$PYTHON" - "$STATISTICS" <<'EOF'
+import pickle, sys
+statistics = pickle.load(open(sys.argv[1], "rb"))
+metric = statistics.get("meta", {}).get("primary_metric", "accuracy")
+final = statistics["validate"][-1]
+chance = 1 / len(statistics["meta"]["labels"])
+print(f"\nFinal validation {metric}: {final[metric]:.3f} at iteration {final['iteration']} "
+      f"(chance {chance:.3f})")
+EOF
+echo "Statistics: $STATISTICS"
+echo "Checkpoint: $CHECKPOINT"
+echo "Figure:     $FIGURE.png (and .pdf)"
+echo "Wall time:  $((SECONDS - started)) s"
