@@ -8,9 +8,6 @@ Multi-label: mAP, macro/micro F1 and per-class AP/F1 at --threshold.
 Writes metrics.json, per_class.csv, predictions.csv and, single-label, confusion_matrix.{csv,png}
 and confusion_matrix_normalized.{csv,png} into the output folder, and prints a table.
 """
-import csv
-import io
-import json
 import logging
 import math
 import os
@@ -25,35 +22,9 @@ from utils.config import MULTI_LABEL, SINGLE_LABEL
 from utils.data_generator import EvaluateSampler, WaveformDataset, collate_fn, split_indices
 from utils.metrics import DEFAULT_THRESHOLD, compute_metrics, write_confusion_matrix
 from utils.splits import FILTERED_SUBSETS, load_filtered_split
-from utils.utilities import UsageError, atomic_write_text
+from utils.utilities import UsageError, write_csv, write_json
 
 EVALUATION_SPLITS = ("folds", "filtered", "all")
-
-
-def write_csv(rows, path):
-    """Rows (lists) -> CSV file, atomically."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    atomic_write_text(buffer.getvalue(), path)
-
-
-def json_safe(value):
-    """NaN (e.g. AP of a class without positives) -> null: plain JSON has no NaN."""
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def write_json(data, path):
-    atomic_write_text(json.dumps(json_safe(data), indent=2) + "\n", path)
 
 
 def resolve_selection(checkpoint_args, split=None, holdout_fold=None, subset=None):

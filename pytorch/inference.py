@@ -25,11 +25,10 @@ import torch
 from tqdm import tqdm
 
 from checkpoints import load_trained_model
-from evaluate import write_csv, write_json
 from pytorch_utils import probabilities_from_output, select_device
 from utils.audio import AudioReadError, fix_length, is_audio_file, load_audio
 from utils.config import AUDIO_EXTENSIONS, SINGLE_LABEL
-from utils.utilities import UsageError
+from utils.utilities import UsageError, write_csv, write_json
 
 OUTPUT_FORMATS = (".csv", ".json")
 

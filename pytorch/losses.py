@@ -1,5 +1,4 @@
 """Clip-level losses on the model's `clipwise_output`."""
-import torch
 import torch.nn.functional as F
 
 from utils.config import MULTI_LABEL, SINGLE_LABEL

@@ -10,9 +10,7 @@ scores every clip: untrained, all of them are unseen). The metrics go to
 WS/results/zero_shot/holdout_fold=F/<label_set>/metrics.json (<label_set>: iab5 or iab20, plus
 _mapping=<name> with --mapping).
 """
-import json
 import logging
-import math
 import os
 
 import numpy as np
@@ -27,7 +25,7 @@ from utils.features import default_features_path
 from utils.iab_labels import LABEL_SET_SIZES, load_label_set, mapping_matrix
 from utils.iab_sources import mapping_used
 from utils.metrics import compute_metrics
-from utils.utilities import UsageError, atomic_write_text, create_logging, require_file
+from utils.utilities import UsageError, create_logging, require_file, write_json
 
 # Only the plain taggers have the 527 AudioSet outputs the mapping reads.
 AUDIOSET_TAGGERS = [name for name, model_class in MODELS.items()
@@ -83,21 +81,6 @@ def results_path(workspace, holdout_fold, num_labels, mapping_path):
                         label_set, "metrics.json")
 
 
-def json_ready(value):
-    """numpy -> lists and floats; NaN (AP of a label with no positive clip) -> null."""
-    if isinstance(value, dict):
-        return {key: json_ready(item) for key, item in value.items()}
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [json_ready(item) for item in value]
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
 def validate_zero_shot_args(args):
     if args.holdout_fold != "all":
         if args.holdout_fold not in [str(fold) for fold in range(1, config.FOLDS_NUM + 1)]:
@@ -151,12 +134,12 @@ def run_zero_shot(args):
 
     labels = info["labels"]
     output_path = results_path(args.workspace, args.holdout_fold, num_labels, args.mapping)
-    record = dict(json_ready(metrics), labels=labels, label_set=f"iab{num_labels}",
+    record = dict(metrics, labels=labels, label_set=f"iab{num_labels}",
                   mapping=mapping_used(num_labels, args.mapping), clips=len(targets),
                   holdout_fold=args.holdout_fold, features=os.path.abspath(args.features),
                   model_type=args.model_type,
                   pretrained_checkpoint_path=os.path.abspath(args.pretrained_checkpoint_path))
-    atomic_write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", output_path)
+    write_json(record, output_path)
 
     logging.info("zero-shot %s, holdout fold %s (%d clips), %d IAB labels: mAP %.4f, macro-F1 "
                  "%.4f, micro-F1 %.4f (threshold %g)", args.model_type, args.holdout_fold,

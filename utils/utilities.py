@@ -1,6 +1,10 @@
 """Small shared helpers: user-facing errors, atomic file writes, logging, seeding."""
 import contextlib
+import csv
+import io
+import json
 import logging
+import math
 import os
 import pickle
 import random
@@ -71,6 +75,32 @@ def atomic_write_text(text, path):
     with atomic_path(path) as temp_path:
         with open(temp_path, "w") as f:
             f.write(text)
+
+
+def write_csv(rows, path):
+    """Rows (lists) -> CSV file, atomically."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    atomic_write_text(buffer.getvalue(), path)
+
+
+def json_safe(value):
+    """NaN (e.g. AP of a class without positives) -> null: plain JSON has no NaN."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_json(data, path):
+    atomic_write_text(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n", path)
 
 
 def create_logging(log_dir, name="log", filemode="a"):
