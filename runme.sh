@@ -36,7 +36,7 @@ started=$SECONDS
 
 if [ -z "$DATASET_DIR" ]; then
     # The embedded demo, sized for a 2-core CPU: 10 genres x 20 synthetic 10-s clips, packed as
-    # 3-s clips; Transfer_Cnn6 (the light PANNs CNN) from scratch, batch 16, lr 1e-3, no mixup.
+    # 3-s clips; Transfer_Cnn6 (the light PANNs CNN) from scratch, batch 16, lr 5e-4, no mixup.
     WORKSPACE="${WORKSPACE:-workspaces/demo}"
     DATASET_DIR="$WORKSPACE/dataset"
     STOP_ITERATION="${STOP_ITERATION:-200}"
@@ -47,7 +47,7 @@ if [ -z "$DATASET_DIR" ]; then
     fi
     CLIP_DURATION=3
     TRAIN_FLAGS=(--model_type=Transfer_Cnn6 --loss_type=clip_nll --augmentation=none
-                 --learning_rate=1e-3 --batch_size=16 --eval_every=25 --save_every=50
+                 --learning_rate=5e-4 --batch_size=16 --eval_every=25 --save_every=50
                  --num_workers=1)
     PLOT_FILTER=(--model_type=Transfer_Cnn6)
 else
