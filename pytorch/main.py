@@ -71,7 +71,12 @@ def add_train_parser(subparsers):
     parser.add_argument("--channels_last", action="store_true",
                         help="channels-last memory format (faster convolutions on GPUs)")
     parser.add_argument("--no_spec_augment", action="store_true", help="switch SpecAugment off")
-    parser.add_argument("--num_workers", type=int, default=2)
+    parser.add_argument("--sync_batchnorm", action="store_true",
+                        help="under torchrun on GPUs: BatchNorm statistics over the global batch "
+                             "(SyncBatchNorm) instead of each GPU's share")
+    parser.add_argument("--num_workers", type=int, default=2,
+                        help="loader processes when clips stream from the HDF5 (data held in "
+                             "memory is gathered on the device without workers)")
     parser.add_argument("--in_memory", default="auto", choices=["auto", "yes", "no"],
                         help="read the whole HDF5 into RAM (auto: when it fits)")
     parser.add_argument("--seed", type=int, default=1234)

@@ -3,8 +3,16 @@
 The loop carries mixed precision, DistributedDataParallel (under torchrun) and torch.compile.
 Every eval_every iterations the holdout fold is validated and the statistics pickle dumped;
 every save_every iterations (and at the stop) a checkpoint holds everything needed to resume
-exactly: model, optimizer, grad scaler, sampler position, best-so-far and every random state.
+exactly: model, optimizer, grad scaler, sampler position, best-so-far and every random state
+(each rank's own, under torchrun).
+
+Under torchrun every rank draws the same global batches and mixup weights (same seeds) and
+trains on its contiguous share; DDP averages the gradients, so the step equals one process
+training the global batch (exactly so when BatchNorm uses running statistics, i.e. with a
+frozen base; otherwise each rank normalises with its own share unless --sync_batchnorm).
+Rank 0 alone validates and writes statistics, logs and checkpoints.
 """
+import atexit
 import copy
 import datetime
 import logging
@@ -22,11 +30,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from checkpoints import checkpoint_path, model_kwargs
 from losses import LOSSES, resolve_loss_type
-from models import create_model
-from pytorch_utils import (Mixup, autocast, do_mixup, forward_loader, select_device,
-                           waveform_to_tensor)
+from models import TransferModel, create_model
+from pytorch_utils import (Mixup, ResidentClips, autocast, check_precision, do_mixup,
+                           forward_loader, select_device, tensor_collate, waveform_to_tensor)
 from utils import config
-from utils.data_generator import EvaluateSampler, TrainSampler, WaveformDataset, collate_fn
+from utils.data_generator import EvaluateSampler, TrainSampler, WaveformDataset
 from utils.metrics import compute_metrics
 from utils.splits import split_train_eval_indices
 from utils.utilities import (UsageError, atomic_pickle_dump, atomic_torch_save, create_folder,
@@ -99,21 +107,39 @@ class BestTracker:
         self.__dict__.update(state)
 
 
-def rng_states(mixup):
+# The whole dataset stays in GPU memory when it takes less than this share of the free memory.
+GPU_RESIDENT_FRACTION = 0.25
+
+
+def rng_states(mixup, device):
+    """This process's random states (CUDA: the training device's generator only)."""
     return {"python": random.getstate(), "numpy": np.random.get_state(),
             "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "mixup": mixup.random_state.get_state() if mixup else None}
 
 
-def restore_rng_states(states, mixup):
+def restore_rng_states(states, mixup, device):
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
-    if states["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if isinstance(states["cuda"], list):  # checkpoints of earlier versions: every GPU's state
+        if torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+    elif states["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
     if mixup is not None and states["mixup"] is not None:
         mixup.random_state.set_state(states["mixup"])
+
+
+def all_rank_rng_states(mixup, device, world_size):
+    """Every rank's random states, gathered on each rank (a collective: all ranks call it)."""
+    states = rng_states(mixup, device)
+    if world_size == 1:
+        return [states]
+    gathered = [None] * world_size
+    dist.all_gather_object(gathered, states)
+    return gathered
 
 
 def setup_distributed(args):
@@ -132,7 +158,10 @@ def setup_distributed(args):
     else:
         device, backend = torch.device("cpu"), "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend)
+        # Rank 0 validates alone while the others wait at a broadcast: allow a long validation.
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30),
+                                device_id=device if backend == "nccl" else None)
+        atexit.register(dist.destroy_process_group)
     return rank, world_size, device
 
 
@@ -155,14 +184,115 @@ def configure_backends(device):
         torch.backends.cudnn.allow_tf32 = True
 
 
-def make_loader(dataset, batch_sampler, args, device):
+def make_loader(dataset, batch_sampler, num_workers, seed, device):
+    """A DataLoader streaming clips from the HDF5 (or from RAM) in worker processes."""
     # Loaders draw worker seeds from generators of their own, never from the global RNG that
     # dropout and SpecAugment use: a resumed run then replays exactly.
     return torch.utils.data.DataLoader(
-        dataset, batch_sampler=batch_sampler, num_workers=args.num_workers,
-        collate_fn=collate_fn, pin_memory=device.type == "cuda",
-        persistent_workers=args.num_workers > 0,
-        generator=torch.Generator().manual_seed(args.seed))
+        dataset, batch_sampler=batch_sampler, num_workers=num_workers,
+        collate_fn=tensor_collate, pin_memory=device.type == "cuda",
+        persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
+
+
+def resident_clips(dataset, device):
+    """The dataset held whole on the training device, or None to stream it through loaders.
+
+    In-memory datasets stay on the CPU as they are; on a GPU when they take less than
+    GPU_RESIDENT_FRACTION of its free memory (GTZAN's 1,000 x 30 s clips are 1.9 GB in int16).
+    """
+    if not dataset.in_memory:
+        return None
+    if device.type == "cuda":
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+        if dataset.waveforms.nbytes > GPU_RESIDENT_FRACTION * free_bytes:
+            return None
+    return ResidentClips(dataset, device)
+
+
+def batch_source(dataset, device, num_workers, seed):
+    """A function batch_sampler -> iterable of batches: gathered on the device when the dataset
+    fits there, else a DataLoader with `num_workers` workers."""
+    resident = resident_clips(dataset, device)
+    if resident is not None:
+        logging.info("the dataset (%.2f GB) stays on %s for the run",
+                     dataset.waveforms.nbytes / 1e9, device)
+        return resident.batches
+    return lambda batch_sampler: make_loader(dataset, batch_sampler, num_workers, seed, device)
+
+
+def build_model(model_type, settings, labels, task, device, freeze_base=False,
+                pretrained_checkpoint_path=None, spec_augment=True, channels_last=False):
+    """The model to train, on `device` (unwrapped: its state_dict is what checkpoints hold)."""
+    model = create_model(model_type, **model_kwargs(settings, labels, task),
+                         freeze_base=freeze_base,
+                         pretrained_checkpoint_path=pretrained_checkpoint_path)
+    tagger = model.base if isinstance(model, TransferModel) else model
+    if not spec_augment:
+        tagger.spec_augmenter = torch.nn.Identity()
+    if isinstance(model, TransferModel):
+        # The transfer head reads the base's embedding, never its AudioSet classifier, whose
+        # parameters would get no gradient: DDP fails on such unused parameters.
+        model.base.fc_audioset.requires_grad_(False)
+    model.to(device)
+    if channels_last:  # conv weights channels-last; the activations follow them
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def make_optimizer(model, learning_rate, device):
+    """The recipe's Adam (AMSGrad) over the trainable parameters; one fused kernel on CUDA."""
+    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                            lr=learning_rate, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                            amsgrad=True, fused=True if device.type == "cuda" else None)
+
+
+def wrap_model(raw_model, device, world_size, compile_model):
+    """DDP across processes, then torch.compile: compiling the DDP module lets dynamo split the
+    graph at DDP's gradient buckets, so their all-reduce overlaps the backward pass."""
+    model = raw_model
+    if world_size > 1:
+        model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            gradient_as_bucket_view=True)  # gradients live in the buckets: one copy fewer
+    if compile_model:
+        model = torch.compile(model)
+    return model
+
+
+def rank_mixup_lambda(mixup, rank_batch_size, rank, world_size):
+    """This rank's share of mixup weights drawn for the whole global batch: every rank's
+    generator stays in step, and the weights equal those of one process on the global batch."""
+    lambdas = mixup.get_lambda(rank_batch_size * world_size)
+    return torch.from_numpy(lambdas[rank * rank_batch_size:(rank + 1) * rank_batch_size])
+
+
+def train_step(model, batch, device, precision, loss_func, optimizer, scaler, mixup_lambda=None):
+    """One optimisation step on a batch of clips; returns the loss (detached, on the device)."""
+    model.train()
+    waveform = waveform_to_tensor(batch["waveform"], device)
+    target = torch.as_tensor(batch["target"]).to(device, non_blocking=True)
+    with autocast(device, precision):
+        if mixup_lambda is not None:
+            mixup_lambda = mixup_lambda.to(device, non_blocking=True)  # no GPU sync per step
+            output = model(waveform, mixup_lambda)
+            target = do_mixup(target, mixup_lambda)
+        else:
+            output = model(waveform)
+        loss = loss_func(output, target)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
+def global_mean(value, world_size):
+    """The mean over ranks of each rank's mean over its (equal) share: the global batch's mean."""
+    if world_size == 1:
+        return value
+    value = value.clone()
+    dist.all_reduce(value)  # SUM, then divide: gloo has no AVG
+    return value / world_size
 
 
 def evaluate(model, loader, device, task, loss_func, threshold, precision):
@@ -182,7 +312,12 @@ def train(args):
     """Train one holdout fold (or the filtered split); returns (statistics dict, run dirs)."""
     rank, world_size, device = setup_distributed(args)
     is_master = rank == 0
-    set_seed(args.seed)
+    check_precision(args.precision, device)
+    sync_batchnorm = args.sync_batchnorm and world_size > 1
+    if sync_batchnorm and device.type != "cuda":
+        raise UsageError("--sync_batchnorm needs CUDA GPUs (torch's SyncBatchNorm has no CPU "
+                         "kernel); drop it on CPUs")
+    set_seed(args.seed)  # the same initial weights on every rank
     configure_backends(device)
 
     dataset = WaveformDataset(args.features, in_memory=args.in_memory, as_int16=True)
@@ -199,19 +334,16 @@ def train(args):
     logging.info("arguments: %s", run_arguments)
 
     settings = audio_settings(args, info)
-    raw_model = create_model(args.model_type, **model_kwargs(settings, labels, task),
-                             freeze_base=args.freeze_base,
-                             pretrained_checkpoint_path=args.pretrained_checkpoint_path)
+    raw_model = build_model(args.model_type, settings, labels, task, device,
+                            freeze_base=args.freeze_base,
+                            pretrained_checkpoint_path=args.pretrained_checkpoint_path,
+                            spec_augment=not args.no_spec_augment,
+                            channels_last=args.channels_last)
     if args.pretrained_checkpoint_path:
         logging.info("loaded the pretrained base from %s", args.pretrained_checkpoint_path)
-    if args.no_spec_augment:
-        raw_model.base.spec_augmenter = torch.nn.Identity()
-    raw_model.to(device)
-    if args.channels_last:
-        raw_model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam([p for p in raw_model.parameters() if p.requires_grad],
-                                 lr=args.learning_rate, betas=(0.9, 0.999), eps=1e-8,
-                                 weight_decay=0.0, amsgrad=True)
+    if sync_batchnorm:  # BatchNorm statistics over the global batch, as one process would
+        raw_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(raw_model)
+    optimizer = make_optimizer(raw_model, args.learning_rate, device)
     scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "fp16")
 
     train_indices, holdout_indices, test_indices = split_train_eval_indices(
@@ -231,43 +363,45 @@ def train(args):
         resume_path = checkpoint_path(dirs["checkpoints"], iteration)
         if not os.path.isfile(resume_path):
             raise UsageError(f"--resume_iteration={iteration}: no checkpoint {resume_path}")
-        checkpoint = torch.load(resume_path, map_location=device, weights_only=False)
+        # On the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest over.
+        checkpoint = torch.load(resume_path, map_location="cpu", weights_only=False)
         raw_model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])
         sampler.load_state_dict(checkpoint["sampler"])
         best.load_state_dict(checkpoint["best"])
-        restore_rng_states(checkpoint["rng"], mixup)
+        rank_rng = checkpoint.get("rank_rng")
+        same_ranks = rank_rng is not None and len(rank_rng) == world_size
+        restore_rng_states(rank_rng[rank] if same_ranks else checkpoint["rng"], mixup, device)
+        if rank > 0 and not same_ranks:  # saved by another number of processes
+            torch.manual_seed(args.seed + rank + iteration)
         statistics.load_until(iteration)
         logging.info("resumed from %s", resume_path)
+    elif rank > 0:  # dropout and SpecAugment draw differently on each rank (rank 0: as one process)
+        torch.manual_seed(args.seed + rank)
 
-    model = raw_model
-    if args.compile:
-        model = torch.compile(model)
-    if world_size > 1:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    model = wrap_model(raw_model, device, world_size, args.compile)
 
-    # The loader's batch sampler runs ahead of training (prefetch); `sampler` itself advances
+    # The loader's batch sampler may run ahead of training (prefetch); `sampler` itself advances
     # one batch per trained iteration, so its state in a checkpoint is exactly what was consumed.
-    train_loader = make_loader(dataset, RankShare(copy.deepcopy(sampler), rank, world_size),
-                               args, device)
-    holdout_loader = make_loader(dataset, EvaluateSampler(holdout_indices, args.batch_size),
-                                 args, device)
+    batches = batch_source(dataset, device, args.num_workers, args.seed)
+    train_loader = batches(RankShare(copy.deepcopy(sampler), rank, world_size))
+    holdout_loader = batches(EvaluateSampler(holdout_indices, args.batch_size))
     logging.info("task %s, %d classes, %d training clips, %d validation clips (%s), device %s, "
                  "%d process(es)", task, len(labels), len(train_indices), len(holdout_indices),
                  "filtered split" if args.split == "filtered" else f"fold {args.holdout_fold}",
                  device, world_size)
 
-    def checkpoint_dict():
+    def checkpoint_dict(rank_rng):
         return {"iteration": iteration, "model": raw_model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "sampler": sampler.state_dict(), "best": best.state_dict(),
-                "rng": rng_states(mixup), "labels": labels, "task": task,
+                "rng": rank_rng[0], "rank_rng": rank_rng, "labels": labels, "task": task,
                 "audio_settings": settings, "model_type": args.model_type,
                 "args": run_arguments}
 
-    def save(path):
-        atomic_torch_save(checkpoint_dict(), path)
+    def save(path, rank_rng):
+        atomic_torch_save(checkpoint_dict(rank_rng), path)
         logging.info("saved %s", path)
 
     def flush_train_losses(pending):
@@ -295,8 +429,9 @@ def train(args):
                     statistics.append("validate", dict(result, iteration=iteration))
                     statistics.dump()
                     improved = best.update(result, iteration)
-                    if args.keep_best and improved:
-                        save(os.path.join(dirs["checkpoints"], "best.pth"))
+                    if args.keep_best and improved:  # for model selection, not for resuming
+                        save(os.path.join(dirs["checkpoints"], "best.pth"),
+                             [rng_states(mixup, device)])
                     train_loss = statistics.statistics["train"][-1]["loss"] if iteration else float("nan")
                     logging.info("iteration %d: validation %s %.4f, loss %.4f; train loss %.4f "
                                  "(%.1f s)", iteration, primary_metric, result[primary_metric],
@@ -312,47 +447,27 @@ def train(args):
                     dist.broadcast(flag, src=0)
                     stop_early = bool(flag.item())
             at_end = iteration >= args.stop_iteration or stop_early
-            if is_master and iteration > args.resume_iteration and (
-                    iteration % args.save_every == 0 or at_end):
-                save(checkpoint_path(dirs["checkpoints"], iteration))
+            if iteration > args.resume_iteration and (iteration % args.save_every == 0 or at_end):
+                rank_rng = all_rank_rng_states(mixup, device, world_size)  # every rank joins
+                if is_master:
+                    save(checkpoint_path(dirs["checkpoints"], iteration), rank_rng)
             if at_end:
                 break
 
             batch = next(train_iterator)
             sampler.next_batch()
-            model.train()
-            waveform = waveform_to_tensor(batch["waveform"], device)
-            target = torch.as_tensor(batch["target"]).to(device, non_blocking=True)
-            if args.channels_last:
-                waveform = waveform.contiguous()
-            with autocast(device, args.precision):
-                if mixup is not None:
-                    # Drawn for the whole global batch on every rank, then each takes its share.
-                    lambdas = mixup.get_lambda(len(waveform) * world_size)
-                    share = slice(rank * len(waveform), (rank + 1) * len(waveform))
-                    mixup_lambda = torch.as_tensor(lambdas[share]).to(device)
-                    output = model(waveform, mixup_lambda)
-                    target = do_mixup(target, mixup_lambda)
-                else:
-                    output = model(waveform)
-                loss = loss_func(output, target)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            mixup_lambda = None
+            if mixup is not None:
+                mixup_lambda = rank_mixup_lambda(mixup, len(batch["audio_name"]), rank, world_size)
+            loss = train_step(model, batch, device, args.precision, loss_func, optimizer, scaler,
+                              mixup_lambda)
             iteration += 1
-            logged_loss = loss.detach()
-            if world_size > 1:  # the recorded loss is the global batch's
-                dist.all_reduce(logged_loss, op=dist.ReduceOp.AVG if device.type == "cuda"
-                                else dist.ReduceOp.SUM)
-                if device.type != "cuda":
-                    logged_loss /= world_size
-            pending_losses.append((iteration, logged_loss))
+            pending_losses.append((iteration, global_mean(loss, world_size)))
             progress.update(1)
     progress.close()
 
     if test_indices is not None and is_master:
-        report_test(raw_model, dataset, test_indices, dirs, args, device, task, loss_func,
+        report_test(raw_model, batches, test_indices, dirs, args, device, task, loss_func,
                     statistics, best)
     logging.info("finished at iteration %d in %.1f s; log %s", iteration,
                  time.time() - started, log_path)
@@ -361,17 +476,17 @@ def train(args):
     return statistics.statistics, dirs
 
 
-def report_test(model, dataset, test_indices, dirs, args, device, task, loss_func, statistics,
+def report_test(model, batches, test_indices, dirs, args, device, task, loss_func, statistics,
                 best):
     """Filtered split: score the test set with the checkpoint chosen on the validation set."""
     best_path = os.path.join(dirs["checkpoints"], "best.pth")
     if args.keep_best and os.path.isfile(best_path):
-        model.load_state_dict(torch.load(best_path, map_location=device,
+        model.load_state_dict(torch.load(best_path, map_location="cpu",
                                          weights_only=False)["model"])
         chosen = f"best.pth (iteration {best.best_iteration})"
     else:
         chosen = "the final model"
-    loader = make_loader(dataset, EvaluateSampler(test_indices, args.batch_size), args, device)
+    loader = batches(EvaluateSampler(test_indices, args.batch_size))
     result = evaluate(model, loader, device, task, loss_func, args.threshold, args.precision)
     statistics.statistics["test"] = dict(result, chosen=chosen)
     statistics.dump()

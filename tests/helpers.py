@@ -1,5 +1,6 @@
 """Small generated audio for the tests: tones and class-per-folder datasets."""
 import os
+import pickle
 import subprocess
 import sys
 
@@ -36,3 +37,16 @@ def run_script(script, *args):
     """Run a repository script as a user would; returns the CompletedProcess."""
     return subprocess.run([sys.executable, os.path.join(REPO_DIR, script), *map(str, args)],
                           capture_output=True, text=True, cwd=REPO_DIR)
+
+
+def run_dir(workspace, kind, model="Transfer_Cnn6", augmentation="mixup", batch_size=4,
+            freeze_base=False, pretrain=False, fold=1):
+    return os.path.join(workspace, kind, "main", f"holdout_fold={fold}", model,
+                        f"pretrain={pretrain}", "loss_type=clip_nll",
+                        f"augmentation={augmentation}", f"batch_size={batch_size}",
+                        f"freeze_base={freeze_base}")
+
+
+def load_statistics(workspace, **kwargs):
+    with open(os.path.join(run_dir(workspace, "statistics", **kwargs), "statistics.pickle"), "rb") as f:
+        return pickle.load(f)

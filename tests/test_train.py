@@ -2,49 +2,22 @@
 import csv
 import glob
 import os
-import pickle
 
 import numpy as np
 import pytest
 import torch
 
 import main as main_script
-from helpers import make_class_folders, run_script
+from helpers import load_statistics, run_dir, run_script
 from models import create_model
-from utils.features import one_hot, pack_to_hdf5, scan_class_folders
 
 AUDIO = dict(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000)
-
-
-@pytest.fixture(scope="module")
-def features(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tones")
-    make_class_folders(root / "data", classes=("high", "low", "mid"), clips_per_class=10,
-                       seconds=1.0)
-    labels, found = scan_class_folders(str(root / "data"))
-    items = [(name, path, one_hot(index, len(labels))) for name, path, index in found]
-    path = str(root / "waveform.h5")
-    pack_to_hdf5(items, labels, "single_label", path, clip_duration=1.0)
-    return path
-
-
-def run_dir(workspace, kind, model="Transfer_Cnn6", augmentation="mixup", batch_size=4,
-            freeze_base=False, pretrain=False, fold=1):
-    return os.path.join(workspace, kind, "main", f"holdout_fold={fold}", model,
-                        f"pretrain={pretrain}", "loss_type=clip_nll",
-                        f"augmentation={augmentation}", f"batch_size={batch_size}",
-                        f"freeze_base={freeze_base}")
 
 
 def train(workspace, features, *extra, model="Transfer_Cnn6"):
     main_script.main(["train", f"--workspace={workspace}", f"--features={features}",
                       f"--model_type={model}", "--batch_size=4", "--num_workers=0",
                       "--learning_rate=1e-3", *map(str, extra)])
-
-
-def load_statistics(workspace, **kwargs):
-    with open(os.path.join(run_dir(workspace, "statistics", **kwargs), "statistics.pickle"), "rb") as f:
-        return pickle.load(f)
 
 
 @pytest.mark.parametrize("augmentation", ["mixup", "none"])
