@@ -134,3 +134,32 @@ def test_all_folds_then_summary(tmp_path, features):
     assert float(rows["mean"]["final_accuracy"]) == pytest.approx(np.mean(finals))
     assert float(rows["std"]["final_accuracy"]) == pytest.approx(np.std(finals, ddof=1))
     assert os.path.getsize(os.path.join(summary_dir, "cv_summary.png")) > 1000
+
+
+def write_fake_gtzan(path, seconds=0.7, sample_rate=32000):
+    """All 1000 GTZAN names (packing order) with quiet noise: enough for the filtered split."""
+    import h5py
+    from utils.config import GTZAN_LABELS
+    names = [f"{label}.{clip:05d}.wav" for label in GTZAN_LABELS for clip in range(100)]
+    samples = int(seconds * sample_rate)
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as hf:
+        hf.create_dataset("audio_name", data=names, dtype=h5py.string_dtype())
+        hf.create_dataset("waveform", data=rng.integers(-300, 300, (1000, samples), dtype=np.int16))
+        hf.create_dataset("target", data=np.repeat(np.eye(10, dtype=np.float32), 100, axis=0))
+        hf.create_dataset("fold", data=np.tile(np.arange(1, 11, dtype=np.int32), 100))
+        hf.attrs.update({"sample_rate": sample_rate, "clip_samples": samples,
+                         "labels": GTZAN_LABELS, "task": "single_label"})
+    return path
+
+
+def test_filtered_split_trains_on_train_and_reports_test(tmp_path):
+    features = write_fake_gtzan(str(tmp_path / "gtzan.h5"))
+    train(tmp_path, features, "--split=filtered", "--stop_iteration=1", "--eval_every=1",
+          "--keep_best", "--augmentation=none", "--batch_size=16")
+    statistics = load_statistics(tmp_path, augmentation="none", batch_size=16, fold="filtered")
+    assert statistics["meta"]["split"] == "filtered"
+    assert [e["iteration"] for e in statistics["validate"]] == [0, 1]
+    assert sum(statistics["validate"][-1]["confusion_matrix"][0]) == 23  # blues in valid
+    test = statistics["test"]
+    assert np.sum(test["confusion_matrix"]) == 290 and test["chosen"].startswith("best.pth")
