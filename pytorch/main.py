@@ -36,7 +36,7 @@ def add_audio_flags(parser):
 
 
 def add_train_parser(subparsers):
-    parser = subparsers.add_parser("train", help="train one holdout fold")
+    parser = subparsers.add_parser("train", help="train one holdout fold, all ten, or the filtered split")
     parser.add_argument("--dataset_dir", default=None, help="accepted for the original recipe; unused")
     parser.add_argument("--workspace", required=True)
     parser.add_argument("--features", default=None,
