@@ -178,6 +178,19 @@ def summary_markdown(rows, title):
     return "\n".join(lines) + "\n"
 
 
+def wrap_path(text, width=70):
+    """A long run path over several lines, broken after '/' (titles would be cut off)."""
+    lines, line = [], ""
+    for part in text.split("/"):
+        piece = part if not line else "/" + part
+        if line and len(line) + len(piece) > width:
+            lines.append(line + "/")
+            line = part
+        else:
+            line += piece
+    return "\n".join(lines + [line])
+
+
 def summary_figure(rows, title):
     """Every fold's validation curve of the primary metric, and their mean."""
     from matplotlib.figure import Figure
@@ -194,7 +207,7 @@ def summary_figure(rows, title):
         axes.plot(iterations, mean, color="black", linewidth=2.2, label=f"mean of {len(folds)} folds")
     axes.set_xlabel("Iteration")
     axes.set_ylabel(f"Validation {metric}")
-    axes.set_title(title, fontsize=9)
+    axes.set_title(wrap_path(title), fontsize=9)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=7)
     return figure
