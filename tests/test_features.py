@@ -8,7 +8,8 @@ import pytest
 
 from helpers import make_class_folders, run_script, tone, write_tone
 from utils.audio import float32_to_int16, load_audio
-from utils.folds import multilabel_stratified_folds, stratified_folds
+from utils.folds import folds_from_mapping, multilabel_stratified_folds, stratified_folds
+from utils.utilities import UsageError
 
 SR = 32000
 
@@ -146,3 +147,11 @@ def test_multilabel_folds_spread_every_label():
     for label in range(5):
         per_fold = np.array([targets[folds == fold, label].sum() for fold in range(1, 11)])
         assert per_fold.max() - per_fold.min() <= 2
+
+
+def test_folds_from_matches_packed_names_then_file_names():
+    mapping = {"sub/a.wav": 3, "other/a.wav": 4, "genres/blues/blues.00000.wav": 7}
+    folds = folds_from_mapping(["sub/a.wav", "other/a.wav", "blues.00000.wav"], mapping, "f.csv")
+    assert folds.tolist() == [3, 4, 7]
+    with pytest.raises(UsageError, match="1 clips have no fold, e.g. c.wav"):
+        folds_from_mapping(["sub/a.wav", "c.wav"], mapping, "f.csv")

@@ -49,7 +49,7 @@ def read_folds_file(path):
             if not row or row[0].startswith("#"):
                 continue
             try:
-                mapping[os.path.basename(row[0].strip())] = int(row[1])
+                mapping[row[0].strip()] = int(row[1])
             except (IndexError, ValueError):
                 if line_number == 1:
                     continue  # a header row
@@ -58,12 +58,15 @@ def read_folds_file(path):
 
 
 def folds_from_mapping(audio_names, mapping, path, folds_num=10):
-    """Look every clip up in a user's fold mapping; every clip must be there."""
-    missing = [name for name in audio_names if name not in mapping]
+    """Look every clip up in a user's fold mapping, by its name as packed (e.g. `sub/a.wav`)
+    or else by its file name (e.g. `blues/blues.00000.wav` lists match `blues.00000.wav`)."""
+    by_file_name = {os.path.basename(name): fold for name, fold in mapping.items()}
+    folds = [mapping.get(name, by_file_name.get(os.path.basename(name))) for name in audio_names]
+    missing = [name for name, fold in zip(audio_names, folds) if fold is None]
     if missing:
         raise UsageError(f"--folds_from={path}: {len(missing)} clips have no fold, "
                          f"e.g. {missing[0]}; add them to the file")
-    folds = np.array([mapping[name] for name in audio_names], dtype=np.int32)
+    folds = np.array(folds, dtype=np.int32)
     if folds.min() < 1 or folds.max() > folds_num:
         raise UsageError(f"--folds_from={path}: folds must be 1..{folds_num}")
     return folds
