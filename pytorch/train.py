@@ -432,8 +432,9 @@ def train(args):
                     if args.keep_best and improved:  # for model selection, not for resuming
                         save(os.path.join(dirs["checkpoints"], "best.pth"),
                              [rng_states(mixup, device)])
-                    train_loss = statistics.statistics["train"][-1]["loss"] if iteration else float("nan")
-                    logging.info("iteration %d: validation %s %.4f, loss %.4f; train loss %.4f "
+                    trained = statistics.statistics["train"]
+                    train_loss = f"{trained[-1]['loss']:.4f}" if trained else "-"
+                    logging.info("iteration %d: validation %s %.4f, loss %.4f; train loss %s "
                                  "(%.1f s)", iteration, primary_metric, result[primary_metric],
                                  result["loss"], train_loss, time.time() - started)
                     stop_early = (args.early_stop_patience > 0 and
