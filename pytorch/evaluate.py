@@ -13,13 +13,12 @@ import math
 import os
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from checkpoints import load_trained_model
-from pytorch_utils import forward_loader, select_device
+from pytorch_utils import forward_loader, make_loader, select_device
 from utils.config import MULTI_LABEL, SINGLE_LABEL
-from utils.data_generator import EvaluateSampler, WaveformDataset, collate_fn, split_indices
+from utils.data_generator import EvaluateSampler, WaveformDataset, split_indices
 from utils.metrics import DEFAULT_THRESHOLD, compute_metrics, write_confusion_matrix
 from utils.splits import FILTERED_SUBSETS, load_filtered_split
 from utils.utilities import UsageError, write_csv, write_json
@@ -186,9 +185,8 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
     if len(indices) == 0:
         raise UsageError(f"--features={features_path}: no clips in {selection}")
 
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=EvaluateSampler(indices, batch_size), collate_fn=collate_fn,
-        num_workers=num_workers)
+    loader = make_loader(dataset, EvaluateSampler(indices, batch_size), num_workers, seed=0,
+                         device=device)
     audio_names, probabilities, targets = forward_loader(
         model, tqdm(loader, desc=f"evaluating {selection}", unit="batch"), device, task)
 

@@ -64,6 +64,16 @@ def tensor_collate(items):
             for key, value in collate_fn(items).items()}
 
 
+def make_loader(dataset, batch_sampler, num_workers, seed, device):
+    """A DataLoader streaming clips from the HDF5 (or from RAM) in worker processes."""
+    # Loaders draw worker seeds from generators of their own, never from the global RNG that
+    # dropout and SpecAugment use: a resumed run then replays exactly.
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=batch_sampler, num_workers=num_workers,
+        collate_fn=tensor_collate, pin_memory=device.type == "cuda",
+        persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
+
+
 def waveform_to_tensor(waveform, device):
     """Batch of int16 or float32 clips -> float32 on device; int16 is scaled on the device
     (half the bytes to copy; the same values as the dataset's own float32 conversion)."""

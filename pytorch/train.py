@@ -32,7 +32,7 @@ from checkpoints import checkpoint_path, model_kwargs
 from losses import LOSSES, resolve_loss_type
 from models import TransferModel, create_model
 from pytorch_utils import (Mixup, ResidentClips, autocast, check_precision, do_mixup,
-                           forward_loader, select_device, tensor_collate, waveform_to_tensor)
+                           forward_loader, make_loader, select_device, waveform_to_tensor)
 from utils import config
 from utils.data_generator import EvaluateSampler, TrainSampler, WaveformDataset
 from utils.metrics import compute_metrics
@@ -182,16 +182,6 @@ def configure_backends(device):
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-
-
-def make_loader(dataset, batch_sampler, num_workers, seed, device):
-    """A DataLoader streaming clips from the HDF5 (or from RAM) in worker processes."""
-    # Loaders draw worker seeds from generators of their own, never from the global RNG that
-    # dropout and SpecAugment use: a resumed run then replays exactly.
-    return torch.utils.data.DataLoader(
-        dataset, batch_sampler=batch_sampler, num_workers=num_workers,
-        collate_fn=tensor_collate, pin_memory=device.type == "cuda",
-        persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
 
 
 def resident_clips(dataset, device):

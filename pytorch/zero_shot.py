@@ -14,13 +14,12 @@ import logging
 import os
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from models import MODELS, TransferModel, create_model
-from pytorch_utils import PRECISIONS, forward_loader, select_device
+from pytorch_utils import PRECISIONS, forward_loader, make_loader, select_device
 from utils import config
-from utils.data_generator import EvaluateSampler, WaveformDataset, collate_fn, split_indices
+from utils.data_generator import EvaluateSampler, WaveformDataset, split_indices
 from utils.features import default_features_path
 from utils.iab_labels import LABEL_SET_SIZES, load_label_set, mapping_matrix
 from utils.iab_sources import mapping_used
@@ -123,9 +122,8 @@ def run_zero_shot(args):
         hop_size=config.HOP_SIZE, mel_bins=config.MEL_BINS, fmin=config.FMIN, fmax=config.FMAX,
         classes_num=config.AUDIOSET_CLASSES_NUM, task=config.MULTI_LABEL,
         pretrained_checkpoint_path=args.pretrained_checkpoint_path).to(device)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=EvaluateSampler(holdout_indices, args.batch_size),
-        collate_fn=collate_fn, num_workers=args.num_workers, pin_memory=device.type == "cuda")
+    loader = make_loader(dataset, EvaluateSampler(holdout_indices, args.batch_size),
+                         args.num_workers, seed=0, device=device)
     _, audioset_probabilities, targets = forward_loader(
         model, tqdm(loader, desc="zero-shot", unit="batch"), device, config.MULTI_LABEL,
         args.precision)

@@ -47,8 +47,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from losses import LOSSES
-from pytorch_utils import Mixup, check_precision, forward_loader, waveform_to_tensor
-from train import (batch_source, build_model, configure_backends, make_loader, make_optimizer,
+from pytorch_utils import (Mixup, check_precision, forward_loader, make_loader,
+                           waveform_to_tensor)
+from train import (batch_source, build_model, configure_backends, make_optimizer,
                    train_step, wrap_model)
 from utils import config
 from utils.audio import int16_to_float32
