@@ -21,7 +21,12 @@ def model_kwargs(audio_settings, labels, task):
     return dict(kwargs, classes_num=len(labels), task=task)
 
 
-def read_checkpoint(path, flag="--checkpoint_path"):
+def read_training_checkpoint(path, flag="--checkpoint_path"):
+    """A checkpoint written by training (official AudioSet weights: models.read_checkpoint).
+
+    Loaded with weights_only=False at once: it pickles the samplers' and NumPy's random states,
+    which the weights-only loader refuses only after reading every tensor.
+    """
     if not os.path.isfile(path):
         raise UsageError(f"{flag}={path}: file not found")
     try:
@@ -38,7 +43,7 @@ def read_checkpoint(path, flag="--checkpoint_path"):
 
 def load_trained_model(path, device, flag="--checkpoint_path"):
     """Rebuild the trained model from its checkpoint, in eval mode on `device`."""
-    checkpoint = read_checkpoint(path, flag)
+    checkpoint = read_training_checkpoint(path, flag)
     model = create_model(checkpoint["model_type"],
                          **model_kwargs(checkpoint["audio_settings"], checkpoint["labels"],
                                         checkpoint["task"]))

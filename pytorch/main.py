@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(REPO_DIR, "pytorch"))
 
 from utils import config
 from utils.features import default_features_path
-from utils.utilities import UsageError, run_cli
+from utils.utilities import UsageError, require_file, run_cli
 
 
 def str2bool(value):
@@ -109,9 +109,8 @@ def validate_train_args(args):
         raise UsageError(f"--threshold={args.threshold}: must be between 0 and 1")
     args.in_memory = {"auto": "auto", "yes": True, "no": False}[args.in_memory]
     args.features = args.features or default_features_path(args.workspace, args.mini_data)
-    if args.pretrained_checkpoint_path and not os.path.isfile(args.pretrained_checkpoint_path):
-        raise UsageError(f"--pretrained_checkpoint_path={args.pretrained_checkpoint_path}: "
-                         "file not found")
+    if args.pretrained_checkpoint_path:
+        require_file(args.pretrained_checkpoint_path, "--pretrained_checkpoint_path")
 
 
 def run_train(args):
