@@ -159,7 +159,6 @@ def one_hot(class_index, classes_num):
 def pack_audio_files_to_hdf5(args):
     """GTZAN-layout folder -> single-label HDF5."""
     output_path = args.output or default_features_path(args.workspace, args.mini_data)
-    create_logging(os.path.join(args.workspace, "logs", "features"), "pack_audio_files_to_hdf5")
     clips_per_class = MINI_DATA_CLIPS_PER_CLASS if args.mini_data else None
     labels, found = scan_class_folders(args.dataset_dir, clips_per_class)
     if not found:
@@ -174,7 +173,6 @@ def pack_audio_files_to_hdf5(args):
 
 def pack_audioset_to_hdf5(args):
     """AudioSet segment CSVs + downloaded clips -> multi-label HDF5 of IAB labels."""
-    create_logging(os.path.join(args.workspace, "logs", "features"), "pack_audioset_to_hdf5")
     if args.mapping:
         require_file(args.mapping, "--mapping")
     labels = load_label_set(args.iab_labels)
@@ -191,7 +189,6 @@ def pack_audioset_to_hdf5(args):
 
 def pack_csv_to_hdf5(args):
     """A `file,labels` CSV (labels separated by ';') -> multi-label HDF5."""
-    create_logging(os.path.join(args.workspace, "logs", "features"), "pack_csv_to_hdf5")
     labels, items, summary = csv_items(args.csv, args.audio_dir, resolve_label_names(args.labels),
                                        args.keep_unlabelled)
     attributes = {"label_set": label_set_name(labels), "mapping": "",
@@ -297,6 +294,7 @@ def build_parser():
 def main():
     args = build_parser().parse_args()
     validate_packing_flags(args)
+    create_logging(os.path.join(args.workspace, "logs", "features"), args.mode)
     args.handler(args)
 
 
