@@ -1,51 +1,168 @@
-"""Training checkpoints: where they live and how a trained model comes back from one.
+"""Every checkpoint this project reads, official PANNs weights and its own training checkpoints
+alike, is read by load_checkpoint_file, under one safety policy:
 
-A checkpoint carries the label names, the task and the audio settings, so evaluation and
-inference need no other file.
+- weights-only first (torch's restricted unpickler), with the NumPy types that the official
+  checkpoints' sampler state and this project's random states contain allowed by name;
+- a full unpickle, which runs whatever code the file names, only when the user says the file is
+  trusted (--trust_checkpoint); otherwise a one-line error says so. Never a silent fallback.
+
+A training checkpoint carries its RunConfig ('config'), so evaluation and inference need no
+other file. Checkpoints written before RunConfig existed are read through legacy_run_config.
 """
-import os
+import importlib
+import logging
+import pickle
+from collections.abc import Mapping
 
+import numpy as np
 import torch
 
-from models import create_model
-from utils.utilities import UsageError
+from pytorch.losses import resolve_loss_type
+from utils.config import RunConfig
+from utils.utilities import UsageError, require_file
 
 
-def checkpoint_path(checkpoints_dir, iteration):
-    return os.path.join(checkpoints_dir, f"{iteration}_iterations.pth")
+def _numpy_safe_globals():
+    """NumPy's array/dtype/scalar constructors under the names pickles use (NumPy 1 and 2)."""
+    safe = [np.ndarray, np.dtype]
+    safe += [type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"]  # numpy.dtypes.*DType
+    for module_name in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        safe += [(module._reconstruct, f"{module_name}._reconstruct"),
+                 (module.scalar, f"{module_name}.scalar")]
+    return safe
 
 
-def model_kwargs(audio_settings, labels, task):
-    """create_model's keyword arguments from a checkpoint's (or a run's) audio settings."""
-    kwargs = {key: value for key, value in audio_settings.items() if key != "clip_samples"}
-    return dict(kwargs, classes_num=len(labels), task=task)
+NUMPY_SAFE_GLOBALS = _numpy_safe_globals()
 
 
-def read_training_checkpoint(path, flag="--checkpoint_path"):
-    """A checkpoint written by training (official AudioSet weights: models.read_checkpoint).
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
-    Loaded with weights_only=False at once: it pickles the samplers' and NumPy's random states,
-    which the weights-only loader refuses only after reading every tensor.
-    """
-    if not os.path.isfile(path):
-        raise UsageError(f"{flag}={path}: file not found")
+
+def load_checkpoint_file(path, flag="--checkpoint_path", trusted=False):
+    """The object saved in `path`, on the CPU. Weights-only unless `trusted`; see the module doc."""
+    require_file(path, flag)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:  # the restricted unpickler refused something
+        if not trusted:
+            raise UsageError(
+                f"{flag}={path}: holds Python objects that a weights-only load refuses "
+                f"({_first_line(error)[:200]}); loading it would run code named in the file, so "
+                "add --trust_checkpoint only if you trust where it came from") from None
+        logging.warning("%s: loading with full unpickling (--trust_checkpoint)", path)
     except Exception as error:
-        raise UsageError(f"{flag}={path}: not a readable checkpoint ({error})") from None
-    missing = [key for key in ("model", "labels", "task", "audio_settings", "model_type")
-               if key not in checkpoint]
-    if missing:
-        raise UsageError(f"{flag}={path}: not a checkpoint of this pipeline's training "
-                         f"(missing {', '.join(missing)})")
+        raise UsageError(f"{flag}={path}: not a readable PyTorch checkpoint "
+                         f"({_first_line(error)}); is it complete?") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise UsageError(f"{flag}={path}: not a readable PyTorch checkpoint "
+                         f"({_first_line(error)})") from None
+
+
+def checkpoint_state_dict(checkpoint, path):
+    """The state dict inside an official checkpoint ({'model': ...}) or a bare state dict."""
+    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("model"), Mapping):
+        checkpoint = checkpoint["model"]
+    if not (isinstance(checkpoint, Mapping)
+            and all(isinstance(value, torch.Tensor) for value in checkpoint.values())):
+        raise UsageError(f"{path} holds neither {{'model': state_dict}} nor a "
+                         f"state dict of tensors")
     return checkpoint
 
 
-def load_trained_model(path, device, flag="--checkpoint_path"):
-    """Rebuild the trained model from its checkpoint, in eval mode on `device`."""
-    checkpoint = read_training_checkpoint(path, flag)
-    model = create_model(checkpoint["model_type"],
-                         **model_kwargs(checkpoint["audio_settings"], checkpoint["labels"],
-                                        checkpoint["task"]))
-    model.load_state_dict(checkpoint["model"])
-    return model.to(device).eval(), checkpoint
+def _first(items, limit=5):
+    items = list(items)
+    more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def load_state_dict_checked(module, state_dict, source):
+    """load_state_dict(strict=True), with a one-line UsageError naming `source` on any mismatch."""
+    expected = module.state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    mismatched = [f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model "
+                  f"{tuple(expected[key].shape)}"
+                  for key in expected
+                  if key in state_dict and state_dict[key].shape != expected[key].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_first(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_first(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatches: {_first(mismatched)}")
+    if problems:
+        raise UsageError(f"{source} does not fit {type(module).__name__} "
+                         f"(wrong model type or audio settings?): " + "; ".join(problems))
+
+    # The checkpoint's mel filters replace the ones built from fmin/fmax/sample_rate, as in the
+    # published code; the pretrained convolutions were trained on those filters.
+    melW = "logmel_extractor.melW"
+    if melW in expected and not torch.allclose(state_dict[melW].to(expected[melW]), expected[melW],
+                                               rtol=1e-3, atol=1e-5):
+        logging.warning("%s: its mel filterbank differs from the one for the configured "
+                        "sample_rate/fmin/fmax; the checkpoint's filterbank is used", source)
+    module.load_state_dict(state_dict, strict=True)
+
+
+def load_pretrained(tagger, path, trusted=False, flag="--pretrained_checkpoint_path"):
+    """Official PANNs weights (or a bare state dict) into an AudioSet tagger, strictly."""
+    checkpoint = load_checkpoint_file(path, flag, trusted)
+    load_state_dict_checked(tagger, checkpoint_state_dict(checkpoint, path), path)
+    return checkpoint
+
+
+LEGACY_KEYS = ("model", "labels", "task", "audio_settings", "model_type")
+
+
+def legacy_run_config(checkpoint, path):
+    """The RunConfig of a checkpoint written before 'config' existed (its flags in 'args')."""
+    args = dict(checkpoint.get("args") or {})
+    task = checkpoint["task"]
+    args.update(model_type=checkpoint["model_type"], task=task, labels=list(checkpoint["labels"]),
+                audio=dict(checkpoint["audio_settings"]),
+                loss_type=resolve_loss_type(args.get("loss_type"), task),
+                spec_augment=not args.pop("no_spec_augment", False))
+    args.setdefault("features", "")
+    args.setdefault("holdout_fold", None)
+    logging.info("%s: written before run configs; its settings are read from its 'args'", path)
+    return RunConfig.from_dict(args, path)
+
+
+def read_training_checkpoint(path, flag="--checkpoint_path", trusted=False):
+    """(checkpoint dict, RunConfig) of a checkpoint written by this project's training."""
+    checkpoint = load_checkpoint_file(path, flag, trusted)
+    if not isinstance(checkpoint, Mapping) or "model" not in checkpoint:
+        raise UsageError(f"{flag}={path}: not a checkpoint of this pipeline's training "
+                         "(no 'model')")
+    try:
+        if "config" in checkpoint:
+            return checkpoint, RunConfig.from_dict(checkpoint["config"], path)
+        missing = [key for key in LEGACY_KEYS if key not in checkpoint]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        return checkpoint, legacy_run_config(checkpoint, path)
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"{flag}={path}: not a checkpoint of this pipeline's training "
+                         f"({error})") from None
+
+
+def load_trained_model(path, device, flag="--checkpoint_path", trusted=False):
+    """(model in eval mode on `device`, checkpoint dict, RunConfig) from a training checkpoint."""
+    from pytorch.models import create_model  # models load weights through this module
+
+    checkpoint, config = read_training_checkpoint(path, flag, trusted)
+    model = create_model(config.model_type, **config.audio.front_end(),
+                         classes_num=len(config.labels), task=config.task)
+    load_state_dict_checked(model, checkpoint["model"], path)
+    return model.to(device).eval(), checkpoint, config
+

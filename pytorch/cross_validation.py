@@ -5,15 +5,14 @@ import logging
 import os
 import subprocess
 import sys
+import time
 
 import torch
 
-from losses import resolve_loss_type
-from train import run_directories, train
+from pytorch.train import run_config, train
 from utils import config
 from utils.cv_summary import summarize_folds, write_summary
-from utils.data_generator import read_hdf5_info
-from utils.statistics_files import config_subpath, run_info_for
+from utils.runs import STATISTICS_FILE, configuration_subdir, run_dirs
 from utils.utilities import UsageError
 
 MAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "main.py")
@@ -45,11 +44,13 @@ def train_folds_on_gpus(args, folds, gpus):
                                        stdout=subprocess.DEVNULL)  # each fold logs to its file
             running[process] = gpu
             logging.info("fold %d started on GPU %d", fold, gpu)
-        process = next(iter(running))
-        process.wait()
-        del running[process]
-        if process.returncode:
-            failed.append(process.args[-1])
+        finished = [process for process in running if process.poll() is not None]
+        if not finished:
+            time.sleep(1)  # whichever fold ends first frees its GPU for the next
+        for process in finished:
+            del running[process]
+            if process.returncode:
+                failed.append(process.args[-1])
     if failed:
         raise UsageError(f"folds failed: {', '.join(failed)}; see their logs under "
                          f"{args.workspace}/logs/main/")
@@ -66,14 +67,12 @@ def train_all_folds(args):
             fold_args.holdout_fold = fold
             train(fold_args)
 
-    loss_type = resolve_loss_type(args.loss_type, read_hdf5_info(args.features)["task"])
+    run = run_config(args)
     paths = []
     for fold in folds:
-        fold_args = copy.copy(args)
-        fold_args.holdout_fold = fold
-        paths.append(os.path.join(run_directories(fold_args, loss_type)["statistics"],
-                                  "statistics.pickle"))
-    configuration = config_subpath(run_info_for(paths[0]))
+        run.holdout_fold = fold
+        paths.append(os.path.join(run_dirs(args.workspace, run)["statistics"], STATISTICS_FILE))
+    configuration = configuration_subdir(run)
     out_dir = os.path.join(args.workspace, "results", configuration)
     for path in write_summary(summarize_folds(paths), out_dir, title=configuration):
         print(f"wrote {path}")

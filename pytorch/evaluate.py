@@ -15,18 +15,19 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from checkpoints import load_trained_model
-from pytorch_utils import forward_loader, make_loader, select_device
+from pytorch.checkpoints import load_trained_model
+from pytorch.pytorch_utils import forward_loader, make_loader, select_device
 from utils.config import MULTI_LABEL, SINGLE_LABEL
 from utils.data_generator import EvaluateSampler, WaveformDataset, split_indices
-from utils.metrics import DEFAULT_THRESHOLD, compute_metrics, write_confusion_matrix
+from utils.arguments import add_trust_flag, non_negative_int, positive_int, probability
+from utils.metrics import compute_metrics, write_confusion_matrix
 from utils.splits import FILTERED_SUBSETS, load_filtered_split
 from utils.utilities import UsageError, write_csv, write_json
 
 EVALUATION_SPLITS = ("folds", "filtered", "all")
 
 
-def resolve_selection(checkpoint_args, split=None, holdout_fold=None, subset=None):
+def resolve_selection(run, split=None, holdout_fold=None, subset=None):
     """Which clips to evaluate: (split, holdout_fold, subset); unset choices follow the checkpoint.
 
     --holdout_fold implies --split=folds and --subset implies --split=filtered; otherwise the
@@ -35,7 +36,7 @@ def resolve_selection(checkpoint_args, split=None, holdout_fold=None, subset=Non
     """
     if split is None:
         split = ("folds" if holdout_fold is not None else "filtered" if subset is not None
-                 else checkpoint_args.get("split") or "folds")
+                 else run.split)
     if split not in EVALUATION_SPLITS:
         raise UsageError(f"--split={split}: choose one of {', '.join(EVALUATION_SPLITS)}")
     if holdout_fold is not None and split != "folds":
@@ -43,7 +44,7 @@ def resolve_selection(checkpoint_args, split=None, holdout_fold=None, subset=Non
     if subset is not None and split != "filtered":
         raise UsageError(f"--subset={subset} applies to --split=filtered, not --split={split}")
     if split == "folds":
-        holdout_fold = holdout_fold if holdout_fold is not None else checkpoint_args.get("holdout_fold")
+        holdout_fold = holdout_fold if holdout_fold is not None else run.holdout_fold
         if not str(holdout_fold).isdigit():  # None, or 'filtered' from a --split=filtered run
             raise UsageError("the checkpoint does not record a holdout fold; pass --holdout_fold")
         return split, int(holdout_fold), None
@@ -68,24 +69,24 @@ def select_indices(info, split, holdout_fold, subset):
     return np.arange(len(info["audio_names"]))
 
 
-def check_compatible(checkpoint, info, features_path):
+def check_compatible(run, info, features_path):
     """The HDF5 must hold the classes, task and sample rate the model was trained on."""
-    if list(checkpoint["labels"]) != list(info["labels"]):
+    if list(run.labels) != list(info["labels"]):
         raise UsageError(
             f"--features={features_path}: its labels ({', '.join(info['labels'])}) differ from "
-            f"the checkpoint's ({', '.join(checkpoint['labels'])}); evaluate on an HDF5 packed "
+            f"the checkpoint's ({', '.join(run.labels)}); evaluate on an HDF5 packed "
             "with the same classes in the same order")
-    if checkpoint["task"] != info["task"]:
+    if run.task != info["task"]:
         raise UsageError(f"--features={features_path}: a {info['task']} file, but the checkpoint "
-                         f"is a {checkpoint['task']} model")
-    model_rate = checkpoint["audio_settings"]["sample_rate"]
+                         f"is a {run.task} model")
+    model_rate = run.audio.sample_rate
     if model_rate != info["sample_rate"]:
         raise UsageError(f"--features={features_path}: packed at {info['sample_rate']} Hz, but the "
                          f"model was trained at {model_rate} Hz; repack with --sample_rate={model_rate}")
-    if checkpoint["audio_settings"].get("clip_samples") not in (None, info["clip_samples"]):
+    if run.audio.clip_samples != info["clip_samples"]:
         logging.warning("the HDF5's clips are %d samples, the model was trained on %d; "
                         "the CNN pools over time, so this works, but results may differ",
-                        info["clip_samples"], checkpoint["audio_settings"]["clip_samples"])
+                        info["clip_samples"], run.audio.clip_samples)
 
 
 def default_output_dir(checkpoint_path, iteration, selection):
@@ -155,31 +156,24 @@ def write_reports(result, output_dir):
 
 def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout_fold=None,
                         subset=None, batch_size=32, cuda=False, output_dir=None, threshold=None,
-                        num_workers=0, write=True):
+                        num_workers=0, write=True, trust_checkpoint=False):
     """Evaluate a training checkpoint; returns the metrics plus the per-clip predictions.
 
     The result holds the compute_metrics entries, 'per_class' rows, 'audio_names',
     'probabilities' and 'targets' (numpy) and, when `write`, the report 'files'.
     """
-    if batch_size < 1:
-        raise UsageError(f"--batch_size={batch_size}: must be at least 1")
-    if num_workers < 0:
-        raise UsageError(f"--num_workers={num_workers}: must be 0 or more")
     device = select_device(cuda)
-    model, checkpoint = load_trained_model(checkpoint_path, device)
-    checkpoint_args = checkpoint.get("args") or {}
-    features_path = features_path or checkpoint_args.get("features")
+    model, checkpoint, run = load_trained_model(checkpoint_path, device, trusted=trust_checkpoint)
+    features_path = features_path or run.features
     if not features_path:
         raise UsageError("the checkpoint does not record the HDF5 it was trained on; pass --features")
-    split, holdout_fold, subset = resolve_selection(checkpoint_args, split, holdout_fold, subset)
-    task = checkpoint["task"]
+    split, holdout_fold, subset = resolve_selection(run, split, holdout_fold, subset)
+    task = run.task
     if threshold is None:
-        threshold = checkpoint_args.get("threshold", DEFAULT_THRESHOLD)
-    if task == MULTI_LABEL and not 0 < threshold < 1:
-        raise UsageError(f"--threshold={threshold}: must be between 0 and 1")
+        threshold = run.threshold
 
     dataset = WaveformDataset(features_path, in_memory=False)
-    check_compatible(checkpoint, dataset.info, features_path)
+    check_compatible(run, dataset.info, features_path)
     indices = select_indices(dataset.info, split, holdout_fold, subset)
     selection = selection_name(split, holdout_fold, subset)
     if len(indices) == 0:
@@ -190,14 +184,14 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
     audio_names, probabilities, targets = forward_loader(
         model, tqdm(loader, desc=f"evaluating {selection}", unit="batch"), device, task)
 
-    metrics = compute_metrics(task, probabilities, targets, threshold, labels=checkpoint["labels"])
+    metrics = compute_metrics(task, probabilities, targets, threshold, labels=run.labels)
     iteration = checkpoint.get("iteration", os.path.splitext(os.path.basename(checkpoint_path))[0])
     result = dict(
         metrics, checkpoint_path=os.path.abspath(checkpoint_path), iteration=iteration,
-        model_type=checkpoint["model_type"], features=os.path.abspath(features_path),
+        model_type=run.model_type, features=os.path.abspath(features_path),
         split=split, holdout_fold=holdout_fold, subset=subset, selection=selection,
-        clips_num=len(audio_names), task=task, labels=list(checkpoint["labels"]),
-        per_class=per_class_rows(task, checkpoint["labels"], metrics, targets),
+        clips_num=len(audio_names), task=task, labels=list(run.labels),
+        per_class=per_class_rows(task, run.labels, metrics, targets),
         audio_names=audio_names, probabilities=probabilities, targets=targets)
     if task == MULTI_LABEL:
         result["threshold"] = float(threshold)
@@ -235,7 +229,8 @@ def format_report(result):
 def run_evaluate(args):
     result = evaluate_checkpoint(
         args.checkpoint_path, args.features, args.split, args.holdout_fold, args.subset,
-        args.batch_size, args.cuda, args.output_dir, args.threshold, args.num_workers)
+        args.batch_size, args.cuda, args.output_dir, args.threshold, args.num_workers,
+        trust_checkpoint=args.trust_checkpoint)
     print(format_report(result))
     print(f"Wrote {len(result['files'])} files to {result['output_dir']}")
 
@@ -248,16 +243,18 @@ def add_evaluate_parser(subparsers):
     parser.add_argument("--split", default=None, choices=EVALUATION_SPLITS,
                         help="folds: one holdout fold; filtered: the artist-filtered GTZAN "
                              "lists; all: every clip (default: the checkpoint's)")
-    parser.add_argument("--holdout_fold", type=int, default=None,
+    parser.add_argument("--holdout_fold", type=positive_int, default=None,
                         help="fold to evaluate with --split=folds (default: the checkpoint's)")
     parser.add_argument("--subset", default=None, choices=FILTERED_SUBSETS,
                         help="subset to evaluate with --split=filtered (default: test)")
-    parser.add_argument("--threshold", type=float, default=None,
+    parser.add_argument("--threshold", type=probability, default=None,
                         help="multi-label decision threshold (default: the checkpoint's, or 0.5)")
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--num_workers", type=int, default=0, help="HDF5 reading processes")
+    parser.add_argument("--batch_size", type=positive_int, default=32)
+    parser.add_argument("--num_workers", type=non_negative_int, default=0,
+                        help="HDF5 reading processes")
     parser.add_argument("--cuda", action="store_true", help="use the GPU when there is one")
     parser.add_argument("--output_dir", default=None,
                         help="default: WS/results/main/<run>/evaluation_<iteration>_<clips>/")
+    add_trust_flag(parser)
     parser.set_defaults(handler=run_evaluate)
     return parser

@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoints import load_trained_model
-from pytorch_utils import probabilities_from_output, select_device
+from pytorch.checkpoints import load_trained_model
+from pytorch.pytorch_utils import probabilities_from_output, select_device
 from utils.audio import AudioReadError, fix_length, is_audio_file, load_audio
 from utils.config import AUDIO_EXTENSIONS, SINGLE_LABEL
+from utils.arguments import add_trust_flag, positive_float, positive_int
 from utils.utilities import UsageError, write_csv, write_json
 
 OUTPUT_FORMATS = (".csv", ".json")
@@ -43,22 +44,22 @@ def window_starts(samples, window_samples, hop_samples):
     return starts
 
 
-def window_samples_of(checkpoint, window=None, hop=None):
-    """(window_samples, hop_samples) from seconds; the window defaults to the training clip."""
-    audio = checkpoint["audio_settings"]
+def window_samples_of(audio, window=None, hop=None):
+    """(window_samples, hop_samples) from seconds; the window defaults to the training clip.
+
+    `audio` is the checkpoint's AudioConfig; window and hop are positive (checked by the flags).
+    """
     if window is None:
-        window_samples = int(audio["clip_samples"])
-    elif window <= 0:
-        raise UsageError(f"--window={window}: must be a positive number of seconds")
+        window_samples = audio.clip_samples
     else:
-        window_samples = int(round(window * audio["sample_rate"]))
+        window_samples = int(round(window * audio.sample_rate))
     if hop is None:
         hop_samples = window_samples
-    elif not 0 < hop <= window_samples / audio["sample_rate"]:
-        raise UsageError(f"--hop={hop}: must be positive and at most the window "
-                         f"({window_samples / audio['sample_rate']:g} s); a longer hop skips audio")
+    elif hop > window_samples / audio.sample_rate:
+        raise UsageError(f"--hop={hop}: must be at most the window "
+                         f"({window_samples / audio.sample_rate:g} s); a longer hop skips audio")
     else:
-        hop_samples = max(1, int(round(hop * audio["sample_rate"])))
+        hop_samples = max(1, int(round(hop * audio.sample_rate)))
     return window_samples, hop_samples
 
 
@@ -97,28 +98,23 @@ def top_labels(probabilities, labels, top_k):
     return [(labels[index], float(probabilities[index])) for index in order]
 
 
-def predict_file(model, checkpoint, path, window=None, hop=None, top_k=3, batch_size=8,
+def predict_file(model, run, path, window=None, hop=None, top_k=3, batch_size=8,
                  device=torch.device("cpu")):
-    """Predict one file: {'file', 'duration_s', 'windows', 'probabilities', 'top'}.
+    """Predict one file with the model of RunConfig `run`:
+    {'file', 'duration_s', 'windows', 'probabilities', 'top'}.
 
     Raises AudioReadError when the file cannot be decoded.
     """
-    window_samples, hop_samples = window_samples_of(checkpoint, window, hop)
-    sample_rate = checkpoint["audio_settings"]["sample_rate"]
-    try:
-        waveform = load_audio(path, sample_rate)
-    except AudioReadError:
-        raise
-    except Exception as error:  # any decoder failure is this file's problem, not the run's
-        raise AudioReadError(f"cannot decode: {error}") from None
-    probabilities, windows = predict_waveform(model, checkpoint["task"], waveform, window_samples,
+    window_samples, hop_samples = window_samples_of(run.audio, window, hop)
+    sample_rate = run.audio.sample_rate
+    waveform = load_audio(path, sample_rate)
+    probabilities, windows = predict_waveform(model, run.task, waveform, window_samples,
                                               hop_samples, batch_size, device)
     return {"file": path, "duration_s": len(waveform) / sample_rate, "windows": windows,
-            "probabilities": probabilities,
-            "top": top_labels(probabilities, checkpoint["labels"], top_k)}
+            "probabilities": probabilities, "top": top_labels(probabilities, run.labels, top_k)}
 
 
-def predict_paths(model, checkpoint, paths, window=None, hop=None, top_k=3, batch_size=8,
+def predict_paths(model, run, paths, window=None, hop=None, top_k=3, batch_size=8,
                   device=torch.device("cpu"), verbose=True):
     """predict_file over many files; an unreadable one gives {'file', 'error'} and a stderr line.
 
@@ -127,7 +123,7 @@ def predict_paths(model, checkpoint, paths, window=None, hop=None, top_k=3, batc
     results = []
     for path in tqdm(paths, desc="inference", unit="file", disable=len(paths) < 2):
         try:
-            result = predict_file(model, checkpoint, path, window, hop, top_k, batch_size, device)
+            result = predict_file(model, run, path, window, hop, top_k, batch_size, device)
         except AudioReadError as error:
             tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
             results.append({"file": path, "error": str(error)})
@@ -159,7 +155,7 @@ def format_prediction(result):
     return f"{result['file']} ({result['duration_s']:.1f} s, {result['windows']} window{plural}): {top}"
 
 
-def write_predictions(results, path, checkpoint, top_k, window_s, hop_s):
+def write_predictions(results, path, run, top_k, window_s, hop_s):
     """CSV: file, label_1, prob_1, ..., duration_s, windows, error. JSON: all probabilities too."""
     if path.lower().endswith(".csv"):
         header = ["file"] + [f"{kind}_{rank}" for rank in range(1, top_k + 1)
@@ -184,40 +180,35 @@ def write_predictions(results, path, checkpoint, top_k, window_s, hop_s):
                       "windows": result["windows"],
                       "top": [{"label": label, "probability": probability}
                               for label, probability in result["top"]],
-                      "probabilities": dict(zip(checkpoint["labels"],
-                                                result["probabilities"].tolist()))})
-    write_json({"task": checkpoint["task"], "labels": list(checkpoint["labels"]),
+                      "probabilities": dict(zip(run.labels, result["probabilities"].tolist()))})
+    write_json({"task": run.task, "labels": list(run.labels),
                 "window_s": window_s, "hop_s": hop_s, "top_k": top_k, "files": files}, path)
 
 
 def run_inference(args):
     if args.output and not args.output.lower().endswith(OUTPUT_FORMATS):
         raise UsageError(f"--output={args.output}: use a .csv or .json file name")
-    if args.top_k < 1:
-        raise UsageError(f"--top_k={args.top_k}: must be at least 1")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch_size={args.batch_size}: must be at least 1")
     paths = find_audio_files(args.audio_path)
     device = select_device(args.cuda)
-    model, checkpoint = load_trained_model(args.checkpoint_path, device)
-    sample_rate = checkpoint["audio_settings"]["sample_rate"]
-    window_samples, hop_samples = window_samples_of(checkpoint, args.window, args.hop)
+    model, _, run = load_trained_model(args.checkpoint_path, device, trusted=args.trust_checkpoint)
+    sample_rate = run.audio.sample_rate
+    window_samples, hop_samples = window_samples_of(run.audio, args.window, args.hop)
     check_window_fits_model(model, window_samples, sample_rate)
-    top_k = min(args.top_k, len(checkpoint["labels"]))
+    top_k = min(args.top_k, len(run.labels))
 
-    results = predict_paths(model, checkpoint, paths, args.window, args.hop, top_k,
-                            args.batch_size, device)
+    results = predict_paths(model, run, paths, args.window, args.hop, top_k, args.batch_size,
+                            device)
     failed = sum("error" in result for result in results)
     if failed == len(results):
         raise UsageError(f"--audio_path={args.audio_path}: none of the {len(results)} audio "
                          "files could be read")
-    if checkpoint["task"] == SINGLE_LABEL:
+    if run.task == SINGLE_LABEL:
         note = "softmax probabilities (sum to 1 over the classes)"
     else:
         note = "sigmoid probabilities (one per class, independent)"
     print(f"labelled {len(results) - failed} of {len(results)} files ({failed} skipped); {note}")
     if args.output:
-        write_predictions(results, args.output, checkpoint, top_k,
+        write_predictions(results, args.output, run, top_k,
                           window_samples / sample_rate, hop_samples / sample_rate)
         print(f"Wrote {args.output}")
 
@@ -227,14 +218,16 @@ def add_inference_parser(subparsers):
     parser.add_argument("--checkpoint_path", required=True, help="a training checkpoint (.pth)")
     parser.add_argument("--audio_path", required=True,
                         help="an audio file, or a folder searched recursively")
-    parser.add_argument("--window", type=float, default=None,
+    parser.add_argument("--window", type=positive_float, default=None,
                         help="seconds per model input (default: the training clip length)")
-    parser.add_argument("--hop", type=float, default=None,
+    parser.add_argument("--hop", type=positive_float, default=None,
                         help="seconds between window starts (default: the window)")
-    parser.add_argument("--top_k", type=int, default=3, help="labels printed per file")
+    parser.add_argument("--top_k", type=positive_int, default=3, help="labels printed per file")
     parser.add_argument("--output", default=None,
                         help="predictions.csv (top-k) or predictions.json (every probability)")
-    parser.add_argument("--batch_size", type=int, default=8, help="windows per forward pass")
+    parser.add_argument("--batch_size", type=positive_int, default=8,
+                        help="windows per forward pass")
     parser.add_argument("--cuda", action="store_true", help="use the GPU when there is one")
+    add_trust_flag(parser)
     parser.set_defaults(handler=run_inference)
     return parser

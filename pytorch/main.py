@@ -8,31 +8,23 @@ import argparse
 import os
 import sys
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_DIR)
-sys.path.insert(0, os.path.join(REPO_DIR, "pytorch"))
+if __name__ == "__main__":  # as a script: import from the repository root, never this folder
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from utils import config
-from utils.features import default_features_path
+from utils.arguments import (Parser, add_trust_flag, holdout_fold, non_negative_int, positive_float,
+                             positive_int, probability, str2bool)
+from utils.runs import default_features_path
 from utils.utilities import UsageError, require_file, run_cli
-
-
-def str2bool(value):
-    """--freeze_base alone, or --freeze_base=True/False as some scripts write it."""
-    if value.lower() in ("1", "true", "yes"):
-        return True
-    if value.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected True or False, got {value}")
 
 
 def add_audio_flags(parser):
     group = parser.add_argument_group("front end (PANNs defaults; the sample rate comes from the HDF5)")
-    group.add_argument("--window_size", type=int, default=config.WINDOW_SIZE)
-    group.add_argument("--hop_size", type=int, default=config.HOP_SIZE)
-    group.add_argument("--mel_bins", type=int, default=config.MEL_BINS)
-    group.add_argument("--fmin", type=int, default=config.FMIN)
-    group.add_argument("--fmax", type=int, default=config.FMAX)
+    group.add_argument("--window_size", type=positive_int, default=config.WINDOW_SIZE)
+    group.add_argument("--hop_size", type=positive_int, default=config.HOP_SIZE)
+    group.add_argument("--mel_bins", type=positive_int, default=config.MEL_BINS)
+    group.add_argument("--fmin", type=non_negative_int, default=config.FMIN)
+    group.add_argument("--fmax", type=positive_int, default=config.FMAX)
 
 
 def add_train_parser(subparsers):
@@ -43,7 +35,7 @@ def add_train_parser(subparsers):
                         help="packed HDF5 (default WS/features/waveform.h5)")
     parser.add_argument("--mini_data", action="store_true",
                         help="read WS/features/minidata_waveform.h5")
-    parser.add_argument("--holdout_fold", default="1",
+    parser.add_argument("--holdout_fold", type=holdout_fold, default=1,
                         help="1..10, or 'all' to train the ten folds in turn and summarise them")
     parser.add_argument("--split", default="folds", choices=["folds", "filtered"],
                         help="folds: the HDF5's 10 folds; filtered: GTZAN's artist-filtered "
@@ -54,17 +46,18 @@ def add_train_parser(subparsers):
     parser.add_argument("--loss_type", default=None,
                         help="clip_nll (single-label) or clip_bce (multi-label); default by task")
     parser.add_argument("--augmentation", default="mixup", choices=["none", "mixup"])
-    parser.add_argument("--learning_rate", type=float, default=1e-4)
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--resume_iteration", type=int, default=0)
-    parser.add_argument("--stop_iteration", type=int, default=2000)
-    parser.add_argument("--eval_every", type=int, default=200)
-    parser.add_argument("--save_every", type=int, default=2000)
+    parser.add_argument("--learning_rate", type=positive_float, default=1e-4)
+    parser.add_argument("--batch_size", type=positive_int, default=32)
+    parser.add_argument("--resume_iteration", type=non_negative_int, default=0)
+    parser.add_argument("--stop_iteration", type=positive_int, default=2000)
+    parser.add_argument("--eval_every", type=positive_int, default=200)
+    parser.add_argument("--save_every", type=positive_int, default=2000)
     parser.add_argument("--keep_best", action="store_true",
                         help="also keep best.pth, the checkpoint with the best validation score")
-    parser.add_argument("--early_stop_patience", type=int, default=0,
+    parser.add_argument("--early_stop_patience", type=non_negative_int, default=0,
                         help="stop after this many evaluations without improvement (0: never)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="multi-label decision threshold")
+    parser.add_argument("--threshold", type=probability, default=0.5,
+                        help="multi-label decision threshold")
     parser.add_argument("--cuda", action="store_true", help="use the GPU when there is one")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -74,39 +67,29 @@ def add_train_parser(subparsers):
     parser.add_argument("--sync_batchnorm", action="store_true",
                         help="under torchrun on GPUs: BatchNorm statistics over the global batch "
                              "(SyncBatchNorm) instead of each GPU's share")
-    parser.add_argument("--num_workers", type=int, default=2,
+    parser.add_argument("--num_workers", type=non_negative_int, default=2,
                         help="loader processes when clips stream from the HDF5 (data held in "
                              "memory is gathered on the device without workers)")
     parser.add_argument("--in_memory", default="auto", choices=["auto", "yes", "no"],
                         help="read the whole HDF5 into RAM (auto: when it fits)")
-    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--seed", type=non_negative_int, default=1234)
+    parser.add_argument("--run_name", default="",
+                        help="a name that keeps this run apart from others with the same folder "
+                             "flags (e.g. one per learning rate of a sweep)")
+    add_trust_flag(parser)
     add_audio_flags(parser)
     parser.set_defaults(handler=run_train)
 
 
 def validate_train_args(args):
-    folds = [str(fold) for fold in range(1, config.FOLDS_NUM + 1)]
+    """The checks that involve several flags or files; single values are checked by their types."""
     if args.split == "filtered":
         args.holdout_fold = "filtered"  # the run's folder name: holdout_fold=filtered
-    elif args.holdout_fold == "all":
-        pass
-    elif args.holdout_fold in folds:
-        args.holdout_fold = int(args.holdout_fold)
-    else:
-        raise UsageError(f"--holdout_fold={args.holdout_fold}: use 1..{config.FOLDS_NUM} or all")
-    if args.early_stop_patience < 0:
-        raise UsageError(f"--early_stop_patience={args.early_stop_patience}: must be 0 or more")
-    for flag in ("batch_size", "eval_every", "save_every", "stop_iteration"):
-        if getattr(args, flag) < 1:
-            raise UsageError(f"--{flag}={getattr(args, flag)}: must be at least 1")
-    if not 0 <= args.resume_iteration <= args.stop_iteration:
-        raise UsageError(f"--resume_iteration={args.resume_iteration}: must be 0..--stop_iteration")
-    if args.learning_rate <= 0:
-        raise UsageError(f"--learning_rate={args.learning_rate}: must be positive")
-    if args.num_workers < 0:
-        raise UsageError(f"--num_workers={args.num_workers}: must be 0 or more")
-    if not 0 < args.threshold < 1:
-        raise UsageError(f"--threshold={args.threshold}: must be between 0 and 1")
+    if args.resume_iteration > args.stop_iteration:
+        raise UsageError(f"--resume_iteration={args.resume_iteration}: must be at most "
+                         f"--stop_iteration={args.stop_iteration}")
+    if args.run_name and (os.sep in args.run_name or args.run_name.startswith(".")):
+        raise UsageError(f"--run_name={args.run_name}: use a plain name (no '/', not starting with '.')")
     args.in_memory = {"auto": "auto", "yes": True, "no": False}[args.in_memory]
     args.features = args.features or default_features_path(args.workspace, args.mini_data)
     if args.pretrained_checkpoint_path:
@@ -116,21 +99,20 @@ def validate_train_args(args):
 def run_train(args):
     validate_train_args(args)
     if args.holdout_fold == "all":
-        from cross_validation import train_all_folds
+        from pytorch.cross_validation import train_all_folds
         train_all_folds(args)
     else:
-        from train import train
+        from pytorch.train import train
         train(args)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="mode", required=True)
     add_train_parser(subparsers)
-    from evaluate import add_evaluate_parser
-    from inference import add_inference_parser
-    from zero_shot import add_zero_shot_parser
+    from pytorch.evaluate import add_evaluate_parser
+    from pytorch.inference import add_inference_parser
+    from pytorch.zero_shot import add_zero_shot_parser
     add_evaluate_parser(subparsers)
     add_inference_parser(subparsers)
     add_zero_shot_parser(subparsers)

@@ -4,9 +4,7 @@ The layer names, shapes and order follow the published PANNs code
 (qiuqiangkong/audioset_tagging_cnn), so the official AudioSet checkpoints
 (e.g. Cnn14_mAP=0.431.pth, Cnn6_mAP=0.343.pth: {'model': state_dict, ...}) load exactly.
 """
-import logging
 import numbers
-from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
@@ -15,8 +13,8 @@ from torchlibrosa.augmentation import SpecAugmentation
 from torchlibrosa.stft import LogmelFilterBank, Spectrogram
 
 from utils.config import AUDIOSET_CLASSES_NUM, MULTI_LABEL, SINGLE_LABEL, TASKS
-from utils.utilities import UsageError, require_file
-from pytorch_utils import do_mixup
+from utils.utilities import UsageError
+from pytorch.pytorch_utils import do_mixup
 
 
 def init_layer(layer):
@@ -250,77 +248,6 @@ class Cnn6(PannsTagger):
                 (self.conv_block3, (2, 2)), (self.conv_block4, (2, 2))]
 
 
-def read_checkpoint(checkpoint_path):
-    """Load a torch checkpoint file on the CPU; a non-checkpoint file is a UsageError."""
-    require_file(checkpoint_path, "--pretrained_checkpoint_path")
-    try:
-        return torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    except Exception:
-        pass
-    try:
-        # Official PANNs checkpoints may pickle more than tensors (e.g. sampler state), which
-        # the weights-only loader refuses; they come from a path the user chose to trust.
-        return torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(f"{checkpoint_path} is not a readable PyTorch checkpoint ({reason})")
-
-
-def checkpoint_state_dict(checkpoint, checkpoint_path):
-    """The state dict inside an official checkpoint ({'model': ...}) or a bare state dict."""
-    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("model"), Mapping):
-        checkpoint = checkpoint["model"]
-    if not (isinstance(checkpoint, Mapping)
-            and all(isinstance(value, torch.Tensor) for value in checkpoint.values())):
-        raise UsageError(f"{checkpoint_path} holds neither {{'model': state_dict}} nor a "
-                         f"state dict of tensors")
-    return checkpoint
-
-
-def _first(items, limit=5):
-    items = list(items)
-    more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
-
-
-def load_state_dict_checked(module, state_dict, source):
-    """load_state_dict(strict=True), with a one-line UsageError naming `source` on any mismatch."""
-    expected = module.state_dict()
-    missing = [key for key in expected if key not in state_dict]
-    unexpected = [key for key in state_dict if key not in expected]
-    mismatched = [f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model "
-                  f"{tuple(expected[key].shape)}"
-                  for key in expected
-                  if key in state_dict and state_dict[key].shape != expected[key].shape]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_first(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_first(unexpected)}")
-    if mismatched:
-        problems.append(f"shape mismatches: {_first(mismatched)}")
-    if problems:
-        raise UsageError(f"{source} does not fit {type(module).__name__} "
-                         f"(wrong model type or audio settings?): " + "; ".join(problems))
-
-    # The checkpoint's mel filters replace the ones built from fmin/fmax/sample_rate, as in the
-    # published code; the pretrained convolutions were trained on those filters.
-    melW = "logmel_extractor.melW"
-    if melW in expected and not torch.allclose(state_dict[melW].to(expected[melW]), expected[melW],
-                                               rtol=1e-3, atol=1e-5):
-        logging.warning("%s: its mel filterbank differs from the one for the configured "
-                        "sample_rate/fmin/fmax; the checkpoint's filterbank is used", source)
-    module.load_state_dict(state_dict, strict=True)
-
-
-def load_checkpoint(module, checkpoint_path):
-    """Load an official PANNs checkpoint (or bare state dict) into module; returns the raw file."""
-    checkpoint = read_checkpoint(checkpoint_path)
-    load_state_dict_checked(module, checkpoint_state_dict(checkpoint, checkpoint_path),
-                            checkpoint_path)
-    return checkpoint
-
-
 class TransferModel(nn.Module):
     """A pretrained PANNs tagger as `base` plus a new linear head `fc_transfer`."""
     base_class = None
@@ -356,10 +283,6 @@ class TransferModel(nn.Module):
             self.base.spec_augmenter.train(mode)
         return self
 
-    def load_from_pretrain(self, pretrained_checkpoint_path):
-        """Load an official AudioSet checkpoint into `base` (keys and shapes must match exactly)."""
-        return load_checkpoint(self.base, pretrained_checkpoint_path)
-
     def forward(self, input, mixup_lambda=None):
         """input: (batch, samples). clipwise_output is log-probabilities for single_label,
         probabilities per class for multi_label."""
@@ -387,7 +310,7 @@ MODELS = {"Cnn14": Cnn14, "Cnn6": Cnn6,
 
 def create_model(model_type, *, sample_rate, window_size, hop_size, mel_bins, fmin, fmax,
                  classes_num, freeze_base=False, task=SINGLE_LABEL,
-                 pretrained_checkpoint_path=None):
+                 pretrained_checkpoint_path=None, trust_checkpoint=False):
     """Build a model by name; load pretrained weights when a checkpoint path is given.
 
     Plain Cnn14/Cnn6 are the AudioSet taggers (527 sigmoid outputs) and load the checkpoint
@@ -401,15 +324,14 @@ def create_model(model_type, *, sample_rate, window_size, hop_size, mel_bins, fm
     model_class = MODELS[model_type]
     if issubclass(model_class, TransferModel):
         model = model_class(**audio, classes_num=classes_num, freeze_base=freeze_base, task=task)
-        if pretrained_checkpoint_path:
-            model.load_from_pretrain(pretrained_checkpoint_path)
-        return model
-
-    if classes_num != AUDIOSET_CLASSES_NUM:
+        tagger = model.base
+    elif classes_num != AUDIOSET_CLASSES_NUM:
         raise UsageError(f"{model_type} is the AudioSet tagger with {AUDIOSET_CLASSES_NUM} "
                          f"classes, not {classes_num}; use Transfer_{model_type} for a new "
                          f"label set")
-    model = model_class(**audio, classes_num=classes_num)
+    else:
+        model = tagger = model_class(**audio, classes_num=classes_num)
     if pretrained_checkpoint_path:
-        load_checkpoint(model, pretrained_checkpoint_path)
+        from pytorch.checkpoints import load_pretrained  # the one loader (it imports this module)
+        load_pretrained(tagger, pretrained_checkpoint_path, trust_checkpoint)
     return model

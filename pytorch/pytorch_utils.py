@@ -5,6 +5,7 @@ import logging
 import numpy as np
 import torch
 
+from utils.audio import INT16_SCALE
 from utils.config import SINGLE_LABEL
 from utils.data_generator import collate_fn
 from utils.utilities import UsageError
@@ -79,7 +80,7 @@ def waveform_to_tensor(waveform, device):
     (half the bytes to copy; the same values as the dataset's own float32 conversion)."""
     tensor = torch.as_tensor(waveform).to(device, non_blocking=True)
     if tensor.dtype == torch.int16:
-        return tensor.float().div_(32767.0)
+        return tensor.float().div_(INT16_SCALE)
     return tensor.float()
 
 

@@ -17,7 +17,6 @@ import copy
 import datetime
 import logging
 import os
-import pickle
 import random
 import time
 
@@ -28,31 +27,36 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from checkpoints import checkpoint_path, model_kwargs
-from losses import LOSSES, resolve_loss_type
-from models import TransferModel, create_model
-from pytorch_utils import (Mixup, ResidentClips, autocast, check_precision, do_mixup,
+from pytorch.checkpoints import load_checkpoint_file
+from pytorch.losses import LOSSES, resolve_loss_type
+from pytorch.models import TransferModel, create_model
+from pytorch.pytorch_utils import (Mixup, ResidentClips, autocast, check_precision, do_mixup,
                            forward_loader, make_loader, select_device, waveform_to_tensor)
 from utils import config
-from utils.data_generator import EvaluateSampler, TrainSampler, WaveformDataset
+from utils.config import AudioConfig, RunConfig
+from utils.data_generator import EvaluateSampler, TrainSampler, WaveformDataset, read_hdf5_info
 from utils.metrics import compute_metrics
+from utils.runs import checkpoint_path, run_dirs, write_run_file
 from utils.splits import split_train_eval_indices
 from utils.utilities import (UsageError, atomic_pickle_dump, atomic_torch_save, create_folder,
-                             create_logging, run_dirs, run_subdir, set_seed)
+                             create_logging, safe_pickle_load, set_seed)
 
 
-def audio_settings(args, info):
-    """Front-end settings: sample rate and clip length from the HDF5, the STFT/mel ones from flags."""
-    return {"sample_rate": info["sample_rate"], "clip_samples": info["clip_samples"],
-            "window_size": args.window_size, "hop_size": args.hop_size,
-            "mel_bins": args.mel_bins, "fmin": args.fmin, "fmax": args.fmax}
-
-
-def run_directories(args, loss_type):
-    pretrain = bool(args.pretrained_checkpoint_path)
-    subdir = run_subdir(args.holdout_fold, args.model_type, pretrain, loss_type,
-                        args.augmentation, args.batch_size, args.freeze_base)
-    return run_dirs(args.workspace, subdir)
+def run_config(args, info=None):
+    """The run's RunConfig: the data's settings from the HDF5 (`info`), the rest from the flags."""
+    info = info or read_hdf5_info(args.features)
+    audio = AudioConfig(sample_rate=info["sample_rate"], clip_samples=info["clip_samples"],
+                        window_size=args.window_size, hop_size=args.hop_size,
+                        mel_bins=args.mel_bins, fmin=args.fmin, fmax=args.fmax)
+    flags = {name: getattr(args, name) for name in RunConfig.__dataclass_fields__
+             if hasattr(args, name)}
+    flags.update(task=info["task"], labels=list(info["labels"]), audio=audio,
+                 features=os.path.abspath(args.features),
+                 pretrained_checkpoint_path=(os.path.abspath(args.pretrained_checkpoint_path)
+                                             if args.pretrained_checkpoint_path else None),
+                 loss_type=resolve_loss_type(args.loss_type, info["task"]),
+                 spec_augment=not args.no_spec_augment)
+    return RunConfig(**flags)
 
 
 class StatisticsContainer:
@@ -76,7 +80,7 @@ class StatisticsContainer:
         if not os.path.isfile(self.path):
             return
         with open(self.path, "rb") as f:
-            old = pickle.load(f)
+            old = safe_pickle_load(f)
         self.statistics["validate"] = [e for e in old["validate"] if e["iteration"] <= iteration]
         self.statistics["train"] = [e for e in old["train"] if e["iteration"] <= iteration]
 
@@ -123,10 +127,7 @@ def restore_rng_states(states, mixup, device):
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
-    if isinstance(states["cuda"], list):  # checkpoints of earlier versions: every GPU's state
-        if torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(states["cuda"])
-    elif states["cuda"] is not None and device.type == "cuda":
+    if states["cuda"] is not None and device.type == "cuda":
         torch.cuda.set_rng_state(states["cuda"], device)
     if mixup is not None and states["mixup"] is not None:
         mixup.random_state.set_state(states["mixup"])
@@ -210,21 +211,22 @@ def batch_source(dataset, device, num_workers, seed):
     return lambda batch_sampler: make_loader(dataset, batch_sampler, num_workers, seed, device)
 
 
-def build_model(model_type, settings, labels, task, device, freeze_base=False,
-                pretrained_checkpoint_path=None, spec_augment=True, channels_last=False):
+def build_model(run, device, trust_checkpoint=False):
     """The model to train, on `device` (unwrapped: its state_dict is what checkpoints hold)."""
-    model = create_model(model_type, **model_kwargs(settings, labels, task),
-                         freeze_base=freeze_base,
-                         pretrained_checkpoint_path=pretrained_checkpoint_path)
+    model = create_model(run.model_type, **run.audio.front_end(),
+                         classes_num=len(run.labels), task=run.task,
+                         freeze_base=run.freeze_base,
+                         pretrained_checkpoint_path=run.pretrained_checkpoint_path,
+                         trust_checkpoint=trust_checkpoint)
     tagger = model.base if isinstance(model, TransferModel) else model
-    if not spec_augment:
+    if not run.spec_augment:
         tagger.spec_augmenter = torch.nn.Identity()
     if isinstance(model, TransferModel):
         # The transfer head reads the base's embedding, never its AudioSet classifier, whose
         # parameters would get no gradient: DDP fails on such unused parameters.
         model.base.fc_audioset.requires_grad_(False)
     model.to(device)
-    if channels_last:  # conv weights channels-last; the activations follow them
+    if run.channels_last:  # conv weights channels-last; the activations follow them
         model.to(memory_format=torch.channels_last)
     return model
 
@@ -312,40 +314,35 @@ def train(args):
 
     dataset = WaveformDataset(args.features, in_memory=args.in_memory, as_int16=True)
     info = dataset.info
-    task, labels = info["task"], info["labels"]
-    loss_type = resolve_loss_type(args.loss_type, task)
-    loss_func = LOSSES[loss_type]
-    dirs = run_directories(args, loss_type)
+    run = run_config(args, info)
+    task, labels = run.task, run.labels
+    loss_func = LOSSES[run.loss_type]
+    dirs = run_dirs(args.workspace, run)
     log_path = None
     if is_master:
         create_folder(dirs["checkpoints"])
         log_path = create_logging(dirs["logs"], "train")
-    run_arguments = {key: value for key, value in vars(args).items() if key not in ("handler", "argv")}
-    logging.info("arguments: %s", run_arguments)
+        write_run_file(run, dirs["statistics"])
+    logging.info("run configuration: %s", run)
 
-    settings = audio_settings(args, info)
-    raw_model = build_model(args.model_type, settings, labels, task, device,
-                            freeze_base=args.freeze_base,
-                            pretrained_checkpoint_path=args.pretrained_checkpoint_path,
-                            spec_augment=not args.no_spec_augment,
-                            channels_last=args.channels_last)
-    if args.pretrained_checkpoint_path:
-        logging.info("loaded the pretrained base from %s", args.pretrained_checkpoint_path)
+    raw_model = build_model(run, device, args.trust_checkpoint)
+    if run.pretrained_checkpoint_path:
+        logging.info("loaded the pretrained base from %s", run.pretrained_checkpoint_path)
     if sync_batchnorm:  # BatchNorm statistics over the global batch, as one process would
         raw_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(raw_model)
-    optimizer = make_optimizer(raw_model, args.learning_rate, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "fp16")
+    optimizer = make_optimizer(raw_model, run.learning_rate, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=run.precision == "fp16")
 
     train_indices, holdout_indices, test_indices = split_train_eval_indices(
-        info["audio_names"], info["folds"], args.holdout_fold, args.split)
-    mixup = Mixup(mixup_alpha=1.0, seed=args.seed) if args.augmentation == "mixup" else None
-    sampler = TrainSampler(train_indices, args.batch_size, mixup=mixup is not None, seed=args.seed)
-    primary_metric = "accuracy" if task == config.SINGLE_LABEL else "mAP"
+        info["audio_names"], info["folds"], run.holdout_fold, run.split)
+    mixup = Mixup(mixup_alpha=1.0, seed=run.seed) if run.augmentation == "mixup" else None
+    sampler = TrainSampler(train_indices, run.batch_size, mixup=mixup is not None, seed=run.seed)
+    primary_metric = run.primary_metric
     best = BestTracker(primary_metric)
     statistics = StatisticsContainer(
         os.path.join(dirs["statistics"], "statistics.pickle"),
-        meta={"task": task, "labels": labels, "holdout_fold": args.holdout_fold,
-              "split": args.split, "model_type": args.model_type, "loss_type": loss_type,
+        meta={"task": task, "labels": labels, "holdout_fold": run.holdout_fold,
+              "split": run.split, "model_type": run.model_type, "loss_type": run.loss_type,
               "primary_metric": primary_metric, "world_size": world_size})
 
     iteration = args.resume_iteration
@@ -354,7 +351,7 @@ def train(args):
         if not os.path.isfile(resume_path):
             raise UsageError(f"--resume_iteration={iteration}: no checkpoint {resume_path}")
         # On the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest over.
-        checkpoint = torch.load(resume_path, map_location="cpu", weights_only=False)
+        checkpoint = load_checkpoint_file(resume_path, "--resume_iteration", args.trust_checkpoint)
         raw_model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])
@@ -364,31 +361,29 @@ def train(args):
         same_ranks = rank_rng is not None and len(rank_rng) == world_size
         restore_rng_states(rank_rng[rank] if same_ranks else checkpoint["rng"], mixup, device)
         if rank > 0 and not same_ranks:  # saved by another number of processes
-            torch.manual_seed(args.seed + rank + iteration)
+            torch.manual_seed(run.seed + rank + iteration)
         statistics.load_until(iteration)
         logging.info("resumed from %s", resume_path)
     elif rank > 0:  # dropout and SpecAugment draw differently on each rank (rank 0: as one process)
-        torch.manual_seed(args.seed + rank)
+        torch.manual_seed(run.seed + rank)
 
-    model = wrap_model(raw_model, device, world_size, args.compile)
+    model = wrap_model(raw_model, device, world_size, run.compile)
 
     # The loader's batch sampler may run ahead of training (prefetch); `sampler` itself advances
     # one batch per trained iteration, so its state in a checkpoint is exactly what was consumed.
-    batches = batch_source(dataset, device, args.num_workers, args.seed)
+    batches = batch_source(dataset, device, run.num_workers, run.seed)
     train_loader = batches(RankShare(copy.deepcopy(sampler), rank, world_size))
-    holdout_loader = batches(EvaluateSampler(holdout_indices, args.batch_size))
+    holdout_loader = batches(EvaluateSampler(holdout_indices, run.batch_size))
     logging.info("task %s, %d classes, %d training clips, %d validation clips (%s), device %s, "
                  "%d process(es)", task, len(labels), len(train_indices), len(holdout_indices),
-                 "filtered split" if args.split == "filtered" else f"fold {args.holdout_fold}",
+                 "filtered split" if run.split == "filtered" else f"fold {run.holdout_fold}",
                  device, world_size)
 
     def checkpoint_dict(rank_rng):
         return {"iteration": iteration, "model": raw_model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "sampler": sampler.state_dict(), "best": best.state_dict(),
-                "rng": rank_rng[0], "rank_rng": rank_rng, "labels": labels, "task": task,
-                "audio_settings": settings, "model_type": args.model_type,
-                "args": run_arguments}
+                "rng": rank_rng[0], "rank_rng": rank_rng, "config": run.to_dict()}
 
     def save(path, rank_rng):
         atomic_torch_save(checkpoint_dict(rank_rng), path)
@@ -405,21 +400,21 @@ def train(args):
     pending_losses = []
     train_iterator = iter(train_loader)
     started = time.time()
-    progress = tqdm(total=args.stop_iteration, initial=iteration, desc="training", unit="it",
+    progress = tqdm(total=run.stop_iteration, initial=iteration, desc="training", unit="it",
                     disable=not is_master)
     with logging_redirect_tqdm():
         while True:
             stop_early = False
             resumed_here = iteration == args.resume_iteration > 0  # validated before the save
-            if (iteration % args.eval_every == 0 or iteration == args.stop_iteration) and not resumed_here:
+            if (iteration % run.eval_every == 0 or iteration == run.stop_iteration) and not resumed_here:
                 flush_train_losses(pending_losses)
                 if is_master:
                     result = evaluate(raw_model, holdout_loader, device, task, loss_func,
-                                      args.threshold, args.precision)
+                                      run.threshold, run.precision)
                     statistics.append("validate", dict(result, iteration=iteration))
                     statistics.dump()
                     improved = best.update(result, iteration)
-                    if args.keep_best and improved:  # for model selection, not for resuming
+                    if run.keep_best and improved:  # for model selection, not for resuming
                         save(os.path.join(dirs["checkpoints"], "best.pth"),
                              [rng_states(mixup, device)])
                     trained = statistics.statistics["train"]
@@ -427,18 +422,18 @@ def train(args):
                     logging.info("iteration %d: validation %s %.4f, loss %.4f; train loss %s "
                                  "(%.1f s)", iteration, primary_metric, result[primary_metric],
                                  result["loss"], train_loss, time.time() - started)
-                    stop_early = (args.early_stop_patience > 0 and
-                                  best.evaluations_without_improvement >= args.early_stop_patience)
+                    stop_early = (run.early_stop_patience > 0 and
+                                  best.evaluations_without_improvement >= run.early_stop_patience)
                     if stop_early:
                         logging.info("early stop: no better %s in %d evaluations (best %.4f at "
-                                     "iteration %d)", primary_metric, args.early_stop_patience,
+                                     "iteration %d)", primary_metric, run.early_stop_patience,
                                      best.best, best.best_iteration)
                 if world_size > 1:  # every rank follows rank 0's early-stop decision
                     flag = torch.tensor([int(stop_early)], device=device)
                     dist.broadcast(flag, src=0)
                     stop_early = bool(flag.item())
-            at_end = iteration >= args.stop_iteration or stop_early
-            if iteration > args.resume_iteration and (iteration % args.save_every == 0 or at_end):
+            at_end = iteration >= run.stop_iteration or stop_early
+            if iteration > args.resume_iteration and (iteration % run.save_every == 0 or at_end):
                 rank_rng = all_rank_rng_states(mixup, device, world_size)  # every rank joins
                 if is_master:
                     save(checkpoint_path(dirs["checkpoints"], iteration), rank_rng)
@@ -450,7 +445,7 @@ def train(args):
             mixup_lambda = None
             if mixup is not None:
                 mixup_lambda = rank_mixup_lambda(mixup, len(batch["audio_name"]), rank, world_size)
-            loss = train_step(model, batch, device, args.precision, loss_func, optimizer, scaler,
+            loss = train_step(model, batch, device, run.precision, loss_func, optimizer, scaler,
                               mixup_lambda)
             iteration += 1
             pending_losses.append((iteration, global_mean(loss, world_size)))
@@ -458,8 +453,8 @@ def train(args):
     progress.close()
 
     if test_indices is not None and is_master:
-        report_test(raw_model, batches, test_indices, dirs, args, device, task, loss_func,
-                    statistics, best)
+        report_test(raw_model, batches, test_indices, dirs, run, device, loss_func, statistics,
+                    best)
     logging.info("finished at iteration %d in %.1f s; log %s", iteration,
                  time.time() - started, log_path)
     if world_size > 1:
@@ -467,20 +462,18 @@ def train(args):
     return statistics.statistics, dirs
 
 
-def report_test(model, batches, test_indices, dirs, args, device, task, loss_func, statistics,
-                best):
+def report_test(model, batches, test_indices, dirs, run, device, loss_func, statistics, best):
     """Filtered split: score the test set with the checkpoint chosen on the validation set."""
     best_path = os.path.join(dirs["checkpoints"], "best.pth")
-    if args.keep_best and os.path.isfile(best_path):
-        model.load_state_dict(torch.load(best_path, map_location="cpu",
-                                         weights_only=False)["model"])
+    if run.keep_best and os.path.isfile(best_path):
+        model.load_state_dict(load_checkpoint_file(best_path, "best.pth")["model"])
         chosen = f"best.pth (iteration {best.best_iteration})"
     else:
         chosen = "the final model"
-    loader = batches(EvaluateSampler(test_indices, args.batch_size))
-    result = evaluate(model, loader, device, task, loss_func, args.threshold, args.precision)
+    loader = batches(EvaluateSampler(test_indices, run.batch_size))
+    result = evaluate(model, loader, device, run.task, loss_func, run.threshold, run.precision)
     statistics.statistics["test"] = dict(result, chosen=chosen)
     statistics.dump()
-    metric = statistics.statistics["meta"]["primary_metric"]
+    metric = run.primary_metric
     logging.info("test set (%d clips) with %s: %s %.4f", len(test_indices), chosen, metric,
                  result[metric])

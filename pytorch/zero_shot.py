@@ -16,14 +16,16 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from models import MODELS, TransferModel, create_model
-from pytorch_utils import PRECISIONS, forward_loader, make_loader, select_device
+from pytorch.models import MODELS, TransferModel, create_model
+from pytorch.pytorch_utils import PRECISIONS, forward_loader, make_loader, select_device
 from utils import config
 from utils.data_generator import EvaluateSampler, WaveformDataset, split_indices
-from utils.features import default_features_path
+from utils.arguments import add_trust_flag, holdout_fold, non_negative_int, positive_int, probability
+from utils.config import AudioConfig
 from utils.iab_labels import LABEL_SET_SIZES, load_label_set, mapping_matrix
 from utils.iab_sources import mapping_used
 from utils.metrics import compute_metrics
+from utils.runs import default_features_path
 from utils.utilities import UsageError, create_logging, require_file, write_json
 
 # Only the plain taggers have the 527 AudioSet outputs the mapping reads.
@@ -81,17 +83,6 @@ def results_path(workspace, holdout_fold, num_labels, mapping_path):
 
 
 def validate_zero_shot_args(args):
-    if args.holdout_fold != "all":
-        if args.holdout_fold not in [str(fold) for fold in range(1, config.FOLDS_NUM + 1)]:
-            raise UsageError(f"--holdout_fold={args.holdout_fold}: "
-                             f"use 1..{config.FOLDS_NUM} or all")
-        args.holdout_fold = int(args.holdout_fold)
-    if args.batch_size < 1:
-        raise UsageError(f"--batch_size={args.batch_size}: must be at least 1")
-    if args.num_workers < 0:
-        raise UsageError(f"--num_workers={args.num_workers}: must be 0 or more")
-    if not 0 < args.threshold < 1:
-        raise UsageError(f"--threshold={args.threshold}: must be between 0 and 1")
     require_file(args.pretrained_checkpoint_path, "--pretrained_checkpoint_path")
     if args.mapping:
         require_file(args.mapping, "--mapping")
@@ -116,12 +107,12 @@ def run_zero_shot(args):
         else split_indices(info["folds"], args.holdout_fold)[1]
 
     device = select_device(args.cuda)
-    # The published tagger's front end, as in config; the sample rate comes from the HDF5.
+    # The published tagger's front end (AudioConfig's defaults) at the HDF5's sample rate.
+    audio = AudioConfig(sample_rate=info["sample_rate"], clip_samples=info["clip_samples"])
     model = create_model(
-        args.model_type, sample_rate=info["sample_rate"], window_size=config.WINDOW_SIZE,
-        hop_size=config.HOP_SIZE, mel_bins=config.MEL_BINS, fmin=config.FMIN, fmax=config.FMAX,
-        classes_num=config.AUDIOSET_CLASSES_NUM, task=config.MULTI_LABEL,
-        pretrained_checkpoint_path=args.pretrained_checkpoint_path).to(device)
+        args.model_type, **audio.front_end(), classes_num=config.AUDIOSET_CLASSES_NUM,
+        task=config.MULTI_LABEL, pretrained_checkpoint_path=args.pretrained_checkpoint_path,
+        trust_checkpoint=args.trust_checkpoint).to(device)
     loader = make_loader(dataset, EvaluateSampler(holdout_indices, args.batch_size),
                          args.num_workers, seed=0, device=device)
     _, audioset_probabilities, targets = forward_loader(
@@ -159,17 +150,19 @@ def add_zero_shot_parser(subparsers):
     parser.add_argument("--pretrained_checkpoint_path", required=True,
                         help="official PANNs checkpoint, e.g. Cnn14_mAP=0.431.pth")
     parser.add_argument("--model_type", default="Cnn14", choices=AUDIOSET_TAGGERS)
-    parser.add_argument("--holdout_fold", default="1",
+    parser.add_argument("--holdout_fold", type=holdout_fold, default=1,
                         help="1..10: the fold scored, as training's; all: every clip")
     parser.add_argument("--iab_labels", type=int, choices=LABEL_SET_SIZES, default=None,
                         help="the IAB set the file holds (default: recognised from its labels)")
     parser.add_argument("--mapping", default=None,
                         help="your own AudioSet->IAB mapping CSV (default "
                              "metadata/audioset_to_iab_N.csv)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="decision threshold for F1")
-    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--threshold", type=probability, default=0.5,
+                        help="decision threshold for F1")
+    parser.add_argument("--batch_size", type=positive_int, default=32)
     parser.add_argument("--cuda", action="store_true", help="use the GPU when there is one")
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
-    parser.add_argument("--num_workers", type=int, default=2)
+    parser.add_argument("--num_workers", type=non_negative_int, default=2)
+    add_trust_flag(parser)
     parser.set_defaults(handler=run_zero_shot)
     return parser

@@ -36,9 +36,8 @@ import sys
 import tempfile
 import time
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_DIR)
-sys.path.insert(0, os.path.join(REPO_DIR, "pytorch"))
+if __name__ == "__main__":  # as a script: import from the repository root, never this folder
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import h5py
 import numpy as np
@@ -46,10 +45,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from losses import LOSSES
-from pytorch_utils import (Mixup, check_precision, forward_loader, make_loader,
+from pytorch.losses import LOSSES
+from pytorch.pytorch_utils import (Mixup, check_precision, forward_loader, make_loader,
                            waveform_to_tensor)
-from train import (batch_source, build_model, configure_backends, make_optimizer,
+from pytorch.train import (batch_source, build_model, configure_backends, make_optimizer,
                    train_step, wrap_model)
 from utils import config
 from utils.audio import int16_to_float32

@@ -16,13 +16,14 @@ import os
 import sys
 from typing import NamedTuple
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == "__main__":  # as a script: import from the repository root, never this folder
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from utils.config import AUDIOSET_LABELS_CSV, METADATA_DIR  # noqa: E402
-from utils.iab_labels import (  # noqa: E402
+from utils.config import AUDIOSET_LABELS_CSV, METADATA_DIR
+from utils.iab_labels import (
     LABEL_SEPARATOR, LABEL_SET_SIZES, MAPPING_COLUMNS, label_set_csv, mapping_csv,
     read_audioset_classes, read_csv_rows, read_label_set_csv, rules_csv, split_labels)
-from utils.utilities import UsageError, atomic_write_text, run_cli  # noqa: E402
+from utils.utilities import UsageError, atomic_write_text, run_cli
 
 ONTOLOGY_JSON = os.path.join(METADATA_DIR, "audioset_ontology.json")
 RULE_COLUMNS = ("mid", "display_name", "iab_labels", "reason")

@@ -24,11 +24,12 @@ import soundfile
 from scipy import signal
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == "__main__":  # as a script: import from the repository root, never this folder
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from utils.audio import float32_to_int16  # noqa: E402
-from utils.config import GTZAN_LABELS, SAMPLE_RATE  # noqa: E402
-from utils.utilities import UsageError, atomic_path, create_folder, run_cli  # noqa: E402
+from utils.audio import float32_to_int16
+from utils.config import GTZAN_LABELS, SAMPLE_RATE
+from utils.utilities import UsageError, atomic_path, create_folder, run_cli
 
 LEAD_IN = 0.1          # seconds of silence before beat 0, so early humanised notes stay in the buffer
 TAIL = 2.0             # seconds rendered past the clip so reverb and long notes end naturally

@@ -1,17 +1,8 @@
-"""Make `utils` (repo root) and the modules in pytorch/ importable; fixtures shared by the tests."""
-import os
-import sys
+"""Fixtures shared by the tests (pytest.ini puts the repository root and tests/ on the path)."""
+import pytest
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for path in (REPO_DIR, os.path.join(REPO_DIR, "pytorch")):
-    if path not in sys.path:
-        sys.path.insert(0, path)
-
-
-import pytest  # noqa: E402
-
-from helpers import make_class_folders  # noqa: E402
-from utils.features import one_hot, pack_to_hdf5, scan_class_folders  # noqa: E402
+from helpers import make_class_folders
+from utils.features import one_hot, pack_to_hdf5, scan_class_folders
 
 
 @pytest.fixture(scope="session")

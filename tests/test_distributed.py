@@ -29,10 +29,11 @@ import numpy as np
 import pytest
 import torch
 
-import main as main_script
+from pytorch import main as main_script
+from pytorch.checkpoints import load_checkpoint_file
 from helpers import REPO_DIR, load_statistics, run_dir
-from pytorch_utils import Mixup
-from train import rank_mixup_lambda
+from pytorch.pytorch_utils import Mixup
+from pytorch.train import rank_mixup_lambda
 
 MAIN = os.path.join(REPO_DIR, "pytorch", "main.py")
 COMMON = ["--model_type=Transfer_Cnn6", "--batch_size=4", "--learning_rate=1e-3",
@@ -57,7 +58,7 @@ def train_two_processes(workspace, features, *extra):
 
 def final_weights(workspace, iteration=4, **run):
     path = os.path.join(run_dir(workspace, "checkpoints", **run), f"{iteration}_iterations.pth")
-    return torch.load(path, weights_only=False)["model"]
+    return load_checkpoint_file(path)["model"]
 
 
 def train_losses(statistics):
@@ -107,12 +108,12 @@ def test_two_processes_match_one(tmp_path, features, augmentation, streamed):
     assert sorted(os.listdir(run_dir(tmp_path / "two", "checkpoints", **run))) == \
         ["2_iterations.pth", "4_iterations.pth"]
     statistics_files = sorted(os.listdir(run_dir(tmp_path / "two", "statistics", **run)))
-    assert len(statistics_files) == 2 and statistics_files[0] == "statistics.pickle"
-    assert statistics_files[1].startswith("statistics_2")
+    assert len(statistics_files) == 3 and statistics_files[:2] == ["run.json", "statistics.pickle"]
+    assert statistics_files[2].startswith("statistics_2")
     assert os.listdir(run_dir(tmp_path / "two", "logs", **run)) == ["train.log"]
     with open(os.path.join(run_dir(tmp_path / "two", "logs", **run), "train.log")) as f:
         log = f.read()
-    assert log.count("arguments:") == 1 and log.count("saved ") == 2
+    assert log.count("run configuration:") == 1 and log.count("saved ") == 2
     assert "2 process(es)" in log
 
 
@@ -141,8 +142,7 @@ def test_two_process_resume_replays_the_uninterrupted_run(tmp_path, features):
     for key in weights_straight:
         torch.testing.assert_close(weights_resumed[key], weights_straight[key], rtol=1e-5,
                                    atol=1e-6, msg=key)
-    checkpoint = torch.load(os.path.join(resumed_checkpoints, "4_iterations.pth"),
-                            weights_only=False)
+    checkpoint = load_checkpoint_file(os.path.join(resumed_checkpoints, "4_iterations.pth"))
     assert len(checkpoint["rank_rng"]) == 2  # each rank's random states
 
 

@@ -9,10 +9,11 @@ import torch
 from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, f1_score,
                              precision_recall_fscore_support)
 
-from evaluate import default_output_dir, evaluate_checkpoint, resolve_selection
+from pytorch.evaluate import default_output_dir, evaluate_checkpoint, resolve_selection
 from helpers import make_class_folders, run_script
-from main import main
-from models import create_model
+from pytorch.main import main
+from pytorch.models import create_model
+from utils.config import AudioConfig, RunConfig
 from utils.data_generator import WaveformDataset
 from utils.features import one_hot, pack_to_hdf5, scan_class_folders
 from utils.utilities import UsageError
@@ -40,17 +41,26 @@ def spread_head(model, waveforms, seed=0):
     return model
 
 
-def save_checkpoint(path, labels, task, waveforms, args=None, iteration=7):
-    """A checkpoint as training writes it, of a Transfer_Cnn6 on 1-s clips."""
+def save_checkpoint(path, labels, task, waveforms, args=None, iteration=7, legacy=False):
+    """A checkpoint as training writes it, of a Transfer_Cnn6 on 1-s clips; `args` sets RunConfig
+    fields. legacy: in the format written before RunConfig (flags in 'args')."""
     torch.manual_seed(0)
     model = create_model("Transfer_Cnn6", **{k: v for k, v in AUDIO_SETTINGS.items()
                                              if k != "clip_samples"},
                          classes_num=len(labels), task=task)
     spread_head(model, waveforms)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    torch.save({"iteration": iteration, "model": model.state_dict(), "labels": list(labels),
-                "task": task, "audio_settings": dict(AUDIO_SETTINGS),
-                "model_type": "Transfer_Cnn6", "args": args or {}}, path)
+    if legacy:
+        torch.save({"iteration": iteration, "model": model.state_dict(), "labels": list(labels),
+                    "task": task, "audio_settings": dict(AUDIO_SETTINGS),
+                    "model_type": "Transfer_Cnn6", "args": args or {}}, path)
+        return model
+    fields = {"features": "", "holdout_fold": None, **(args or {})}
+    run = RunConfig(model_type="Transfer_Cnn6", task=task, labels=list(labels),
+                    audio=AudioConfig(**AUDIO_SETTINGS),
+                    loss_type="clip_nll" if task == "single_label" else "clip_bce", **fields)
+    torch.save({"iteration": iteration, "model": model.state_dict(), "config": run.to_dict()},
+               path)
     return model
 
 
@@ -136,15 +146,20 @@ def test_default_selection_is_the_checkpoints_holdout_fold_and_output_beside_res
 
 
 def test_selection_rules():
-    assert resolve_selection({"holdout_fold": 3}) == ("folds", 3, None)
-    assert resolve_selection({"holdout_fold": 3}, holdout_fold=5) == ("folds", 5, None)
-    assert resolve_selection({"split": "filtered"}) == ("filtered", None, "test")
-    assert resolve_selection({}, subset="valid") == ("filtered", None, "valid")
-    for checkpoint_args in ({}, {"split": "filtered", "holdout_fold": "filtered"}):
+    def run(**fields):
+        return RunConfig(model_type="Transfer_Cnn6", task="single_label", labels=["a"],
+                         audio=AudioConfig(), features="", loss_type="clip_nll",
+                         **{"holdout_fold": None, **fields})
+
+    assert resolve_selection(run(holdout_fold=3)) == ("folds", 3, None)
+    assert resolve_selection(run(holdout_fold=3), holdout_fold=5) == ("folds", 5, None)
+    assert resolve_selection(run(split="filtered")) == ("filtered", None, "test")
+    assert resolve_selection(run(), subset="valid") == ("filtered", None, "valid")
+    for trained in (run(), run(split="filtered", holdout_fold="filtered")):
         with pytest.raises(UsageError, match="pass --holdout_fold"):
-            resolve_selection(checkpoint_args, split="folds")
+            resolve_selection(trained, split="folds")
     with pytest.raises(UsageError, match="--subset=valid applies to --split=filtered"):
-        resolve_selection({}, split="all", subset="valid")
+        resolve_selection(run(), split="all", subset="valid")
     assert default_output_dir("/x/ws/checkpoints/main/run/9_iterations.pth", 9, "all") == \
         "/x/ws/results/main/run/evaluation_9_all"
     assert default_output_dir("/x/model.pth", 9, "all") == "/x/evaluation_9_all"
@@ -190,7 +205,7 @@ def test_cli_missing_checkpoint_exits_2_with_one_line(tmp_path):
     missing = run_script("pytorch/main.py", "evaluate", f"--checkpoint_path={tmp_path / 'no.pth'}")
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [
-        f"error: --checkpoint_path={tmp_path / 'no.pth'}: file not found"]
+        f"error: --checkpoint_path={tmp_path / 'no.pth'}: file not found; check the path"]
 
 
 def test_cli_prints_the_table_and_writes_the_reports(single_label, tmp_path, capsys):

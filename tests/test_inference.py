@@ -7,10 +7,10 @@ import pytest
 import soundfile
 import torch
 
-from checkpoints import load_trained_model
+from pytorch.checkpoints import load_trained_model
 from helpers import run_script, tone, write_tone
-from inference import predict_file, predict_paths, window_samples_of, window_starts
-from main import main
+from pytorch.inference import predict_file, predict_paths, window_samples_of, window_starts
+from pytorch.main import main
 from test_evaluate import SR, save_checkpoint
 from utils.audio import fix_length, load_audio
 from utils.utilities import UsageError
@@ -35,7 +35,8 @@ def checkpoint_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(checkpoint_path):
-    return load_trained_model(checkpoint_path, torch.device("cpu"))
+    model, _, run = load_trained_model(checkpoint_path, torch.device("cpu"))
+    return model, run
 
 
 def direct_probabilities(model, windows):
@@ -52,10 +53,10 @@ def test_window_starts_cover_the_file_and_end_aligned():
 
 
 def test_long_file_is_the_mean_of_its_windows(trained, tmp_path):
-    model, checkpoint = trained
+    model, run = trained
     path = str(tmp_path / "long.wav")
     soundfile.write(path, melody(70), SR)
-    result = predict_file(model, checkpoint, path, window=6.0, top_k=3, batch_size=5)
+    result = predict_file(model, run, path, window=6.0, top_k=3, batch_size=5)
 
     waveform = load_audio(path, SR)
     window = 6 * SR
@@ -72,16 +73,16 @@ def test_long_file_is_the_mean_of_its_windows(trained, tmp_path):
 
 
 def test_short_file_is_zero_padded_to_the_window(trained, tmp_path):
-    model, checkpoint = trained
+    model, run = trained
     path = write_tone(str(tmp_path / "short.wav"), 440.0, 2.0, SR)
     waveform = load_audio(path, SR)
 
-    padded = predict_file(model, checkpoint, path, window=3.0)
+    padded = predict_file(model, run, path, window=3.0)
     assert padded["windows"] == 1
     np.testing.assert_allclose(padded["probabilities"],
                                direct_probabilities(model, [fix_length(waveform, 3 * SR)])[0],
                                atol=1e-6)
-    default = predict_file(model, checkpoint, path)  # the training clip: 1 s, so two windows
+    default = predict_file(model, run, path)  # the training clip: 1 s, so two windows
     assert default["windows"] == 2
     np.testing.assert_allclose(default["probabilities"],
                                direct_probabilities(model, [waveform[:SR], waveform[SR:]]).mean(0),
@@ -89,17 +90,17 @@ def test_short_file_is_zero_padded_to_the_window(trained, tmp_path):
 
 
 def test_window_defaults_to_the_training_clip_and_hop_to_the_window(trained):
-    _, checkpoint = trained
-    assert window_samples_of(checkpoint) == (SR, SR)
-    assert window_samples_of(checkpoint, 2.0, 0.5) == (2 * SR, SR // 2)
+    _, run = trained
+    assert window_samples_of(run.audio) == (SR, SR)
+    assert window_samples_of(run.audio, 2.0, 0.5) == (2 * SR, SR // 2)
 
 
 def test_unreadable_files_are_reported_and_skipped(trained, tmp_path, capsys):
-    model, checkpoint = trained
+    model, run = trained
     good = write_tone(str(tmp_path / "good.wav"), 300.0, 1.0, SR)
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
-    results = predict_paths(model, checkpoint, [str(bad), good])
+    results = predict_paths(model, run, [str(bad), good])
     assert results[0]["file"] == str(bad) and "error" in results[0]
     assert results[1]["file"] == good and "probabilities" in results[1]
     assert f"skipped {bad}" in capsys.readouterr().err
@@ -153,7 +154,8 @@ def test_cli_on_a_folder_writes_csv_and_json(checkpoint_path, audio_folder, tmp_
 
 
 @pytest.mark.parametrize("flag, value, words", [
-    ("checkpoint_path", "{tmp}/none.pth", "--checkpoint_path={tmp}/none.pth: file not found"),
+    ("checkpoint_path", "{tmp}/none.pth",
+     "--checkpoint_path={tmp}/none.pth: file not found; check the path"),
     ("audio_path", "{tmp}/nothing", "--audio_path={tmp}/nothing: no such file or folder"),
 ])
 def test_cli_missing_inputs_exit_2_with_one_line(checkpoint_path, tmp_path, flag, value, words):
@@ -168,7 +170,7 @@ def test_cli_missing_inputs_exit_2_with_one_line(checkpoint_path, tmp_path, flag
     ("only_unreadable", "--audio_path={tmp}/junk: none of the 1 audio files could be read"),
     ("empty_folder", "--audio_path={tmp}/junk: no audio files in this folder"),
     ("bad_output", "--output={tmp}/p.txt: use a .csv or .json file name"),
-    ("bad_hop", "--hop=5.0: must be positive and at most the window (1 s)"),
+    ("bad_hop", "--hop=5.0: must be at most the window (1 s)"),
     ("tiny_window", "--window=0.05: audio of 1600 samples is too short"),
 ])
 def test_bad_inputs_are_usage_errors(checkpoint_path, tmp_path, case, words):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from models import MODELS, Cnn6, Cnn14, Transfer_Cnn6, create_model
+from pytorch.models import MODELS, Cnn6, Cnn14, Transfer_Cnn6, create_model
 from utils.utilities import UsageError
 
 AUDIO = dict(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50,

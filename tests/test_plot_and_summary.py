@@ -11,9 +11,10 @@ import pytest
 
 from utils.cv_summary import summarize_folds, write_summary
 from utils.plot_statistics import mean_curve, plot_statistics
-from utils.statistics_files import (config_subpath, find_statistics, load_statistics,
-                                    primary_metric)
-from utils.utilities import UsageError, atomic_pickle_dump, run_dirs, run_subdir
+from utils.config import AudioConfig, RunConfig
+from utils.runs import RUN_FILE, run_dirs, write_run_file
+from utils.statistics_files import find_statistics, load_statistics
+from utils.utilities import UsageError, atomic_pickle_dump
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -27,10 +28,12 @@ CONFIG_SUBPATH = os.path.join("Transfer_Cnn14", "pretrain=True", "loss_type=clip
 
 
 def write_run(workspace, fold, accuracies, task="single_label", **config_changes):
-    """A statistics pickle where training would put it; macro-F1 is accuracy - 0.1."""
+    """A statistics pickle and run.json where training would put them; macro-F1 is accuracy - 0.1."""
     config = {**CONFIG, **config_changes}
-    subdir = run_subdir(fold, config["model_type"], config["pretrain"], config["loss_type"],
-                        config["augmentation"], config["batch_size"], config["freeze_base"])
+    pretrain = config.pop("pretrain")
+    run = RunConfig(**config, task=task, labels=["a", "b"], audio=AudioConfig(),
+                    features="waveform.h5", holdout_fold=fold,
+                    pretrained_checkpoint_path="Cnn14.pth" if pretrain else None)
     validate = []
     for iteration, accuracy in zip(ITERATIONS, accuracies):
         entry = {"iteration": iteration, "loss": 1 - accuracy, "accuracy": accuracy,
@@ -45,8 +48,10 @@ def write_run(workspace, fold, accuracies, task="single_label", **config_changes
                  "model_type": config["model_type"],
                  "primary_metric": "mAP" if task == "multi_label" else "accuracy"},
     }
-    path = os.path.join(run_dirs(str(workspace), subdir)["statistics"], "statistics.pickle")
+    folder = run_dirs(str(workspace), run)["statistics"]
+    path = os.path.join(folder, "statistics.pickle")
     atomic_pickle_dump(stats, path)
+    write_run_file(run, folder)
     return path
 
 
@@ -76,15 +81,18 @@ def test_find_statistics_parses_paths_and_filters(tmp_path):
 
     everything = find_statistics(str(tmp_path))
     assert len(everything) == 4
-    info, path = everything[0]
-    assert info == {"holdout_fold": "1", "model_type": "Transfer_Cnn14", "pretrain": "False",
-                    "loss_type": "clip_nll", "augmentation": "mixup", "batch_size": "32",
-                    "freeze_base": "False"}
-    assert path.endswith("statistics.pickle") and os.path.isfile(path)
+    run = everything[0]
+    assert {key: run.info[key] for key in ("holdout_fold", "model_type", "pretrain", "loss_type",
+                                            "augmentation", "batch_size", "freeze_base")} == {
+        "holdout_fold": "1", "model_type": "Transfer_Cnn14", "pretrain": "False",
+        "loss_type": "clip_nll", "augmentation": "mixup", "batch_size": "32",
+        "freeze_base": "False"}
+    assert run.info["learning_rate"] == "0.0001"  # every described run.json field can filter
+    assert run.path.endswith("statistics.pickle") and os.path.isfile(run.path)
 
     pretrained = find_statistics(str(tmp_path), filters={"pretrain": "True"})
-    assert [info["holdout_fold"] for info, _ in pretrained] == ["1", "2", "3"]
-    assert {config_subpath(info) for info, _ in pretrained} == {CONFIG_SUBPATH}
+    assert [run.fold for run in pretrained] == ["1", "2", "3"]
+    assert {run.configuration for run in pretrained} == {CONFIG_SUBPATH}
     assert len(find_statistics(str(tmp_path), holdout_fold=1, model_type="Transfer_Cnn14")) == 2
     assert find_statistics(str(tmp_path), model_type="Cnn6") == []
     with pytest.raises(UsageError, match="pretrian"):
@@ -96,8 +104,7 @@ def test_load_statistics_tolerates_old_pickles_and_names_bad_files(tmp_path):
     old.write_bytes(pickle.dumps({"validate": [{"iteration": 0, "accuracy": 0.1}]}))
     stats = load_statistics(str(old))
     assert stats["meta"]["task"] == "single_label" and stats["train"] == []
-    assert primary_metric(stats) == "accuracy"
-    assert primary_metric({"meta": {"task": "multi_label"}}) == "mAP"
+    assert stats["meta"]["primary_metric"] == "accuracy"
 
     broken = tmp_path / "broken.pickle"
     broken.write_bytes(b"not a pickle")

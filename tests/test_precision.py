@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-import main as main_script
-import train as train_module
+from pytorch import main as main_script
+from pytorch import train as train_module
+from pytorch.checkpoints import load_checkpoint_file
 from helpers import load_statistics, run_dir, run_script
 
 RUN_SLOW = os.environ.get("RUN_SLOW") == "1"
@@ -126,7 +127,7 @@ def test_mixed_precision_on_cuda(tmp_path, features, precision, monkeypatch):
     assert dtypes.seen == {"logmel": {torch.float32}, "conv": {expected}, "head": {expected}}
     assert np.all(np.isfinite(losses))
     checkpoint = os.path.join(run_dir(tmp_path, "checkpoints"), "3_iterations.pth")
-    scaler = torch.load(checkpoint, weights_only=False)["scaler"]
+    scaler = load_checkpoint_file(checkpoint)["scaler"]
     assert bool(scaler) == (precision == "fp16")  # a grad scaler (with its scale) for fp16 only
 
 

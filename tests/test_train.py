@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-import main as main_script
+from pytorch import main as main_script
 from helpers import load_statistics, run_dir, run_script
-from models import create_model
+from pytorch.checkpoints import load_checkpoint_file
+from pytorch.models import create_model
 
 AUDIO = dict(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000)
 
@@ -33,10 +34,11 @@ def test_training_writes_statistics_and_checkpoints(tmp_path, features, augmenta
     assert statistics["meta"]["labels"] == ["high", "low", "mid"]
     checkpoints = run_dir(tmp_path, "checkpoints", augmentation=augmentation)
     assert sorted(os.listdir(checkpoints)) == ["2_iterations.pth", "4_iterations.pth"]
-    checkpoint = torch.load(os.path.join(checkpoints, "4_iterations.pth"), weights_only=False)
-    assert checkpoint["iteration"] == 4 and checkpoint["labels"] == ["high", "low", "mid"]
-    assert checkpoint["audio_settings"]["clip_samples"] == 32000
-    first = torch.load(os.path.join(checkpoints, "2_iterations.pth"), weights_only=False)
+    # Training checkpoints load weights-only: no code runs to resume, evaluate or infer.
+    checkpoint = load_checkpoint_file(os.path.join(checkpoints, "4_iterations.pth"))
+    assert checkpoint["iteration"] == 4 and checkpoint["config"]["labels"] == ["high", "low", "mid"]
+    assert checkpoint["config"]["audio"]["clip_samples"] == 32000
+    first = load_checkpoint_file(os.path.join(checkpoints, "2_iterations.pth"))
     assert not torch.equal(first["model"]["fc_transfer.weight"], checkpoint["model"]["fc_transfer.weight"])
     backups = glob.glob(os.path.join(run_dir(tmp_path, "statistics", augmentation=augmentation),
                                      "statistics_*.pickle"))
@@ -61,8 +63,9 @@ def test_resume_replays_the_uninterrupted_run(tmp_path, features):
     np.testing.assert_allclose([e["loss"] for e in resumed["train"]],
                                [e["loss"] for e in straight["train"]], rtol=1e-5)
     assert [e["iteration"] for e in resumed["validate"]] == [0, 2, 3, 4, 6]
-    final = [torch.load(os.path.join(run_dir(tmp_path / name, "checkpoints"), "6_iterations.pth"),
-                        weights_only=False)["model"] for name in ("straight", "resumed")]
+    final = [load_checkpoint_file(os.path.join(run_dir(tmp_path / name, "checkpoints"),
+                                               "6_iterations.pth"))["model"]
+             for name in ("straight", "resumed")]
     for key in final[0]:
         torch.testing.assert_close(final[0][key], final[1][key], rtol=1e-5, atol=1e-6)
 
@@ -73,9 +76,8 @@ def test_frozen_pretrained_base_stays_put(tmp_path, features):
     torch.save({"model": pretrained.state_dict(), "iteration": 0}, checkpoint_path)
     train(tmp_path, features, f"--pretrained_checkpoint_path={checkpoint_path}", "--freeze_base",
           "--stop_iteration=3", "--eval_every=3", "--save_every=3")
-    trained = torch.load(os.path.join(run_dir(tmp_path, "checkpoints", freeze_base=True,
-                                              pretrain=True), "3_iterations.pth"),
-                         weights_only=False)["model"]
+    trained = load_checkpoint_file(os.path.join(run_dir(tmp_path, "checkpoints", freeze_base=True,
+                                              pretrain=True), "3_iterations.pth"))["model"]
     for key, value in pretrained.state_dict().items():  # weights and BN statistics alike
         assert torch.equal(trained[f"base.{key}"], value), key
     assert not torch.equal(trained["fc_transfer.weight"],
@@ -117,7 +119,7 @@ def test_keep_best_and_early_stop(tmp_path, features):
     assert [e["iteration"] for e in statistics["validate"]] == [0, 1, 2]
     checkpoints = run_dir(tmp_path, "checkpoints")
     assert sorted(os.listdir(checkpoints)) == ["2_iterations.pth", "best.pth"]
-    assert torch.load(os.path.join(checkpoints, "best.pth"), weights_only=False)["iteration"] == 0
+    assert load_checkpoint_file(os.path.join(checkpoints, "best.pth"))["iteration"] == 0
 
 
 def test_all_folds_then_summary(tmp_path, features):

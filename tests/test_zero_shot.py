@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from helpers import write_tone
-from models import create_model
+from pytorch.models import create_model
 from utils import config
 from utils.features import pack_to_hdf5
 from utils.iab_labels import load_label_set, mapping_matrix, read_audioset_classes
 from utils.metrics import compute_metrics
 from utils.utilities import UsageError
-from zero_shot import add_zero_shot_parser, map_audioset_to_labels
+from pytorch.zero_shot import add_zero_shot_parser, map_audioset_to_labels
 
 SR = 32000
 AUDIO = dict(sample_rate=SR, window_size=config.WINDOW_SIZE, hop_size=config.HOP_SIZE,

@@ -38,7 +38,19 @@ def _decode(path):
 
 
 def load_audio(path, sample_rate):
-    """Decode any supported file to mono float32 at `sample_rate` (soxr, very high quality)."""
+    """Decode any supported file to mono float32 at `sample_rate` (soxr, very high quality).
+
+    Any failure is an AudioReadError saying why: a bad file is the file's problem, never the run's.
+    """
+    try:
+        return _load_audio(path, sample_rate)
+    except AudioReadError:
+        raise
+    except Exception as error:
+        raise AudioReadError(f"cannot decode: {error}") from None
+
+
+def _load_audio(path, sample_rate):
     if not os.path.isfile(path):
         raise AudioReadError("file not found")
     if os.path.getsize(path) == 0:
@@ -61,10 +73,13 @@ def fix_length(waveform, clip_samples):
     return np.concatenate([waveform, np.zeros(clip_samples - len(waveform), dtype=waveform.dtype)])
 
 
+INT16_SCALE = 32767.0  # packed clips are float32 in [-1, 1] times this, as int16
+
+
 def float32_to_int16(waveform):
-    """Clip to [-1, 1] and scale by 32767: values beyond full scale saturate, never wrap around."""
-    return (np.clip(waveform, -1.0, 1.0) * 32767.0).round().astype(np.int16)
+    """Clip to [-1, 1] and scale: values beyond full scale saturate, never wrap around."""
+    return (np.clip(waveform, -1.0, 1.0) * INT16_SCALE).round().astype(np.int16)
 
 
 def int16_to_float32(waveform):
-    return (waveform / 32767.0).astype(np.float32)
+    return (waveform / INT16_SCALE).astype(np.float32)

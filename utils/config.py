@@ -1,8 +1,10 @@
-"""Defaults shared by packing, training and inference.
+"""Defaults shared by packing, training and inference, and the typed configs that carry them.
 
-Only defaults live here: a packed HDF5 records its own sample rate, clip length, labels and task,
-and training reads those from the file.
+A packed HDF5 records its own sample rate, clip length, labels and task; training reads those
+from the file into a RunConfig, which every later step reads back.
 """
+import dataclasses
+import logging
 import os
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,3 +38,123 @@ def read_label_list(path):
 
 
 GTZAN_LABELS = read_label_list(os.path.join(METADATA_DIR, "gtzan_labels.txt"))
+
+
+def primary_metric(task):
+    """The score that ranks checkpoints and folds: accuracy (single-label) or mAP (multi-label)."""
+    return "mAP" if task == MULTI_LABEL else "accuracy"
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed configuration. It travels with the data: the HDF5's attributes and the flags build a
+# RunConfig; training stores it in every checkpoint and in run.json beside statistics.pickle;
+# evaluation, inference, zero-shot, the plots and the CV summary read it back from there.
+# ---------------------------------------------------------------------------------------------
+
+def _from_dict(cls, data, source):
+    """cls(**data) for a stored config: missing fields take their defaults, unknown ones are
+    dropped, and both are logged, so a config written by another version still loads."""
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    unknown = sorted(key for key in data if key not in fields)
+    missing = [name for name, field in fields.items() if name not in data]
+    required = [name for name in missing if fields[name].default is dataclasses.MISSING
+                and fields[name].default_factory is dataclasses.MISSING]
+    if required:
+        raise ValueError(f"{source}: its {cls.__name__} lacks {', '.join(required)}")
+    if missing:
+        logging.info("%s: %s written without %s; using the defaults", source, cls.__name__,
+                     ", ".join(f"{name}={getattr(fields[name], 'default', None)!r}" for name in missing))
+    if unknown:
+        logging.info("%s: %s fields no longer used are ignored: %s", source, cls.__name__,
+                     ", ".join(unknown))
+    return cls(**{key: value for key, value in data.items() if key in fields})
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioConfig:
+    """The audio a model takes: sample rate and clip length (from the HDF5) and its front end."""
+    sample_rate: int = SAMPLE_RATE
+    clip_samples: int = int(SAMPLE_RATE * GTZAN_CLIP_DURATION)
+    window_size: int = WINDOW_SIZE
+    hop_size: int = HOP_SIZE
+    mel_bins: int = MEL_BINS
+    fmin: int = FMIN
+    fmax: int = FMAX
+
+    def front_end(self):
+        """The model constructors' audio arguments (everything but the clip length)."""
+        return {key: value for key, value in dataclasses.asdict(self).items()
+                if key != "clip_samples"}
+
+    @classmethod
+    def from_dict(cls, data, source="config"):
+        return _from_dict(cls, dict(data), source)
+
+
+def _resumable(default):
+    """A field that may change when a run resumes: it decides how long or how the run goes,
+    never what one step computes."""
+    return dataclasses.field(default=default, metadata={"resumable": True})
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """One training run: the data it reads, the model, and every flag that shapes the result."""
+    model_type: str
+    task: str
+    labels: list
+    audio: AudioConfig
+    features: str
+    holdout_fold: object  # 1..10, or 'filtered' for the artist-filtered split
+    loss_type: str
+    split: str = "folds"
+    pretrained_checkpoint_path: str = None
+    freeze_base: bool = False
+    augmentation: str = "mixup"
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    spec_augment: bool = True
+    precision: str = "fp32"
+    channels_last: bool = False
+    sync_batchnorm: bool = False
+    threshold: float = 0.5
+    seed: int = 1234
+    run_name: str = ""  # names a run apart from others of the same folder (e.g. an lr sweep)
+    stop_iteration: int = _resumable(2000)
+    eval_every: int = _resumable(200)
+    save_every: int = _resumable(2000)
+    keep_best: bool = _resumable(False)
+    early_stop_patience: int = _resumable(0)
+    compile: bool = _resumable(False)
+    num_workers: int = _resumable(2)
+    in_memory: object = _resumable("auto")
+    cuda: bool = _resumable(False)
+
+    @property
+    def primary_metric(self):
+        return primary_metric(self.task)
+
+    @property
+    def pretrained(self):
+        return bool(self.pretrained_checkpoint_path)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data, source="config"):
+        data = dict(data)
+        data["audio"] = AudioConfig.from_dict(data.get("audio", {}), source)
+        return _from_dict(cls, data, source)
+
+    def differences(self, other, resumable=None):
+        """{field: (self's value, other's value)} of the fields that differ; `resumable` True or
+        False keeps only the fields that may (or may not) change on resume."""
+        changed = {}
+        for field in dataclasses.fields(self):
+            if resumable is not None and field.metadata.get("resumable", False) != resumable:
+                continue
+            mine, theirs = getattr(self, field.name), getattr(other, field.name)
+            if mine != theirs:
+                changed[field.name] = (mine, theirs)
+        return changed

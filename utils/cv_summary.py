@@ -4,8 +4,8 @@
         [--out_dir=DIR]
 
 Rebuilds the summary from statistics pickles already on disk, e.g. after folds were trained on
-separate machines and their workspaces merged. Runs are grouped by configuration (every path
-part except holdout_fold). Each configuration gets its own summary in
+separate machines and their workspaces merged. Runs are grouped by configuration (the run.json
+settings that name the run folder, all but holdout_fold). Each configuration gets its own summary in
 WS/results/<configuration path>/ (cv_summary.csv, cv_summary.md, cv_summary.png); an explicit
 --out_dir needs the filters to leave exactly one configuration.
 
@@ -16,21 +16,22 @@ Conventions:
   ("nan" in the CSV, "n/a" in the Markdown): one fold says nothing about the spread.
 - Only numbered holdout folds are summarized; a 'filtered' (fixed split) run is not a fold.
 """
-import argparse
 import csv
 import io
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == "__main__":  # as a script: import from the repository root, never this folder
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from utils.config import MULTI_LABEL, SINGLE_LABEL  # noqa: E402
-from utils.plot_statistics import Run, group_by_configuration, mean_curve, save_figure  # noqa: E402
-from utils.statistics_files import (  # noqa: E402
-    fold_sort_key, load_statistics, metric_curve, parse_filters, primary_metric, require_statistics)
-from utils.utilities import UsageError, atomic_write_text, run_cli  # noqa: E402
+from utils.config import MULTI_LABEL, SINGLE_LABEL
+from utils.arguments import Parser
+from utils.plot_statistics import group_by_configuration, mean_curve, save_figure
+from utils.statistics_files import (fold_sort_key, load_statistics, metric_curve, parse_filters,
+                                    require_statistics, runs_from_paths)
+from utils.utilities import UsageError, atomic_write_text, run_cli
 
 SUMMARY_METRICS = {SINGLE_LABEL: ["accuracy", "macro_f1"], MULTI_LABEL: ["mAP", "macro_f1"]}
 MEAN_ROW, STD_ROW = "mean", "std"
@@ -51,7 +52,7 @@ def _value_columns(metrics):
 
 def _summary_metrics(runs):
     """The primary metric first, then the task's other metrics that every fold recorded."""
-    primary = primary_metric(runs[0].stats)
+    primary = runs[0].stats["meta"]["primary_metric"]
     candidates = [primary] + [m for m in SUMMARY_METRICS.get(runs[0].task, []) if m != primary]
     recorded = [metric for metric in candidates
                 if all(metric_curve(run.stats, metric)[0] for run in runs)]
@@ -79,7 +80,7 @@ def summarize_runs(runs):
     runs = sorted(runs, key=lambda run: fold_sort_key(run.fold))
     tasks = {run.task for run in runs}
     if len(tasks) > 1:
-        raise UsageError(f"{runs[0].config}: folds mix single-label and multi-label statistics")
+        raise UsageError(f"{runs[0].configuration}: folds mix single-label and multi-label statistics")
     metrics = _summary_metrics(runs)
     rows = [fold_row(run, metrics) for run in runs]
     mean_row, std_row = {"fold": MEAN_ROW}, {"fold": STD_ROW}
@@ -93,9 +94,8 @@ def summarize_runs(runs):
 def _load_runs(source, model_type=None, filters=None):
     """Runs from a workspace folder (searched) or from a list of statistics paths."""
     if isinstance(source, (str, os.PathLike)):
-        found = require_statistics(source, None, model_type, filters)
-        return [Run(path, info) for info, path in found]
-    return [Run(path) for path in source]
+        return require_statistics(source, None, model_type, filters)
+    return runs_from_paths(source)
 
 
 def summarize_configurations(source, model_type=None, filters=None):
@@ -224,7 +224,7 @@ def write_summary(rows, out_dir, title=None):
 
 
 def parse_arguments(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = Parser(description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", required=True, help="workspace holding statistics/main/...")
     parser.add_argument("--model_type")
     parser.add_argument("--filter", nargs="+", action="extend", default=[], metavar="KEY=VALUE",

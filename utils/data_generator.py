@@ -4,6 +4,7 @@ import os
 import h5py
 import numpy as np
 
+from utils.audio import int16_to_float32
 from utils.utilities import UsageError
 
 # Load the whole file into memory when it is smaller than this share of the available RAM.
@@ -83,7 +84,7 @@ class WaveformDataset:
     def __getitem__(self, index):
         waveform = self._read_waveform(index)
         if not self.as_int16:
-            waveform = waveform.astype(np.float32) / 32767.0
+            waveform = int16_to_float32(waveform)
         return {"audio_name": self.audio_names[index], "waveform": waveform,
                 "target": self.targets[index]}
 

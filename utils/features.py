@@ -17,27 +17,25 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == "__main__":  # as a script: import from the repository root, never this folder
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import h5py
 import numpy as np
 from tqdm import tqdm
 
 from utils import config
+from utils.arguments import Parser, non_negative_int, positive_float, positive_int
 from utils.audio import AudioReadError, fix_length, float32_to_int16, is_audio_file, load_audio
 from utils.folds import folds_from_mapping, multilabel_stratified_folds, read_folds_file, stratified_folds
 from utils.iab_labels import LABEL_SET_SIZES, load_label_set
 from utils.iab_sources import (DEFAULT_FILENAME_PATTERN, audioset_items, csv_items, display_path,
                                label_set_name, mapping_used, mini_data_subset, resolve_label_names)
+from utils.runs import default_features_path
 from utils.utilities import (UsageError, atomic_path, atomic_write_text, create_logging,
                              require_file, run_cli)
 
 MINI_DATA_CLIPS_PER_CLASS = 10
-
-
-def default_features_path(workspace, mini_data=False):
-    name = "minidata_waveform.h5" if mini_data else "waveform.h5"
-    return os.path.join(workspace, "features", name)
 
 
 def report_path_for(hdf5_path):
@@ -68,10 +66,8 @@ def _decode_clip(job):
     index, path, sample_rate, clip_samples = job
     try:
         waveform = load_audio(path, sample_rate)
-    except AudioReadError as error:
+    except AudioReadError as error:  # any decoder failure skips the file, never the whole run
         return index, None, str(error)
-    except Exception as error:  # any decoder failure skips the file, never the whole run
-        return index, None, f"cannot decode: {error}"
     return index, float32_to_int16(fix_length(waveform, clip_samples)), None
 
 
@@ -229,11 +225,13 @@ def add_common_packing_flags(parser, clip_duration):
     parser.add_argument("--workspace", required=True)
     parser.add_argument("--output", default=None, help="HDF5 path (default WS/features/waveform.h5)")
     parser.add_argument("--mini_data", action="store_true", help="a small file for quick checks")
-    parser.add_argument("--sample_rate", type=int, default=config.SAMPLE_RATE)
-    parser.add_argument("--clip_duration", type=float, default=clip_duration, help="seconds")
-    parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--sample_rate", type=sample_rate, default=config.SAMPLE_RATE)
+    parser.add_argument("--clip_duration", type=positive_float, default=clip_duration,
+                        help="seconds")
+    parser.add_argument("--num_workers", type=positive_int, default=os.cpu_count() or 1)
     parser.add_argument("--folds_from", default=None, help="CSV of name,fold to fix the folds")
-    parser.add_argument("--seed", type=int, default=1234, help="seed of the fold assignment")
+    parser.add_argument("--seed", type=non_negative_int, default=1234,
+                        help="seed of the fold assignment")
 
 
 def add_multi_label_flags(parser):
@@ -242,17 +240,15 @@ def add_multi_label_flags(parser):
     add_common_packing_flags(parser, config.AUDIOSET_CLIP_DURATION)
 
 
-def validate_packing_flags(args):
-    if args.sample_rate < 8000:
-        raise UsageError(f"--sample_rate={args.sample_rate}: use at least 8000 Hz")
-    if args.clip_duration <= 0:
-        raise UsageError(f"--clip_duration={args.clip_duration}: must be positive")
-    if args.num_workers < 1:
-        raise UsageError(f"--num_workers={args.num_workers}: must be at least 1")
+def sample_rate(text):
+    value = positive_int(text)
+    if value < 8000:
+        raise argparse.ArgumentTypeError(f"{value}: use at least 8000 Hz")
+    return value
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="mode", required=True)
     gtzan = subparsers.add_parser("pack_audio_files_to_hdf5", help="class-per-folder audio (GTZAN)")
     gtzan.add_argument("--dataset_dir", required=True)
@@ -293,7 +289,6 @@ def build_parser():
 
 def main():
     args = build_parser().parse_args()
-    validate_packing_flags(args)
     create_logging(os.path.join(args.workspace, "logs", "features"), args.mode)
     args.handler(args)
 

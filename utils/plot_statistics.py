@@ -12,19 +12,19 @@ Writes PREFIX.png and PREFIX.pdf (default PREFIX: WS/figures/statistics).
 Panels: validation accuracy (single-label) or validation mAP and macro-F1 (multi-label), then
 training loss.
 """
-import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == "__main__":  # as a script: import from the repository root, never this folder
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from utils.config import MULTI_LABEL  # noqa: E402
-from utils.statistics_files import (  # noqa: E402
-    FOLD_KEY, MODEL_KEY, config_subpath, load_statistics, metric_curve, parse_filters,
-    require_statistics, run_info_for, task_of)
-from utils.utilities import UsageError, atomic_path, run_cli  # noqa: E402
+from utils.config import MULTI_LABEL
+from utils.arguments import Parser
+from utils.statistics_files import (FOLD_KEY, Run, MODEL_KEY, metric_curve, parse_filters,
+                                    require_statistics, runs_from_paths)
+from utils.utilities import UsageError, atomic_path, run_cli
 
 VALIDATION_PANELS = {  # task -> [(metric key, axis title)]
     "single_label": [("accuracy", "Validation accuracy")],
@@ -54,23 +54,11 @@ def mean_curve(curves):
     return common, stacked.mean(axis=0), stacked.min(axis=0), stacked.max(axis=0)
 
 
-class Run:
-    """One statistics file: where it is, what it is, what it holds."""
-
-    def __init__(self, path, run_info=None):
-        self.path = path
-        self.stats = load_statistics(path)
-        self.info = run_info or run_info_for(path, self.stats)
-        self.fold = self.info.get(FOLD_KEY, "?")
-        self.config = config_subpath(self.info)
-        self.task = task_of(self.stats)
-
-
 def group_by_configuration(runs):
-    """{config subpath: [runs]} in first-seen order."""
+    """{configuration: [runs]} in first-seen order."""
     groups = {}
     for run in runs:
-        groups.setdefault(run.config, []).append(run)
+        groups.setdefault(run.configuration, []).append(run)
     return groups
 
 
@@ -132,16 +120,16 @@ def _draw_panel(axes, groups, labels, panel, mode):
                   transform=axes.transAxes, color="gray")
 
 
-def plot_statistics(paths, output_prefix, compare=False, run_infos=None):
-    """Plot the runs in `paths` (statistics pickles); returns [PREFIX.png, PREFIX.pdf].
-
-    run_infos (optional, one per path) describe the runs; otherwise they are parsed from paths.
-    """
+def plot_statistics(runs, output_prefix, compare=False):
+    """Plot the runs (statistics.Run objects, or statistics pickle paths); returns
+    [PREFIX.png, PREFIX.pdf]."""
     from matplotlib.figure import Figure
 
-    if not paths:
+    if not runs:
         raise UsageError("no statistics files to plot")
-    runs = [Run(path, info) for path, info in zip(paths, run_infos or [None] * len(paths))]
+    if not isinstance(runs[0], Run):
+        runs = runs_from_paths(runs)
+    paths = [run.path for run in runs]
     tasks = {run.task for run in runs}
     if len(tasks) > 1:
         raise UsageError(f"cannot plot single-label and multi-label runs together: {', '.join(paths)}")
@@ -156,8 +144,8 @@ def plot_statistics(paths, output_prefix, compare=False, run_infos=None):
     figure = Figure(figsize=(5.5 * len(panels), 4.5), layout="constrained")
     for index, panel in enumerate(panels):
         _draw_panel(figure.add_subplot(1, len(panels), index + 1), groups, labels, panel, mode)
-    titles = {"compare": shared_title, "folds": runs[0].config,
-              "single": f"{FOLD_KEY}={runs[0].fold}/{runs[0].config}"}
+    titles = {"compare": shared_title, "folds": runs[0].configuration,
+              "single": f"{FOLD_KEY}={runs[0].fold}/{runs[0].configuration}"}
     figure.suptitle(titles[mode], fontsize=9)
 
     written = []
@@ -169,7 +157,7 @@ def plot_statistics(paths, output_prefix, compare=False, run_infos=None):
 
 
 def parse_arguments(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = Parser(description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", help="workspace holding statistics/main/...")
     parser.add_argument("--holdout_fold", default="all", help="a fold number, 'filtered', or 'all'")
     parser.add_argument("--model_type")
@@ -188,21 +176,17 @@ def main(argv=None):
     args = parse_arguments(argv)
     filters = parse_filters(args.filter)
     if args.statistics_paths:
-        for path in args.statistics_paths:
-            if not os.path.isfile(path):
-                raise UsageError(f"--statistics_paths {path}: file not found")
-        paths, infos = args.statistics_paths, None
+        runs = runs_from_paths(args.statistics_paths)
     else:
         if not args.workspace:
             raise UsageError("--workspace is required (or give --statistics_paths and --output)")
-        found = require_statistics(args.workspace, args.holdout_fold, args.model_type, filters)
-        infos, paths = [info for info, _ in found], [path for _, path in found]
+        runs = require_statistics(args.workspace, args.holdout_fold, args.model_type, filters)
     output = args.output
     if not output:
         if not args.workspace:
             raise UsageError("--output is required when --workspace is not given")
         output = os.path.join(args.workspace, "figures", "statistics")
-    for path in plot_statistics(paths, output, compare=args.compare, run_infos=infos):
+    for path in plot_statistics(runs, output, compare=args.compare):
         print(f"wrote {path}")
 
 

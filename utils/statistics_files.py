@@ -1,64 +1,42 @@
-"""Finding and reading the statistics pickles that training writes.
+"""Finding and reading the statistics pickles that training writes, with what each run is.
 
-Training writes WS/statistics/main/<run_subdir>/statistics.pickle, where run_subdir is
-utils.utilities.run_subdir(...) =
-'holdout_fold=F/MODEL/pretrain=P/loss_type=L/augmentation=A/batch_size=B/freeze_base=Z'.
-A run is described by a "run_info" dict parsed from that path: every key=value part, plus
-'model_type' (the one part without '='). All values are strings, exactly as in the path.
-Runs that differ only in holdout_fold belong to the same "configuration".
+Training writes WS/statistics/main/<run>/statistics.pickle and run.json (its RunConfig) beside
+it (utils.runs). A run is described from run.json, never from its folder names; a pickle
+written before run.json existed is described by the 'meta' it holds, and its own folder is its
+configuration. Runs that differ only in holdout_fold belong to the same configuration.
 """
 import math
 import numbers
 import os
 import pickle
 
-from utils.config import MULTI_LABEL, SINGLE_LABEL
-from utils.utilities import UsageError
+from utils.config import SINGLE_LABEL, primary_metric
+from utils.runs import configuration_subdir, describe, find_runs, read_run_file
+from utils.utilities import UsageError, safe_pickle_load
 
-STATISTICS_FILENAME = "statistics.pickle"
 FOLD_KEY = "holdout_fold"
 MODEL_KEY = "model_type"
 
 
-def parse_run_info(statistics_path):
-    """run_info from a path following the run_subdir scheme, or None when the path does not."""
-    parts = os.path.normpath(os.path.dirname(os.path.abspath(statistics_path))).split(os.sep)
-    fold_positions = [i for i, part in enumerate(parts) if part.startswith(FOLD_KEY + "=")]
-    if not fold_positions:
-        return None
-    run_info = {}
-    for part in parts[fold_positions[-1]:]:
-        key, separator, value = part.partition("=")
-        if separator:
-            run_info[key] = value
+class Run:
+    """One statistics file: where it is, what run wrote it (`config`, None for older files), and
+    what it holds. `info` describes the run as {field: string}; `configuration` names its folds."""
+
+    def __init__(self, path, config=None):
+        self.path = path
+        self.stats = load_statistics(path)
+        self.config = config
+        self.task = self.stats["meta"]["task"]
+        if config is not None:
+            self.info = describe(config)
+            self.configuration = configuration_subdir(config)
         else:
-            run_info.setdefault(MODEL_KEY, part)
-    return run_info
-
-
-def run_info_for(statistics_path, stats=None):
-    """run_info from the path; for a file outside the scheme, from its 'meta' and its folder."""
-    run_info = parse_run_info(statistics_path)
-    if run_info is not None:
-        return run_info
-    meta = (stats or {}).get("meta", {})
-    return {FOLD_KEY: str(meta.get(FOLD_KEY, "?")), MODEL_KEY: str(meta.get(MODEL_KEY, "")),
-            "run": os.path.dirname(os.path.abspath(statistics_path))}
-
-
-def config_subpath(run_info):
-    """The run's folder without the holdout_fold part: names its configuration."""
-    parts = []
-    for key, value in run_info.items():
-        if key == FOLD_KEY:
-            continue
-        if key == MODEL_KEY:
-            parts.append(value)
-        elif key == "run":  # a file outside the scheme: its own folder is its identity
-            parts.append(value.strip(os.sep).replace(os.sep, "_"))
-        else:
-            parts.append(f"{key}={value}")
-    return os.path.join(*[part for part in parts if part]) if any(parts) else "run"
+            meta = self.stats["meta"]
+            folder = os.path.dirname(os.path.abspath(path))
+            self.info = {FOLD_KEY: str(meta.get(FOLD_KEY, "?")),
+                         MODEL_KEY: str(meta.get(MODEL_KEY, "")), "run": folder}
+            self.configuration = folder.strip(os.sep).replace(os.sep, "_")
+        self.fold = self.info[FOLD_KEY]
 
 
 def fold_sort_key(fold):
@@ -77,6 +55,14 @@ def parse_filters(filter_arguments):
     return filters
 
 
+def runs_from_paths(paths):
+    """Runs for statistics files given by path (run.json read from beside each, when there)."""
+    for path in paths:
+        if not os.path.isfile(path):
+            raise UsageError(f"--statistics_paths {path}: file not found")
+    return [Run(path, read_run_file(os.path.dirname(path))) for path in paths]
+
+
 def describe_search(workspace, holdout_fold=None, model_type=None, filters=None):
     conditions = []
     if holdout_fold not in (None, "all"):
@@ -85,42 +71,31 @@ def describe_search(workspace, holdout_fold=None, model_type=None, filters=None)
         conditions.append(f"{MODEL_KEY}={model_type}")
     conditions += [f"{key}={value}" for key, value in (filters or {}).items()]
     where = os.path.join(workspace, "statistics")
-    return f"{STATISTICS_FILENAME} under {where}" + (
+    return f"statistics.pickle under {where}" + (
         f" matching {', '.join(conditions)}" if conditions else "")
 
 
 def find_statistics(workspace, holdout_fold=None, model_type=None, filters=None):
-    """All statistics pickles under WS/statistics that match; [(run_info, path)] sorted by config, fold.
+    """The Runs under WS/statistics that match, sorted by configuration, then fold.
 
-    holdout_fold None or 'all' means every fold. filters maps a path key (pretrain, loss_type, ...)
-    to the wanted value, compared as strings ('True', '32'). A filter key that no run has is a
-    UsageError (it is almost certainly a typo), not an empty result.
+    holdout_fold None or 'all' means every fold. filters maps a described field (pretrain,
+    learning_rate, ...) to the wanted value, compared as strings ('True', '32'). A filter key
+    that no run has is a UsageError (almost certainly a typo), not an empty result.
     """
     wanted = dict(filters or {})
     if holdout_fold not in (None, "all"):
         wanted[FOLD_KEY] = holdout_fold
     if model_type:
         wanted[MODEL_KEY] = model_type
-
-    runs = []
-    known_keys = set()
-    for folder, _, filenames in os.walk(os.path.join(workspace, "statistics")):
-        if STATISTICS_FILENAME not in filenames:
-            continue
-        path = os.path.join(folder, STATISTICS_FILENAME)
-        run_info = parse_run_info(path)
-        if run_info is None:
-            continue
-        known_keys.update(run_info)
-        if all(run_info.get(key) == str(value) for key, value in wanted.items()):
-            runs.append((run_info, path))
-
+    runs = [Run(path, config) for config, path in find_runs(workspace)]
+    known_keys = set().union(*(run.info for run in runs))
     unknown = sorted(key for key in (filters or {}) if key not in known_keys)
-    if known_keys and unknown:
+    if runs and unknown:
         raise UsageError(f"--filter {', '.join(unknown)}: no run has such a key; "
                          f"known keys: {', '.join(sorted(known_keys))}")
-    runs.sort(key=lambda run: (config_subpath(run[0]), fold_sort_key(run[0][FOLD_KEY])))
-    return runs
+    matching = [run for run in runs
+                if all(run.info.get(key) == str(value) for key, value in wanted.items())]
+    return sorted(matching, key=lambda run: (run.configuration, fold_sort_key(run.fold)))
 
 
 def require_statistics(workspace, holdout_fold=None, model_type=None, filters=None):
@@ -139,7 +114,7 @@ def load_statistics(path):
     """
     try:
         with open(path, "rb") as f:
-            stats = pickle.load(f)
+            stats = safe_pickle_load(f)
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError,
             ValueError, TypeError) as error:
         raise UsageError(f"{path}: cannot read statistics pickle ({error})") from None
@@ -149,21 +124,9 @@ def load_statistics(path):
     stats.setdefault("train", [])
     meta = dict(stats.get("meta") or {})
     meta.setdefault("task", SINGLE_LABEL)
-    meta.setdefault("primary_metric", "mAP" if meta["task"] == MULTI_LABEL else "accuracy")
+    meta.setdefault("primary_metric", primary_metric(meta["task"]))
     stats["meta"] = meta
     return stats
-
-
-def primary_metric(stats):
-    """'accuracy' for single-label runs (and old pickles), 'mAP' for multi-label ones."""
-    meta = stats.get("meta") or {}
-    if meta.get("primary_metric"):
-        return meta["primary_metric"]
-    return "mAP" if meta.get("task") == MULTI_LABEL else "accuracy"
-
-
-def task_of(stats):
-    return (stats.get("meta") or {}).get("task", SINGLE_LABEL)
 
 
 def metric_curve(stats, key, section="validate"):

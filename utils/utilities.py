@@ -57,6 +57,24 @@ def atomic_path(final_path):
             os.remove(temp_path)
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles plain data only: Python's containers and numbers, NumPy arrays and scalars.
+    Anything else a pickle names (which plain pickle.load would import and call) is refused."""
+    ALLOWED = {("numpy", "dtype"), ("numpy", "ndarray"),
+               ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED or (module == "numpy.dtypes" and name.endswith("DType")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not plain data")
+
+
+def safe_pickle_load(f):
+    """pickle.load for files this project writes (statistics): plain data, never code."""
+    return _PlainUnpickler(f).load()
+
+
 def atomic_pickle_dump(obj, path):
     with atomic_path(path) as temp_path:
         with open(temp_path, "wb") as f:
@@ -137,17 +155,3 @@ def require_file(path, flag):
     if not path or not os.path.isfile(path):
         raise UsageError(f"{flag}={path}: file not found; check the path")
     return path
-
-
-def run_subdir(holdout_fold, model_type, pretrain, loss_type, augmentation, batch_size, freeze_base):
-    """The original recipe's per-run folder, shared by statistics, checkpoints and logs."""
-    return os.path.join(
-        f"holdout_fold={holdout_fold}", model_type, f"pretrain={pretrain}",
-        f"loss_type={loss_type}", f"augmentation={augmentation}",
-        f"batch_size={batch_size}", f"freeze_base={freeze_base}")
-
-
-def run_dirs(workspace, subdir):
-    """Statistics, checkpoints and logs folders of one run: workspace/{kind}/main/<subdir>."""
-    return {kind: os.path.join(workspace, kind, "main", subdir)
-            for kind in ("statistics", "checkpoints", "logs")}

@@ -1,0 +1,95 @@
+"""Where a run's files live, and the run.json that says what the run is.
+
+A run writes WS/{statistics,checkpoints,logs}/main/<run_subdir>/, where run_subdir keeps the
+original recipe's scheme
+    holdout_fold=F/MODEL/pretrain=P/loss_type=L/augmentation=A/batch_size=B/freeze_base=Z
+(plus a last part run_name=NAME with --run_name). The folder is computed from the RunConfig,
+never parsed back: statistics/.../run.json holds the config, and everything downstream (plots,
+CV summary, evaluation) reads that.
+"""
+import json
+import logging
+import os
+
+from utils.config import RunConfig
+from utils.utilities import UsageError, write_json
+
+RUN_FILE = "run.json"
+STATISTICS_FILE = "statistics.pickle"
+KINDS = ("statistics", "checkpoints", "logs")
+# The fields that tell configurations apart in plots, summaries and --filter (as strings).
+DESCRIBED_FIELDS = ("model_type", "pretrain", "loss_type", "augmentation", "batch_size",
+                    "freeze_base", "learning_rate", "precision", "spec_augment", "split", "seed",
+                    "run_name")
+
+
+def default_features_path(workspace, mini_data=False):
+    name = "minidata_waveform.h5" if mini_data else "waveform.h5"
+    return os.path.join(workspace, "features", name)
+
+
+def configuration_subdir(config):
+    """The run's folder without its holdout_fold part: one per configuration of folds."""
+    parts = [config.model_type, f"pretrain={config.pretrained}", f"loss_type={config.loss_type}",
+             f"augmentation={config.augmentation}", f"batch_size={config.batch_size}",
+             f"freeze_base={config.freeze_base}"]
+    if config.run_name:
+        parts.append(f"run_name={config.run_name}")
+    return os.path.join(*parts)
+
+
+def run_subdir(config):
+    return os.path.join(f"holdout_fold={config.holdout_fold}", configuration_subdir(config))
+
+
+def run_dirs(workspace, config):
+    """{'statistics', 'checkpoints', 'logs'}: the run's folders under workspace/{kind}/main/."""
+    return {kind: os.path.join(workspace, kind, "main", run_subdir(config)) for kind in KINDS}
+
+
+def checkpoint_path(checkpoints_dir, iteration):
+    return os.path.join(checkpoints_dir, f"{iteration}_iterations.pth")
+
+
+def write_run_file(config, statistics_dir):
+    write_json(config.to_dict(), os.path.join(statistics_dir, RUN_FILE))
+
+
+def read_run_file(statistics_dir):
+    """The RunConfig stored beside a statistics pickle, or None for runs written before run.json."""
+    path = os.path.join(statistics_dir, RUN_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return RunConfig.from_dict(json.load(f), path)
+    except (OSError, ValueError, TypeError) as error:
+        raise UsageError(f"{path}: not a readable run file ({error})") from None
+
+
+def describe(config, holdout_fold=True):
+    """A run as {field: string}: what plots label and --filter matches."""
+    values = dict(config.to_dict(), pretrain=config.pretrained)
+    described = {"holdout_fold": str(config.holdout_fold)} if holdout_fold else {}
+    described.update({key: str(values[key]) for key in DESCRIBED_FIELDS
+                      if key in values and (key != "run_name" or values[key])})
+    return described
+
+
+def find_runs(workspace):
+    """[(RunConfig or None, statistics path)] for every statistics pickle under WS/statistics.
+
+    A pickle without run.json beside it (an older run) comes with None; callers describe it by
+    the 'meta' its pickle holds.
+    """
+    root = os.path.join(workspace, "statistics")
+    if not os.path.isdir(root):
+        return []
+    runs = []
+    for folder, _, names in os.walk(root):
+        if STATISTICS_FILE in names:
+            runs.append((read_run_file(folder), os.path.join(folder, STATISTICS_FILE)))
+    if any(config is None for config, _ in runs):
+        logging.info("some statistics under %s have no %s (written before it existed); they "
+                     "are described by their own metadata", root, RUN_FILE)
+    return runs
