@@ -121,12 +121,13 @@ def prediction_rows(task, labels, audio_names, probabilities, targets, threshold
         return ";".join(label for label, on in zip(labels, mask) if on)
 
     rows = [["audio_name", "true", "predicted"] + list(labels)]
-    for name, probability, target in zip(audio_names, probabilities, targets):
+    for name, clip_probabilities, target in zip(audio_names, probabilities, targets):
         if task == SINGLE_LABEL:
-            true, predicted = labels[int(np.argmax(target))], labels[int(np.argmax(probability))]
+            true = labels[int(np.argmax(target))]
+            predicted = labels[int(np.argmax(clip_probabilities))]
         else:
-            true, predicted = names(target >= 0.5), names(probability >= threshold)
-        rows.append([name, true, predicted] + [f"{p:.6f}" for p in probability])
+            true, predicted = names(target >= 0.5), names(clip_probabilities >= threshold)
+        rows.append([name, true, predicted] + [f"{p:.6f}" for p in clip_probabilities])
     return rows
 
 

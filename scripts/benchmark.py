@@ -52,9 +52,12 @@ from pytorch.train import (batch_source, build_model, configure_backends, make_o
                    train_step, wrap_model)
 from utils import config
 from utils.audio import int16_to_float32
+from utils.arguments import Parser, non_negative_int, positive_float, positive_int
+from utils.config import REPO_DIR, AudioConfig, RunConfig
 from utils.data_generator import (EvaluateSampler, TrainSampler, WaveformDataset, collate_fn,
                                   read_hdf5_info)
-from utils.utilities import UsageError, atomic_write_text, run_cli
+from utils.features import create_waveform_dataset, write_clip_metadata
+from utils.utilities import UsageError, atomic_path, atomic_write_text, run_cli
 
 BASELINE = {"loader": "original", "backends": False, "channels_last": False,
             "precision": "fp32", "compile": False}
@@ -108,27 +111,21 @@ class OriginalStyleDataset:
 
 
 def write_synthetic_hdf5(path, clips, clip_duration, seed=0):
-    """Random int16 noise in utils/features.py's layout (same datasets, chunks and attributes)."""
+    """Random int16 noise, written by the packer's own writer (utils/features.py)."""
     clip_samples = int(round(config.SAMPLE_RATE * clip_duration))
     rng = np.random.default_rng(seed)
     classes = rng.integers(0, len(CLASSES), clips)
-    with h5py.File(path, "w") as hf:
-        waveforms = hf.create_dataset("waveform", shape=(clips, clip_samples), dtype=np.int16,
-                                      chunks=(1, clip_samples))
+    with atomic_path(path) as temp_path, h5py.File(temp_path, "w") as hf:
+        waveforms = create_waveform_dataset(hf, clips, clip_samples)
         block = 16
         for start in tqdm(range(0, clips, block), desc="synthesising clips", unit="block"):
             count = min(block, clips - start)
             waveforms[start:start + count] = rng.integers(-8000, 8000, (count, clip_samples),
                                                           dtype=np.int16)
-        hf.create_dataset("audio_name", data=[f"clip{i:05d}.wav" for i in range(clips)],
-                          dtype=h5py.string_dtype())
-        hf.create_dataset("target", data=np.eye(len(CLASSES), dtype=np.float32)[classes])
-        hf.create_dataset("fold", data=(np.arange(clips) % config.FOLDS_NUM + 1).astype(np.int32))
-        hf.attrs.update({
-            "sample_rate": config.SAMPLE_RATE, "clip_samples": clip_samples,
-            "clip_duration": clip_duration, "labels": list(CLASSES),
-            "task": config.SINGLE_LABEL, "folds_num": config.FOLDS_NUM,
-            "int16_scaling": "clipped to [-1, 1] x 32767"})
+        write_clip_metadata(hf, [f"clip{i:05d}.wav" for i in range(clips)],
+                            np.eye(len(CLASSES), dtype=np.float32)[classes],
+                            np.arange(clips) % config.FOLDS_NUM + 1, CLASSES,
+                            config.SINGLE_LABEL, config.SAMPLE_RATE, clip_duration)
 
 
 def make_batches(kind, hdf5_path, device, num_workers):
@@ -146,11 +143,13 @@ def make_batches(kind, hdf5_path, device, num_workers):
     return batch_source(dataset, device, num_workers, 1234)  # what train.py uses
 
 
-def audio_settings(hdf5_path):
+def benchmark_run(hdf5_path, model_type, channels_last=False):
+    """The RunConfig of a benchmark model: the HDF5's settings and the PANNs front end."""
     info = read_hdf5_info(hdf5_path)
-    return {"sample_rate": info["sample_rate"], "clip_samples": info["clip_samples"],
-            "window_size": config.WINDOW_SIZE, "hop_size": config.HOP_SIZE,
-            "mel_bins": config.MEL_BINS, "fmin": config.FMIN, "fmax": config.FMAX}, info
+    audio = AudioConfig(sample_rate=info["sample_rate"], clip_samples=info["clip_samples"])
+    return RunConfig(model_type=model_type, task=info["task"], labels=info["labels"],
+                     audio=audio, features=hdf5_path, holdout_fold=1, loss_type="clip_nll",
+                     channels_last=channels_last), info
 
 
 # ----- measurements (each in a fresh process) -----
@@ -185,9 +184,9 @@ def measure_step(step_config, options):
     if step_config["backends"]:
         configure_backends(device)
     check_precision(step_config["precision"], device)
-    settings, info = audio_settings(options["hdf5_path"])
-    model = build_model(options["model_type"], settings, info["labels"], info["task"], device,
-                        channels_last=step_config["channels_last"])
+    run, info = benchmark_run(options["hdf5_path"], options["model_type"],
+                              step_config["channels_last"])
+    model = build_model(run, device)
     optimizer = make_optimizer(model, 1e-4, device)
     scaler = torch.amp.GradScaler(device.type, enabled=step_config["precision"] == "fp16")
     runnable = wrap_model(model, device, 1, step_config["compile"])
@@ -248,10 +247,9 @@ def measure_loader(kind, options):
 def count_training_flops(options):
     """FLOPs of one training clip (a mixup pair mixed into one; forward and backward), and of one
     evaluation clip (forward), counted by torch's FlopCounterMode on the CPU."""
-    settings, info = audio_settings(options["hdf5_path"])
-    model = build_model(options["model_type"], settings, info["labels"], info["task"],
-                        torch.device("cpu"))
-    waveform = torch.zeros(2, settings["clip_samples"])
+    run, _ = benchmark_run(options["hdf5_path"], options["model_type"])
+    model = build_model(run, torch.device("cpu"))
+    waveform = torch.zeros(2, run.audio.clip_samples)
     with FlopCounterMode(display=False) as counter:
         model.train()
         model(waveform, torch.tensor([0.5, 0.5]))["clipwise_output"].sum().backward()
@@ -348,23 +346,25 @@ def machine_description(device):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
                         help="default: cuda when available")
     parser.add_argument("--model_type", default=None,
                         help="default Transfer_Cnn14 on CUDA, Transfer_Cnn6 on the CPU")
-    parser.add_argument("--batch_size", type=int, default=None,
+    parser.add_argument("--batch_size", type=positive_int, default=None,
                         help="mixed clips per step (default 32 on CUDA, 4 on the CPU)")
-    parser.add_argument("--clip_duration", type=float, default=None,
+    parser.add_argument("--clip_duration", type=positive_float, default=None,
                         help="seconds (default 30 on CUDA, 5 on the CPU)")
-    parser.add_argument("--iterations", type=int, default=None, help="timed steps per repeat")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first")
-    parser.add_argument("--repeats", type=int, default=None, help="timings; the median is kept")
-    parser.add_argument("--loader_batches", type=int, default=None,
+    parser.add_argument("--iterations", type=positive_int, default=None,
+                        help="timed steps per repeat")
+    parser.add_argument("--warmup", type=non_negative_int, default=None, help="untimed steps first")
+    parser.add_argument("--repeats", type=positive_int, default=None,
+                        help="timings; the median is kept")
+    parser.add_argument("--loader_batches", type=positive_int, default=None,
                         help="timed batches per repeat for the loaders alone")
-    parser.add_argument("--num_workers", type=int, default=None, help="DataLoader workers")
-    parser.add_argument("--clips", type=int, default=None,
+    parser.add_argument("--num_workers", type=non_negative_int, default=None,
+                        help="DataLoader workers")
+    parser.add_argument("--clips", type=positive_int, default=None,
                         help="clips in the synthetic HDF5 (default: 4 global batches, >= 64)")
     parser.add_argument("--steps", default=None,
                         help=f"comma-separated, from {','.join(STEPS)} (default: all that apply)")
@@ -379,12 +379,6 @@ def parse_args(argv=None):
     for flag, defaults in DEVICE_DEFAULTS.items():
         if getattr(args, flag) is None:
             setattr(args, flag, defaults[column])
-    for flag in ("batch_size", "iterations", "repeats", "loader_batches"):
-        if getattr(args, flag) < 1:
-            raise UsageError(f"--{flag}={getattr(args, flag)}: must be at least 1")
-    for flag in ("warmup", "num_workers"):
-        if getattr(args, flag) < 0:
-            raise UsageError(f"--{flag}={getattr(args, flag)}: must be 0 or more")
     if args.clip_duration < 1:
         raise UsageError(f"--clip_duration={args.clip_duration}: use at least 1 s "
                          "(SpecAugment's time stripes need more than 64 frames)")

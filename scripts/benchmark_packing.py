@@ -20,18 +20,18 @@ import librosa
 
 from scripts.make_demo_dataset import make_demo_dataset
 from utils import config
+from utils.arguments import Parser, int_range, positive_float, positive_int
 from utils.features import one_hot, pack_to_hdf5, scan_class_folders
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--genres", type=int, default=10)
-    parser.add_argument("--clips_per_genre", type=int, default=20)
-    parser.add_argument("--clip_duration", type=float, default=30.0)
-    parser.add_argument("--source_sample_rate", type=int, default=22050,
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--genres", type=int_range(2, 10), default=10)
+    parser.add_argument("--clips_per_genre", type=positive_int, default=20)
+    parser.add_argument("--clip_duration", type=positive_float, default=30.0)
+    parser.add_argument("--source_sample_rate", type=int_range(8000), default=22050,
                         help="rate of the generated files (GTZAN: 22050)")
-    parser.add_argument("--num_workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--num_workers", type=positive_int, default=os.cpu_count() or 1)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:

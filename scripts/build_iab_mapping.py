@@ -19,6 +19,7 @@ from typing import NamedTuple
 if __name__ == "__main__":  # as a script: import from the repository root, never this folder
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+from utils.arguments import Parser
 from utils.config import AUDIOSET_LABELS_CSV, METADATA_DIR
 from utils.iab_labels import (
     LABEL_SEPARATOR, LABEL_SET_SIZES, MAPPING_COLUMNS, label_set_csv, mapping_csv,
@@ -165,8 +166,7 @@ def classes_per_label(rows, labels):
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num_labels", type=int, choices=LABEL_SET_SIZES,
                         help="build only this label set (default: both)")
     parser.add_argument("--rules", help="rules CSV (default metadata/iab_mapping_rules_<N>.csv)")

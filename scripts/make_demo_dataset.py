@@ -12,7 +12,6 @@ its own tempo, key, instruments, humanised timing and velocity, noise and gain f
 generator seeded by (seed, genre, clip index), so the output is byte-identical for a given seed
 whatever the number of worker processes.
 """
-import argparse
 import os
 import sys
 from collections import namedtuple
@@ -27,6 +26,7 @@ from tqdm import tqdm
 if __name__ == "__main__":  # as a script: import from the repository root, never this folder
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+from utils.arguments import Parser, float_range, int_range, non_negative_int, positive_int
 from utils.audio import float32_to_int16
 from utils.config import GTZAN_LABELS, SAMPLE_RATE
 from utils.utilities import UsageError, atomic_path, create_folder, run_cli
@@ -1231,18 +1231,7 @@ def make_demo_dataset(output_dir, genres=10, clips_per_genre=20, clip_duration=3
     """Write the dataset; returns the written paths in genre, index order."""
     if not isinstance(genres, int) or not 2 <= genres <= len(GTZAN_LABELS):
         raise UsageError(f"--genres={genres}: must be an integer from 2 to {len(GTZAN_LABELS)}")
-    if clips_per_genre < 1:
-        raise UsageError(f"--clips_per_genre={clips_per_genre}: must be at least 1")
-    if not 0.5 <= clip_duration <= 600:
-        raise UsageError(f"--clip_duration={clip_duration}: must be between 0.5 and 600 seconds")
-    if not 8000 <= sample_rate <= 192000:
-        raise UsageError(f"--sample_rate={sample_rate}: must be between 8000 and 192000 Hz")
-    if seed < 0:
-        raise UsageError(f"--seed={seed}: must be 0 or more")
-    if num_workers is None:
-        num_workers = os.cpu_count() or 1
-    if num_workers < 1:
-        raise UsageError(f"--num_workers={num_workers}: must be at least 1")
+    num_workers = num_workers or os.cpu_count() or 1
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise UsageError(f"--output_dir={output_dir}: exists and is not a folder")
     jobs = [(output_dir, genre, index, clip_duration, sample_rate, seed)
@@ -1263,14 +1252,17 @@ def make_demo_dataset(output_dir, genres=10, clips_per_genre=20, clip_duration=3
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output_dir", required=True, help="dataset root; one folder per genre")
-    parser.add_argument("--genres", type=int, default=10, help="the first N GTZAN genres (2..10)")
-    parser.add_argument("--clips_per_genre", type=int, default=20)
-    parser.add_argument("--clip_duration", type=float, default=30.0, help="seconds")
-    parser.add_argument("--sample_rate", type=int, default=SAMPLE_RATE)
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--num_workers", type=int, default=None, help="processes (default: all CPUs)")
+    parser.add_argument("--genres", type=int_range(2, len(GTZAN_LABELS)), default=10,
+                        help="the first N GTZAN genres")
+    parser.add_argument("--clips_per_genre", type=positive_int, default=20)
+    parser.add_argument("--clip_duration", type=float_range(0.5, 600), default=30.0,
+                        help="seconds")
+    parser.add_argument("--sample_rate", type=int_range(8000, 192000), default=SAMPLE_RATE)
+    parser.add_argument("--seed", type=non_negative_int, default=1234)
+    parser.add_argument("--num_workers", type=positive_int, default=None,
+                        help="processes (default: all CPUs)")
     args = parser.parse_args()
     paths = make_demo_dataset(args.output_dir, args.genres, args.clips_per_genre, args.clip_duration,
                               args.sample_rate, args.seed, args.num_workers)

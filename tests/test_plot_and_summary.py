@@ -12,7 +12,7 @@ import pytest
 from utils.cv_summary import summarize_folds, write_summary
 from utils.plot_statistics import mean_curve, plot_statistics
 from utils.config import AudioConfig, RunConfig
-from utils.runs import RUN_FILE, run_dirs, write_run_file
+from utils.runs import run_dirs, write_run_file
 from utils.statistics_files import find_statistics, load_statistics
 from utils.utilities import UsageError, atomic_pickle_dump
 

@@ -2,9 +2,11 @@
 
 A bad flag value is reported as `error: --flag=value: what is wrong` on one line, exit code 2,
 with no usage dump and no traceback (argparse's own error() prints the usage block first).
+The type functions below raise ArgumentTypeError("VALUE: reason") for that form.
 """
 import argparse
 import math
+import re
 import sys
 
 from utils.config import FOLDS_NUM
@@ -14,6 +16,12 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors; subcommand parsers inherit it."""
 
     def error(self, message):
+        # "argument --flag: VALUE: reason" (from the types below) -> "--flag=VALUE: reason"
+        match = re.fullmatch(r"argument (--[\w-]+)(?:/\S+)?: (\S+): (.*)", message, re.S)
+        if match:
+            message = f"{match[1]}={match[2]}: {match[3]}"
+        else:
+            message = re.sub(r"^argument (--[\w-]+)(?:/\S+)?: ", r"\1: ", message)
         print(f"error: {message} (see --help)", file=sys.stderr)
         sys.exit(2)
 
@@ -22,24 +30,33 @@ def _number(kind, text):
     try:
         value = kind(text)
     except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
+        raise argparse.ArgumentTypeError(
+            f"{text}: not {'an integer' if kind is int else 'a number'}") from None
     if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        raise argparse.ArgumentTypeError(f"{text}: not a finite number")
     return value
 
 
-def positive_int(text):
-    value = _number(int, text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+def _in_range(kind, low, high, text, reason):
+    value = _number(kind, text)
+    if not ((low is None or value >= low) and (high is None or value <= high)):
+        raise argparse.ArgumentTypeError(f"{text}: {reason}")
     return value
 
 
-def non_negative_int(text):
-    value = _number(int, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
-    return value
+def int_range(low, high=None):
+    """A flag type: an integer in [low, high]."""
+    reason = f"must be {low}..{high}" if high is not None else f"must be at least {low}"
+    return lambda text: _in_range(int, low, high, text, reason)
+
+
+def float_range(low, high):
+    """A flag type: a finite number in [low, high]."""
+    return lambda text: _in_range(float, low, high, text, f"must be between {low:g} and {high:g}")
+
+
+positive_int = int_range(1)
+non_negative_int = int_range(0)
 
 
 def finite_float(text):
@@ -49,7 +66,7 @@ def finite_float(text):
 def positive_float(text):
     value = _number(float, text)
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be positive")
+        raise argparse.ArgumentTypeError(f"{text}: must be positive")
     return value
 
 
@@ -57,7 +74,7 @@ def probability(text):
     """A decision threshold: strictly between 0 and 1."""
     value = _number(float, text)
     if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be between 0 and 1")
+        raise argparse.ArgumentTypeError(f"{text}: must be between 0 and 1")
     return value
 
 
@@ -67,7 +84,7 @@ def holdout_fold(text):
         return text
     if text.isdigit() and 1 <= int(text) <= FOLDS_NUM:
         return int(text)
-    raise argparse.ArgumentTypeError(f"{text!r}: use 1..{FOLDS_NUM} or all")
+    raise argparse.ArgumentTypeError(f"{text}: use 1..{FOLDS_NUM} or all")
 
 
 def str2bool(text):
@@ -76,7 +93,7 @@ def str2bool(text):
         return True
     if text.lower() in ("0", "false", "no"):
         return False
-    raise argparse.ArgumentTypeError(f"expected True or False, got {text}")
+    raise argparse.ArgumentTypeError(f"{text}: expected True or False")
 
 
 def add_trust_flag(parser):

@@ -25,8 +25,9 @@ import numpy as np
 from tqdm import tqdm
 
 from utils import config
-from utils.arguments import Parser, non_negative_int, positive_float, positive_int
-from utils.audio import AudioReadError, fix_length, float32_to_int16, is_audio_file, load_audio
+from utils.arguments import Parser, int_range, non_negative_int, positive_float, positive_int
+from utils.audio import (INT16_SCALE, AudioReadError, fix_length, float32_to_int16, is_audio_file,
+                         load_audio)
 from utils.folds import folds_from_mapping, multilabel_stratified_folds, read_folds_file, stratified_folds
 from utils.iab_labels import LABEL_SET_SIZES, load_label_set
 from utils.iab_sources import (DEFAULT_FILENAME_PATTERN, audioset_items, csv_items, display_path,
@@ -88,6 +89,27 @@ def assign_folds(task, targets, audio_names, folds_from=None, folds_num=config.F
     return multilabel_stratified_folds(targets, folds_num, seed)
 
 
+def create_waveform_dataset(hf, clips, clip_samples):
+    """The int16 waveform dataset of a packed file: one chunk per clip (one read per clip)."""
+    return hf.create_dataset("waveform", shape=(clips, clip_samples),
+                             maxshape=(None, clip_samples), dtype=np.int16,
+                             chunks=(1, clip_samples))
+
+
+def write_clip_metadata(hf, audio_names, targets, folds, labels, task, sample_rate,
+                        clip_duration, extra_attributes=None):
+    """Everything of a packed file but its waveforms: names, targets, folds and the attributes
+    that training reads its configuration from."""
+    hf.create_dataset("audio_name", data=list(audio_names), dtype=h5py.string_dtype())
+    hf.create_dataset("target", data=np.asarray(targets, dtype=np.float32))
+    hf.create_dataset("fold", data=np.asarray(folds).astype(np.int32))
+    hf.attrs.update({
+        "sample_rate": sample_rate, "clip_samples": hf["waveform"].shape[1],
+        "clip_duration": clip_duration, "labels": list(labels), "task": task,
+        "folds_num": config.FOLDS_NUM,
+        "int16_scaling": f"clipped to [-1, 1] x {INT16_SCALE:g}", **(extra_attributes or {})})
+
+
 def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RATE,
                  clip_duration=config.GTZAN_CLIP_DURATION, num_workers=1, folds_from=None,
                  seed=1234, extra_attributes=None, excluded=()):
@@ -108,9 +130,7 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
     started = time.time()
     with atomic_path(output_path) as temp_path:
         with h5py.File(temp_path, "w") as hf:
-            waveforms = hf.create_dataset(
-                "waveform", shape=(len(items), clip_samples), maxshape=(None, clip_samples),
-                dtype=np.int16, chunks=(1, clip_samples))
+            waveforms = create_waveform_dataset(hf, len(items), clip_samples)
             for index, clip, reason in tqdm(_decoded_clips(jobs, num_workers), total=len(jobs),
                                             desc="packing", unit="clip"):
                 if clip is None:
@@ -127,14 +147,8 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
             audio_names = [items[index][0] for index in kept]
             targets = np.stack([np.asarray(items[index][2], dtype=np.float32) for index in kept])
             folds = assign_folds(task, targets, audio_names, folds_from, seed=seed)
-            hf.create_dataset("audio_name", data=audio_names, dtype=h5py.string_dtype())
-            hf.create_dataset("target", data=targets.reshape(len(kept), classes_num))
-            hf.create_dataset("fold", data=folds.astype(np.int32))
-            hf.attrs.update({
-                "sample_rate": sample_rate, "clip_samples": clip_samples,
-                "clip_duration": clip_duration, "labels": list(labels), "task": task,
-                "folds_num": config.FOLDS_NUM, "int16_scaling": "clipped to [-1, 1] x 32767",
-                **(extra_attributes or {})})
+            write_clip_metadata(hf, audio_names, targets.reshape(len(kept), classes_num), folds,
+                                labels, task, sample_rate, clip_duration, extra_attributes)
     _write_report(output_path, list(excluded) + skipped)
     logging.info("packed %d clips (%d skipped) in %.1f s into %s",
                  len(kept), len(skipped), time.time() - started, output_path)
@@ -225,7 +239,7 @@ def add_common_packing_flags(parser, clip_duration):
     parser.add_argument("--workspace", required=True)
     parser.add_argument("--output", default=None, help="HDF5 path (default WS/features/waveform.h5)")
     parser.add_argument("--mini_data", action="store_true", help="a small file for quick checks")
-    parser.add_argument("--sample_rate", type=sample_rate, default=config.SAMPLE_RATE)
+    parser.add_argument("--sample_rate", type=int_range(8000), default=config.SAMPLE_RATE)
     parser.add_argument("--clip_duration", type=positive_float, default=clip_duration,
                         help="seconds")
     parser.add_argument("--num_workers", type=positive_int, default=os.cpu_count() or 1)
@@ -238,13 +252,6 @@ def add_multi_label_flags(parser):
     parser.add_argument("--keep_unlabelled", action="store_true",
                         help="keep clips with no label (all-zero target) instead of dropping them")
     add_common_packing_flags(parser, config.AUDIOSET_CLIP_DURATION)
-
-
-def sample_rate(text):
-    value = positive_int(text)
-    if value < 8000:
-        raise argparse.ArgumentTypeError(f"{value}: use at least 8000 Hz")
-    return value
 
 
 def build_parser():
