@@ -2,7 +2,7 @@
 # The whole pipeline: data -> HDF5 -> training one holdout fold -> plots -> evaluation.
 #
 #   ./runme.sh
-#       The embedded demo on any machine (CPU is fine, ~10 minutes on 2 cores): generates the
+#       The embedded demo on any machine (CPU is fine, about 7 minutes on 2 cores): generates the
 #       synthetic-music demo set, packs it, trains the CPU-sized configuration, plots, evaluates.
 #
 #   DATASET_DIR=/data/GTZAN/genres PRETRAINED_CHECKPOINT_PATH=/models/Cnn14_mAP=0.431.pth ./runme.sh
@@ -81,19 +81,24 @@ FIGURE="$WORKSPACE/figures/holdout_fold=$HOLDOUT_FOLD"
     "${PLOT_FILTER[@]}" --output="$FIGURE"
 
 echo "== 4/4 evaluating the final checkpoint on the holdout fold"
-CHECKPOINT=$(ls -t "$WORKSPACE"/checkpoints/main/holdout_fold="$HOLDOUT_FOLD"/*/*/*/*/*/*/"$STOP_ITERATION"_iterations.pth | head -n 1)
+# The run just trained, found by its run.json (main.py runs), not by its folder names.
+CHECKPOINT=$("$PYTHON" pytorch/main.py runs --workspace="$WORKSPACE" \
+    --holdout_fold="$HOLDOUT_FOLD" "${PLOT_FILTER[@]}" --latest_checkpoint)
 "$PYTHON" pytorch/main.py evaluate --checkpoint_path="$CHECKPOINT"
 
-STATISTICS=$(ls -t "$WORKSPACE"/statistics/main/holdout_fold="$HOLDOUT_FOLD"/*/*/*/*/*/*/statistics.pickle | head -n 1)
-"$PYTHON" - "$STATISTICS" <<'EOF'
-import pickle, sys
-statistics = pickle.load(open(sys.argv[1], "rb"))
-metric = statistics.get("meta", {}).get("primary_metric", "accuracy")
-final = statistics["validate"][-1]
-chance = 1 / len(statistics["meta"]["labels"])
-print(f"\nFinal validation {metric}: {final[metric]:.3f} at iteration {final['iteration']} "
-      f"(chance {chance:.3f})")
+STATISTICS=$("$PYTHON" - "$WORKSPACE" "$CHECKPOINT" <<'EOF'
+import os, sys
+from pytorch.checkpoints import read_training_checkpoint
+from utils.runs import STATISTICS_FILE, run_dirs
+from utils.statistics_files import load_statistics
+_, run = read_training_checkpoint(sys.argv[2])
+path = os.path.join(run_dirs(sys.argv[1], run)["statistics"], STATISTICS_FILE)
+final = load_statistics(path)["validate"][-1]
+print(f"\nFinal validation {run.primary_metric}: {final[run.primary_metric]:.3f} at iteration "
+      f"{final['iteration']} (chance {1 / len(run.labels):.3f})", file=sys.stderr)
+print(path)
 EOF
+)
 echo "Statistics: $STATISTICS"
 echo "Checkpoint: $CHECKPOINT"
 echo "Figure:     $FIGURE.png (and .pdf)"

@@ -106,6 +106,43 @@ def run_train(args):
         train(args)
 
 
+def run_list_runs(args):
+    """List the runs of a workspace from their run.json; --latest_checkpoint prints one path."""
+    from utils.runs import run_dirs
+    from utils.statistics_files import parse_filters, require_statistics
+
+    runs = require_statistics(args.workspace, args.holdout_fold, args.model_type,
+                              parse_filters(args.filter))
+    rows = []
+    for run in runs:
+        checkpoints_dir = run_dirs(args.workspace, run.config)["checkpoints"] if run.config else ""
+        saved = [os.path.join(checkpoints_dir, name) for name in os.listdir(checkpoints_dir)
+                 if name.endswith("_iterations.pth")] if os.path.isdir(checkpoints_dir) else []
+        newest = max(saved, key=lambda path: int(os.path.basename(path).split("_")[0]), default="")
+        rows.append((run, newest))
+    if args.latest_checkpoint:
+        with_checkpoints = [(run, path) for run, path in rows if path]
+        if not with_checkpoints:
+            raise UsageError(f"--workspace={args.workspace}: the matching runs have no checkpoint yet")
+        print(max(with_checkpoints, key=lambda row: os.path.getmtime(row[1]))[1])
+        return
+    for run, newest in rows:
+        described = " ".join(f"{key}={value}" for key, value in run.info.items())
+        print(f"{described}\n    statistics {run.path}\n    last checkpoint {newest or '-'}")
+
+
+def add_runs_parser(subparsers):
+    parser = subparsers.add_parser("runs", help="list a workspace's runs (from their run.json)")
+    parser.add_argument("--workspace", required=True)
+    parser.add_argument("--holdout_fold", default=None, help="a fold number, 'filtered' or 'all'")
+    parser.add_argument("--model_type", default=None)
+    parser.add_argument("--filter", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="keep runs whose run.json has KEY=VALUE, e.g. learning_rate=0.0005")
+    parser.add_argument("--latest_checkpoint", action="store_true",
+                        help="print only the newest last checkpoint of the matching runs")
+    parser.set_defaults(handler=run_list_runs)
+
+
 def build_parser():
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="mode", required=True)
@@ -116,6 +153,7 @@ def build_parser():
     add_evaluate_parser(subparsers)
     add_inference_parser(subparsers)
     add_zero_shot_parser(subparsers)
+    add_runs_parser(subparsers)
     return parser
 
 
