@@ -19,7 +19,7 @@ import torch
 
 from pytorch.losses import resolve_loss_type
 from utils.config import RunConfig
-from utils.utilities import UsageError, require_file
+from utils.utilities import UsageError, atomic_path, require_file
 
 
 def _numpy_safe_globals():
@@ -65,6 +65,12 @@ def load_checkpoint_file(path, flag="--checkpoint_path", trusted=False):
     except Exception as error:
         raise UsageError(f"{flag}={path}: not a readable PyTorch checkpoint "
                          f"({_first_line(error)})") from None
+
+
+def save_checkpoint_file(checkpoint, path):
+    """torch.save, atomically: a killed save never leaves a file that looks finished."""
+    with atomic_path(path) as temp_path:
+        torch.save(checkpoint, temp_path)
 
 
 def checkpoint_state_dict(checkpoint, path):

@@ -1,6 +1,7 @@
 """Torch helpers shared by training, evaluation and inference."""
 import contextlib
 import logging
+import random
 
 import numpy as np
 import torch
@@ -32,6 +33,13 @@ def do_mixup(x, mixup_lambda):
     """Mix consecutive pairs: out[k] = x[2k] * lam[2k] + x[2k+1] * lam[2k+1] (halves the batch)."""
     shape = (-1,) + (1,) * (x.dim() - 1)
     return x[0::2] * mixup_lambda[0::2].view(shape) + x[1::2] * mixup_lambda[1::2].view(shape)
+
+
+def set_seed(seed):
+    """Python's, NumPy's and torch's global generators (dropout, SpecAugment, initial weights)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def select_device(use_cuda):

@@ -27,19 +27,20 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from pytorch.checkpoints import load_checkpoint_file
+from pytorch.checkpoints import load_checkpoint_file, save_checkpoint_file
 from pytorch.losses import LOSSES, resolve_loss_type
 from pytorch.models import TransferModel, create_model
 from pytorch.pytorch_utils import (Mixup, ResidentClips, autocast, check_precision, do_mixup,
-                           forward_loader, make_loader, select_device, waveform_to_tensor)
+                                   forward_loader, make_loader, select_device, set_seed,
+                                   waveform_to_tensor)
 from utils import config
 from utils.config import AudioConfig, RunConfig
 from utils.data_generator import EvaluateSampler, TrainSampler, WaveformDataset, read_hdf5_info
 from utils.metrics import compute_metrics
 from utils.runs import checkpoint_path, run_dirs, write_run_file
 from utils.splits import split_train_eval_indices
-from utils.utilities import (UsageError, atomic_pickle_dump, atomic_torch_save, create_folder,
-                             create_logging, safe_pickle_load, set_seed)
+from utils.utilities import (UsageError, atomic_pickle_dump, create_folder, create_logging,
+                             safe_pickle_load)
 
 
 def run_config(args, info=None):
@@ -386,7 +387,7 @@ def train(args):
                 "rng": rank_rng[0], "rank_rng": rank_rng, "config": run.to_dict()}
 
     def save(path, rank_rng):
-        atomic_torch_save(checkpoint_dict(rank_rng), path)
+        save_checkpoint_file(checkpoint_dict(rank_rng), path)
         logging.info("saved %s", path)
 
     def flush_train_losses(pending):

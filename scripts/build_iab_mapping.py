@@ -22,8 +22,8 @@ if __name__ == "__main__":  # as a script: import from the repository root, neve
 from utils.arguments import Parser
 from utils.config import AUDIOSET_LABELS_CSV, METADATA_DIR
 from utils.iab_labels import (
-    LABEL_SEPARATOR, LABEL_SET_SIZES, MAPPING_COLUMNS, label_set_csv, mapping_csv,
-    read_audioset_classes, read_csv_rows, read_label_set_csv, rules_csv, split_labels)
+                              LABEL_SEPARATOR, LABEL_SET_SIZES, MAPPING_COLUMNS, label_set_csv, mapping_csv,
+                              read_audioset_classes, read_csv_rows, read_label_set_csv, rules_csv, split_labels)
 from utils.utilities import UsageError, atomic_write_text, run_cli
 
 ONTOLOGY_JSON = os.path.join(METADATA_DIR, "audioset_ontology.json")

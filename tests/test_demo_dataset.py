@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from scripts.make_demo_dataset import compose_clip, make_demo_dataset, synthesize_clip
+from scripts.demo.mixing import compose_clip, synthesize_clip
+from scripts.make_demo_dataset import make_demo_dataset
 from utils.config import GTZAN_LABELS
 from utils.utilities import UsageError
 

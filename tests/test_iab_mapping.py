@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from scripts.build_iab_mapping import (
-    NO_RULE_REASON, Rule, build_mapping_rows, build_mapping_text, propagate_rules, read_ontology,
-    read_rules)
+                                       NO_RULE_REASON, Rule, build_mapping_rows, build_mapping_text, propagate_rules, read_ontology,
+                                       read_rules)
 from utils.config import AUDIOSET_LABELS_CSV, METADATA_DIR, REPO_DIR
 from utils.iab_labels import (
-    label_set_csv, load_label_set, load_mapping, mapping_csv, mapping_matrix, mids_to_target,
-    split_labels)
+                              label_set_csv, load_label_set, load_mapping, mapping_csv, mapping_matrix, mids_to_target,
+                              split_labels)
 from utils.utilities import UsageError
 
 TAXONOMY_TSV = os.path.join(METADATA_DIR, "iab_content_taxonomy_3.0.tsv")

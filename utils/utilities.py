@@ -7,7 +7,6 @@ import logging
 import math
 import os
 import pickle
-import random
 import sys
 import tempfile
 
@@ -48,10 +47,17 @@ def atomic_path(final_path):
     os.close(handle)
     try:
         yield temp_path
+        with open(temp_path, "rb+") as f:  # on disk before the name says it is finished
+            os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(temp_path, final_path)
+        directory = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # and the rename itself survives a crash
+        finally:
+            os.close(directory)
     finally:
         if os.path.exists(temp_path):
             os.remove(temp_path)
@@ -79,14 +85,6 @@ def atomic_pickle_dump(obj, path):
     with atomic_path(path) as temp_path:
         with open(temp_path, "wb") as f:
             pickle.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def atomic_torch_save(obj, path):
-    import torch
-    with atomic_path(path) as temp_path:
-        torch.save(obj, temp_path)
 
 
 def atomic_write_text(text, path):
@@ -138,16 +136,6 @@ def create_logging(log_dir, name="log", filemode="a"):
     root.addHandler(file_handler)
     root.addHandler(console)
     return log_path
-
-
-def set_seed(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    try:
-        import torch
-        torch.manual_seed(seed)
-    except ImportError:
-        pass
 
 
 def require_file(path, flag):
