@@ -49,22 +49,17 @@ def load_checkpoint_file(path, flag="--checkpoint_path", trusted=False):
     require_file(path, flag)
     try:
         with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as error:  # the restricted unpickler refused something
         if not trusted:
             raise UsageError(
                 f"{flag}={path}: holds Python objects that a weights-only load refuses "
                 f"({_first_line(error)[:200]}); loading it would run code named in the file, so "
                 "add --trust_checkpoint only if you trust where it came from") from None
-        logging.warning("%s: loading with full unpickling (--trust_checkpoint)", path)
+        raise UsageError(f"{flag}={path}: not a readable checkpoint ({_first_line(error)})") from None
     except Exception as error:
         raise UsageError(f"{flag}={path}: not a readable PyTorch checkpoint "
                          f"({_first_line(error)}); is it complete?") from None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise UsageError(f"{flag}={path}: not a readable PyTorch checkpoint "
-                         f"({_first_line(error)})") from None
 
 
 def save_checkpoint_file(checkpoint, path):
