@@ -12,7 +12,8 @@ import torch
 from pytorch.train import run_config, train
 from utils import config
 from utils.cv_summary import summarize_folds, write_summary
-from utils.runs import STATISTICS_FILE, configuration_subdir, run_dirs
+from utils.runs import STATISTICS_FILE, configuration_subdir, run_dirs, saved_iterations
+from utils.statistics_files import load_statistics
 from utils.utilities import UsageError
 
 MAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "main.py")
@@ -25,9 +26,9 @@ def fold_command(argv, fold):
     for argument in argv:
         if skip_next:
             skip_next = False
-        elif argument == "--holdout_fold":
+        elif argument in ("--holdout_fold", "--resume_iteration"):
             skip_next = True
-        elif not argument.startswith("--holdout_fold="):
+        elif not argument.startswith(("--holdout_fold=", "--resume_iteration=")):
             kept.append(argument)
     return [sys.executable, MAIN_SCRIPT] + kept + [f"--holdout_fold={fold}"]
 
@@ -39,13 +40,19 @@ def train_folds_on_gpus(args, folds, gpus):
         while waiting and len(running) < gpus:
             gpu = next(index for index in range(gpus) if index not in running.values())
             fold = waiting.pop(0)
+            fold_args = copy.copy(args)
+            fold_args.holdout_fold = fold
+            if not continue_fold(fold_args):
+                continue
+            command = fold_command(args.argv, fold) + [
+                f"--resume_iteration={fold_args.resume_iteration}"]
             environment = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu))
-            process = subprocess.Popen(fold_command(args.argv, fold), env=environment,
+            process = subprocess.Popen(command, env=environment,
                                        stdout=subprocess.DEVNULL)  # each fold logs to its file
             running[process] = gpu
             logging.info("fold %d started on GPU %d", fold, gpu)
         finished = [process for process in running if process.poll() is not None]
-        if not finished:
+        if running and not finished:
             time.sleep(1)  # whichever fold ends first frees its GPU for the next
         for process in finished:
             del running[process]
@@ -54,6 +61,21 @@ def train_folds_on_gpus(args, folds, gpus):
     if failed:
         raise UsageError(f"folds failed: {', '.join(failed)}; see their logs under "
                          f"{args.workspace}/logs/main/")
+
+
+def continue_fold(fold_args):
+    """Where the same --holdout_fold=all command left this fold: False when it finished, else
+    fold_args.resume_iteration is set to its last checkpoint (0 for a fold not started)."""
+    dirs = run_dirs(fold_args.workspace, run_config(fold_args))
+    statistics_path = os.path.join(dirs["statistics"], STATISTICS_FILE)
+    if os.path.isfile(statistics_path) and "finished" in load_statistics(statistics_path):
+        logging.info("fold %s finished before; skipped", fold_args.holdout_fold)
+        return False
+    saved = saved_iterations(dirs["checkpoints"])
+    if saved:
+        fold_args.resume_iteration = saved[-1]
+        logging.info("fold %s continues from iteration %d", fold_args.holdout_fold, saved[-1])
+    return True
 
 
 def train_all_folds(args):
@@ -65,7 +87,8 @@ def train_all_folds(args):
         for fold in folds:
             fold_args = copy.copy(args)
             fold_args.holdout_fold = fold
-            train(fold_args)
+            if continue_fold(fold_args):
+                train(fold_args)
 
     run = run_config(args)
     paths = []

@@ -16,6 +16,7 @@ import atexit
 import copy
 import datetime
 import logging
+import math
 import os
 import random
 import time
@@ -37,10 +38,9 @@ from utils import config
 from utils.config import AudioConfig, RunConfig
 from utils.data_generator import EvaluateSampler, TrainSampler, WaveformDataset, read_hdf5_info
 from utils.metrics import compute_metrics
-from utils.runs import checkpoint_path, run_dirs, write_run_file
+from utils.runs import RunFolder, checkpoint_path, write_run_file
 from utils.splits import split_train_eval_indices
-from utils.utilities import (UsageError, atomic_pickle_dump, create_folder, create_logging,
-                             safe_pickle_load)
+from utils.utilities import UsageError, atomic_pickle_dump, create_logging, safe_pickle_load
 
 
 def run_config(args, info=None):
@@ -52,7 +52,7 @@ def run_config(args, info=None):
     flags = {name: getattr(args, name) for name in RunConfig.__dataclass_fields__
              if hasattr(args, name)}
     flags.update(task=info["task"], labels=list(info["labels"]), audio=audio,
-                 features=os.path.abspath(args.features),
+                 features=os.path.abspath(args.features), clips=len(info["audio_names"]),
                  pretrained_checkpoint_path=(os.path.abspath(args.pretrained_checkpoint_path)
                                              if args.pretrained_checkpoint_path else None),
                  loss_type=resolve_loss_type(args.loss_type, info["task"]),
@@ -301,6 +301,27 @@ def evaluate(model, loader, device, task, loss_func, threshold, precision):
     return dict(metrics, loss=loss)
 
 
+def checkpoint_bytes(model):
+    """About how large a training checkpoint of `model` is: the weights plus Adam's (AMSGrad)
+    three moments per trainable weight, with a margin."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return int(1.1 * (weights + 3 * trainable)) + 2**20
+
+
+def check_resumable(checkpoint, run, path):
+    """The checkpoint's run must be this run in everything that shapes a step."""
+    if "config" not in checkpoint:
+        return  # written before RunConfig: the run folder's run.json was compared instead
+    stored = RunConfig.from_dict(checkpoint["config"], path)
+    fixed = stored.differences(run, resumable=False)
+    if fixed:
+        changes = ", ".join(f"--{name} {old!r} -> {new!r}" for name, (old, new) in fixed.items())
+        raise UsageError(f"--resume_iteration: {path} was trained with other settings "
+                         f"({changes}); resume with the same ones, or start a new run with "
+                         "--run_name=NAME")
+
+
 def train(args):
     """Train one holdout fold (or the filtered split); returns (statistics dict, run dirs)."""
     rank, world_size, device = setup_distributed(args)
@@ -318,15 +339,15 @@ def train(args):
     run = run_config(args, info)
     task, labels = run.task, run.labels
     loss_func = LOSSES[run.loss_type]
-    dirs = run_dirs(args.workspace, run)
+    raw_model = build_model(run, device, args.trust_checkpoint)
+    run_folder = RunFolder(args.workspace, run)
+    dirs = run_folder.dirs
     log_path = None
-    if is_master:
-        create_folder(dirs["checkpoints"])
+    if is_master:  # before any training: the folders are writable, free and this run's alone
+        run_folder.claim(args.resume_iteration, checkpoint_bytes(raw_model))
         log_path = create_logging(dirs["logs"], "train")
         write_run_file(run, dirs["statistics"])
     logging.info("run configuration: %s", run)
-
-    raw_model = build_model(run, device, args.trust_checkpoint)
     if run.pretrained_checkpoint_path:
         logging.info("loaded the pretrained base from %s", run.pretrained_checkpoint_path)
     if sync_batchnorm:  # BatchNorm statistics over the global batch, as one process would
@@ -353,6 +374,7 @@ def train(args):
             raise UsageError(f"--resume_iteration={iteration}: no checkpoint {resume_path}")
         # On the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest over.
         checkpoint = load_checkpoint_file(resume_path, "--resume_iteration", args.trust_checkpoint)
+        check_resumable(checkpoint, run, resume_path)
         raw_model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])
@@ -386,8 +408,20 @@ def train(args):
                 "sampler": sampler.state_dict(), "best": best.state_dict(),
                 "rng": rank_rng[0], "rank_rng": rank_rng, "config": run.to_dict()}
 
+    saved = {"last": None, "failed": None}
+
     def save(path, rank_rng):
-        save_checkpoint_file(checkpoint_dict(rank_rng), path)
+        """A failed save (disk full, folder gone) is said in one line; training goes on and the
+        next save tries again, so the run is lost only if the final save fails too."""
+        try:
+            save_checkpoint_file(checkpoint_dict(rank_rng), path)
+        except OSError as error:
+            saved["failed"] = f"{path}: {error.strerror or error}"
+            logging.error("could not save %s (%s); training goes on, the next save retries "
+                          "(last good checkpoint: %s)", path, error.strerror or error,
+                          saved["last"] or "none yet")
+            return
+        saved["last"], saved["failed"] = path, None
         logging.info("saved %s", path)
 
     def flush_train_losses(pending):
@@ -395,6 +429,11 @@ def train(args):
         if pending:
             values = torch.stack([loss for _, loss in pending]).float().cpu().tolist()
             for (step, _), value in zip(pending, values):
+                if not math.isfinite(value):
+                    raise UsageError(
+                        f"the training loss became {value} at iteration {step}; stopped without "
+                        f"saving it (last good checkpoint: {saved['last'] or 'none'}); lower "
+                        "--learning_rate or check the data")
                 statistics.append("train", {"iteration": step, "loss": value})
             pending.clear()
 
@@ -435,6 +474,7 @@ def train(args):
                     stop_early = bool(flag.item())
             at_end = iteration >= run.stop_iteration or stop_early
             if iteration > args.resume_iteration and (iteration % run.save_every == 0 or at_end):
+                flush_train_losses(pending_losses)  # never save a model that went non-finite
                 rank_rng = all_rank_rng_states(mixup, device, world_size)  # every rank joins
                 if is_master:
                     save(checkpoint_path(dirs["checkpoints"], iteration), rank_rng)
@@ -452,10 +492,16 @@ def train(args):
             pending_losses.append((iteration, global_mean(loss, world_size)))
             progress.update(1)
     progress.close()
+    if saved["failed"]:
+        raise UsageError(f"the final checkpoint could not be saved ({saved['failed']}); the last "
+                         f"good one is {saved['last'] or 'none'}: free space and resume from it")
 
     if test_indices is not None and is_master:
         report_test(raw_model, batches, test_indices, dirs, run, device, loss_func, statistics,
                     best)
+    if is_master:  # a finished run is skipped when --holdout_fold=all runs again
+        statistics.statistics["finished"] = {"iteration": iteration, "early_stop": stop_early}
+        statistics.dump()
     logging.info("finished at iteration %d in %.1f s; log %s", iteration,
                  time.time() - started, log_path)
     if world_size > 1:

@@ -50,3 +50,8 @@ def run_dir(workspace, kind, model="Transfer_Cnn6", augmentation="mixup", batch_
 def load_statistics(workspace, **kwargs):
     with open(os.path.join(run_dir(workspace, "statistics", **kwargs), "statistics.pickle"), "rb") as f:
         return pickle.load(f)
+
+
+def visible_files(folder):
+    """A folder's files but the hidden ones (the run lock, temporaries)."""
+    return [name for name in os.listdir(folder) if not name.startswith(".")]

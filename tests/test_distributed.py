@@ -31,7 +31,7 @@ import torch
 
 from pytorch import main as main_script
 from pytorch.checkpoints import load_checkpoint_file
-from helpers import REPO_DIR, load_statistics, run_dir
+from helpers import REPO_DIR, load_statistics, run_dir, visible_files
 from pytorch.pytorch_utils import Mixup
 from pytorch.train import rank_mixup_lambda
 
@@ -105,9 +105,9 @@ def test_two_processes_match_one(tmp_path, features, augmentation, streamed):
 
     # Only rank 0 writes: one statistics pickle and one timestamped backup, the two checkpoints,
     # and a log in which every line of the run appears once.
-    assert sorted(os.listdir(run_dir(tmp_path / "two", "checkpoints", **run))) == \
+    assert sorted(visible_files(run_dir(tmp_path / "two", "checkpoints", **run))) == \
         ["2_iterations.pth", "4_iterations.pth"]
-    statistics_files = sorted(os.listdir(run_dir(tmp_path / "two", "statistics", **run)))
+    statistics_files = sorted(visible_files(run_dir(tmp_path / "two", "statistics", **run)))
     assert len(statistics_files) == 3 and statistics_files[:2] == ["run.json", "statistics.pickle"]
     assert statistics_files[2].startswith("statistics_2")
     assert os.listdir(run_dir(tmp_path / "two", "logs", **run)) == ["train.log"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pytorch import main as main_script
-from helpers import load_statistics, run_dir, run_script
+from helpers import load_statistics, run_dir, run_script, visible_files
 from pytorch.checkpoints import load_checkpoint_file
 from pytorch.models import create_model
 
@@ -33,7 +33,7 @@ def test_training_writes_statistics_and_checkpoints(tmp_path, features, augmenta
     assert 0 <= validation["accuracy"] <= 1 and len(validation["per_class_f1"]) == 3
     assert statistics["meta"]["labels"] == ["high", "low", "mid"]
     checkpoints = run_dir(tmp_path, "checkpoints", augmentation=augmentation)
-    assert sorted(os.listdir(checkpoints)) == ["2_iterations.pth", "4_iterations.pth"]
+    assert sorted(visible_files(checkpoints)) == ["2_iterations.pth", "4_iterations.pth"]
     # Training checkpoints load weights-only: no code runs to resume, evaluate or infer.
     checkpoint = load_checkpoint_file(os.path.join(checkpoints, "4_iterations.pth"))
     assert checkpoint["iteration"] == 4 and checkpoint["config"]["labels"] == ["high", "low", "mid"]
@@ -118,7 +118,7 @@ def test_keep_best_and_early_stop(tmp_path, features):
     # A tiny learning rate changes nothing: no improvement after iteration 0, stop after 2 more.
     assert [e["iteration"] for e in statistics["validate"]] == [0, 1, 2]
     checkpoints = run_dir(tmp_path, "checkpoints")
-    assert sorted(os.listdir(checkpoints)) == ["2_iterations.pth", "best.pth"]
+    assert sorted(visible_files(checkpoints)) == ["2_iterations.pth", "best.pth"]
     assert load_checkpoint_file(os.path.join(checkpoints, "best.pth"))["iteration"] == 0
 
 

@@ -108,6 +108,7 @@ class RunConfig:
     holdout_fold: object  # 1..10, or 'filtered' for the artist-filtered split
     loss_type: str
     split: str = "folds"
+    clips: int = 0  # clips in the HDF5: a repacked file of another size is another run
     pretrained_checkpoint_path: str = None
     freeze_base: bool = False
     augmentation: str = "mixup"

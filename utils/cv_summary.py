@@ -42,7 +42,7 @@ def summary_columns(metrics):
     for metric in metrics:
         columns += [f"best_{metric}", f"best_{metric}_iteration"]
     columns += ["final_iteration"] + [f"final_{metric}" for metric in metrics]
-    return columns + ["statistics_path"]
+    return columns + ["finished", "statistics_path"]
 
 
 def _value_columns(metrics):
@@ -64,7 +64,9 @@ def _summary_metrics(runs):
 
 def fold_row(run, metrics):
     """One fold's best and final values of each metric."""
-    row = {"fold": run.fold, "statistics_path": run.path}
+    # An interrupted fold's numbers are partial: the row says so (older files: not recorded).
+    row = {"fold": run.fold, "statistics_path": run.path,
+           "finished": "yes" if "finished" in run.stats else "no"}
     for metric in metrics:
         iterations, values = metric_curve(run.stats, metric)
         best = int(np.argmax(values))  # first occurrence of the maximum
@@ -110,6 +112,9 @@ def summarize_configurations(source, model_type=None, filters=None):
             print(f"warning: {run.path}: no validation entries yet; left out of the summary",
                   file=sys.stderr)
         else:
+            if "finished" not in run.stats:
+                print(f"warning: {run.path}: fold {run.fold} did not finish (or predates the "
+                      "record); its row is marked finished=no", file=sys.stderr)
             folds.append(run)
     if not folds:
         raise UsageError(f"no numbered holdout folds with validation entries among "

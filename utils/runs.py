@@ -10,6 +10,8 @@ CV summary, evaluation) reads that.
 import json
 import logging
 import os
+import shutil
+import tempfile
 
 from utils.config import RunConfig
 from utils.utilities import UsageError, write_json
@@ -93,3 +95,112 @@ def find_runs(workspace):
         logging.info("some statistics under %s have no %s (written before it existed); they "
                      "are described by their own metadata", root, RUN_FILE)
     return runs
+
+
+LOCK_FILE = ".lock"
+
+
+def saved_iterations(checkpoints_dir):
+    """The iterations of the N_iterations.pth checkpoints in a folder, sorted."""
+    if not os.path.isdir(checkpoints_dir):
+        return []
+    found = []
+    for name in os.listdir(checkpoints_dir):
+        stem, separator, rest = name.partition("_iterations.pth")
+        if separator and not rest and stem.isdigit():
+            found.append(int(stem))
+    return sorted(found)
+
+
+def _format_changes(changes):
+    return ", ".join(f"--{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
+
+
+class RunFolder:
+    """A run's folders, claimed for one training process.
+
+    claim() takes an exclusive lock (a second process training the same run is refused at once),
+    refuses a folder that holds a run of other settings, and checks that every output folder is
+    writable and has room for a checkpoint before any training happens.
+    """
+
+    def __init__(self, workspace, config):
+        self.dirs = run_dirs(workspace, config)
+        self.config = config
+        self._lock = None
+
+    def claim(self, resume_iteration, checkpoint_bytes):
+        for kind, folder in self.dirs.items():
+            check_writable_folder(folder, f"the run's {kind} folder")
+        self._take_lock()
+        remove_stale_temporaries(self.dirs.values())
+        stored = read_run_file(self.dirs["statistics"])
+        saved = saved_iterations(self.dirs["checkpoints"])
+        if stored is not None:
+            fixed = stored.differences(self.config, resumable=False)
+            if fixed:
+                raise UsageError(
+                    f"{self.dirs['statistics']} holds a run with other settings "
+                    f"({_format_changes(fixed)}); add --run_name=NAME to start a separate run "
+                    "beside it")
+        if resume_iteration == 0 and saved:
+            raise UsageError(
+                f"{self.dirs['checkpoints']} already holds this run's checkpoints (up to "
+                f"iteration {saved[-1]}); continue it with --resume_iteration={saved[-1]}, or "
+                "add --run_name=NAME to start a new run beside it")
+        if stored is not None and resume_iteration > 0:
+            applied = stored.differences(self.config, resumable=True)
+            if applied:
+                logging.info("resuming with changed settings: %s", _format_changes(applied))
+        check_free_space(self.dirs["checkpoints"], checkpoint_bytes)
+        return self.dirs
+
+    def _take_lock(self):
+        import fcntl
+
+        path = os.path.join(self.dirs["checkpoints"], LOCK_FILE)
+        handle = open(path, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise UsageError(f"another process is training this run now (it holds {path}); "
+                             "wait for it, or add --run_name=NAME for a separate run") from None
+        self._lock = handle  # held until this process exits
+
+    def release(self):
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def check_writable_folder(folder, what):
+    """Create `folder` if needed and prove a file can be written there (one-line UsageError)."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UsageError(f"{folder}: {what} is a file, not a folder; move it away")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".write_test.", delete=True)
+        probe.close()
+    except OSError as error:
+        raise UsageError(f"{folder}: {what} is not writable ({error.strerror}); choose another "
+                         "--workspace or fix its permissions") from None
+
+
+def check_free_space(folder, needed_bytes):
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise UsageError(f"{folder}: {free / 2**20:.0f} MiB free, but a checkpoint needs about "
+                         f"{needed_bytes / 2**20:.0f} MiB; free some space or choose another "
+                         "--workspace")
+
+
+def remove_stale_temporaries(folders):
+    """Temporary files that killed writers left (atomic writes name them .<file>.*.tmp)."""
+    for folder in folders:
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            if name.startswith(".") and name.endswith(".tmp"):
+                os.remove(os.path.join(folder, name))
+                logging.info("removed %s, left by an interrupted write", os.path.join(folder, name))

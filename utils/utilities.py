@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import pickle
+import signal
 import sys
 import tempfile
 
@@ -17,12 +18,24 @@ class UsageError(Exception):
     """A mistake of the user's (bad flag, missing file): reported in one line, exit code 2."""
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (kill, a scheduler's time limit) ends a run like Ctrl-C
+
+
 def run_cli(main_function):
-    """Run a command-line entry point; user mistakes become one line on stderr and exit code 2."""
+    """Run a command-line entry point: user mistakes and file-system faults (permission denied,
+    disk full, a folder where a file belongs) become one line on stderr and exit code 2; SIGTERM
+    and Ctrl-C stop it cleanly, atomic writes removing their temporary files."""
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         main_function()
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}; check the path, its permissions and the "
+              "free space", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
