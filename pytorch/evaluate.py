@@ -22,7 +22,7 @@ from utils.data_generator import EvaluateSampler, WaveformDataset, split_indices
 from utils.arguments import add_trust_flag, non_negative_int, positive_int, probability
 from utils.metrics import compute_metrics, write_confusion_matrix
 from utils.splits import FILTERED_SUBSETS, load_filtered_split
-from utils.utilities import UsageError, write_csv, write_json
+from utils.utilities import UsageError, check_writable_folder, write_csv, write_json
 
 EVALUATION_SPLITS = ("folds", "filtered", "all")
 
@@ -179,6 +179,10 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
     selection = selection_name(split, holdout_fold, subset)
     if len(indices) == 0:
         raise UsageError(f"--features={features_path}: no clips in {selection}")
+    iteration = checkpoint.get("iteration", os.path.splitext(os.path.basename(checkpoint_path))[0])
+    if write:  # before the work: the reports' folder must take files
+        output_dir = output_dir or default_output_dir(checkpoint_path, iteration, selection)
+        check_writable_folder(output_dir, "--output_dir")
 
     loader = make_loader(dataset, EvaluateSampler(indices, batch_size), num_workers, seed=0,
                          device=device)
@@ -186,7 +190,6 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
         model, tqdm(loader, desc=f"evaluating {selection}", unit="batch"), device, task)
 
     metrics = compute_metrics(task, probabilities, targets, threshold, labels=run.labels)
-    iteration = checkpoint.get("iteration", os.path.splitext(os.path.basename(checkpoint_path))[0])
     result = dict(
         metrics, checkpoint_path=os.path.abspath(checkpoint_path), iteration=iteration,
         model_type=run.model_type, features=os.path.abspath(features_path),
@@ -197,7 +200,6 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
     if task == MULTI_LABEL:
         result["threshold"] = float(threshold)
     if write:
-        output_dir = output_dir or default_output_dir(checkpoint_path, iteration, selection)
         result["output_dir"] = os.path.abspath(output_dir)
         result["files"] = write_reports(result, output_dir)
     return result

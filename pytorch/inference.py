@@ -29,7 +29,7 @@ from pytorch.pytorch_utils import probabilities_from_output, select_device
 from utils.audio import AudioReadError, fix_length, is_audio_file, load_audio
 from utils.config import AUDIO_EXTENSIONS, SINGLE_LABEL
 from utils.arguments import add_trust_flag, positive_float, positive_int
-from utils.utilities import UsageError, write_csv, write_json
+from utils.utilities import UsageError, check_output_file, write_csv, write_json
 
 OUTPUT_FORMATS = (".csv", ".json")
 
@@ -141,7 +141,8 @@ def find_audio_files(audio_path):
     if not os.path.isdir(audio_path):
         raise UsageError(f"--audio_path={audio_path}: no such file or folder")
     paths = sorted(os.path.join(folder, name)
-                   for folder, _, names in os.walk(audio_path) for name in names
+                   for folder, _, names in os.walk(audio_path, followlinks=True)
+                   for name in names
                    if is_audio_file(os.path.join(folder, name)))
     if not paths:
         raise UsageError(f"--audio_path={audio_path}: no audio files in this folder "
@@ -188,6 +189,8 @@ def write_predictions(results, path, run, top_k, window_s, hop_s):
 def run_inference(args):
     if args.output and not args.output.lower().endswith(OUTPUT_FORMATS):
         raise UsageError(f"--output={args.output}: use a .csv or .json file name")
+    if args.output:  # before the work, not after it
+        check_output_file(args.output, "--output")
     paths = find_audio_files(args.audio_path)
     device = select_device(args.cuda)
     model, _, run = load_trained_model(args.checkpoint_path, device, trusted=args.trust_checkpoint)

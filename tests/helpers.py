@@ -54,4 +54,4 @@ def load_statistics(workspace, **kwargs):
 
 def visible_files(folder):
     """A folder's files but the hidden ones (the run lock, temporaries)."""
-    return [name for name in os.listdir(folder) if not name.startswith(".")]
+    return sorted(name for name in os.listdir(folder) if not name.startswith("."))

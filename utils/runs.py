@@ -11,10 +11,9 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 
 from utils.config import RunConfig
-from utils.utilities import UsageError, write_json
+from utils.utilities import UsageError, check_writable_folder, write_json
 
 RUN_FILE = "run.json"
 STATISTICS_FILE = "statistics.pickle"
@@ -172,19 +171,6 @@ class RunFolder:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
-
-
-def check_writable_folder(folder, what):
-    """Create `folder` if needed and prove a file can be written there (one-line UsageError)."""
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise UsageError(f"{folder}: {what} is a file, not a folder; move it away")
-    try:
-        os.makedirs(folder, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".write_test.", delete=True)
-        probe.close()
-    except OSError as error:
-        raise UsageError(f"{folder}: {what} is not writable ({error.strerror}); choose another "
-                         "--workspace or fix its permissions") from None
 
 
 def check_free_space(folder, needed_bytes):

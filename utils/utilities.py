@@ -151,6 +151,26 @@ def create_logging(log_dir, name="log", filemode="a"):
     return log_path
 
 
+def check_writable_folder(folder, what):
+    """Create `folder` if needed and prove a file can be written there (one-line UsageError)."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UsageError(f"{folder}: {what} is a file, not a folder; move it away")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".write_test.", delete=True)
+        probe.close()
+    except OSError as error:
+        raise UsageError(f"{folder}: {what} is not writable ({error.strerror}); choose another "
+                         "folder or fix its permissions") from None
+
+
+def check_output_file(path, flag):
+    """Before long work: `path` can be written (not a folder; its folder writable)."""
+    if os.path.isdir(path):
+        raise UsageError(f"{flag}={path}: is a folder; give a file name")
+    check_writable_folder(os.path.dirname(os.path.abspath(path)), f"the folder of {flag}")
+
+
 def require_file(path, flag):
     """Fail with a usage error naming the flag when a required input file is missing."""
     if not path or not os.path.isfile(path):

@@ -1,0 +1,232 @@
+"""Nothing lost, nothing crashes: run identity and locks, pre-flight checks, failed saves, safe
+resume, non-finite losses, interrupted cross-validation, one-line file-system errors."""
+import errno
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import namedtuple
+
+import pytest
+
+from helpers import REPO_DIR, make_class_folders, run_dir, run_script, visible_files
+from pytorch import cross_validation, main as main_script, train as train_module
+from utils.features import one_hot, pack_to_hdf5, scan_class_folders
+from utils.runs import LOCK_FILE
+from utils.utilities import UsageError
+
+DiskUsage = namedtuple("DiskUsage", "total used free")
+FAST = ["--holdout_fold=1", "--stop_iteration=2", "--eval_every=2", "--save_every=2",
+        "--augmentation=none", "--no_spec_augment"]
+
+
+def train(workspace, features, *extra):
+    main_script.main(["train", f"--workspace={workspace}", f"--features={features}",
+                      "--model_type=Transfer_Cnn6", "--batch_size=4", "--num_workers=0",
+                      "--learning_rate=1e-3", *FAST, *map(str, extra)])
+
+
+def checkpoints_of(workspace, **kwargs):
+    return run_dir(workspace, "checkpoints", augmentation="none", **kwargs)
+
+
+def statistics_of(workspace, **kwargs):
+    return run_dir(workspace, "statistics", augmentation="none", **kwargs)
+
+
+def test_runs_with_other_settings_never_share_a_folder(tmp_path, features):
+    train(tmp_path, features)
+    with pytest.raises(UsageError, match=r"other settings \(--learning_rate 0.001 -> 0.01\).*--run_name"):
+        train(tmp_path, features, "--learning_rate=1e-2")
+    train(tmp_path, features, "--learning_rate=1e-2", "--run_name=lr1e-2")
+    named = os.path.join(checkpoints_of(tmp_path), "run_name=lr1e-2")
+    assert visible_files(named) == ["2_iterations.pth"]
+    with open(os.path.join(statistics_of(tmp_path), "run_name=lr1e-2", "run.json")) as f:
+        assert json.load(f)["learning_rate"] == 0.01
+    with open(os.path.join(statistics_of(tmp_path), "run.json")) as f:
+        assert json.load(f)["learning_rate"] == 0.001  # the first run is untouched
+
+    # The same settings again from scratch would overwrite the finished run: refused too.
+    with pytest.raises(UsageError, match="already holds this run's checkpoints.*--resume_iteration=2"):
+        train(tmp_path, features)
+
+
+def test_a_second_process_on_the_same_run_is_refused_at_once(tmp_path, features):
+    folder = checkpoints_of(tmp_path)
+    os.makedirs(folder)
+    with open(os.path.join(folder, LOCK_FILE), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running trainer holds it
+        started = time.time()
+        result = run_script("pytorch/main.py", "train", f"--workspace={tmp_path}",
+                            f"--features={features}", "--model_type=Transfer_Cnn6",
+                            "--batch_size=4", "--num_workers=0", *FAST)
+    assert result.returncode == 2 and "another process is training this run" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and time.time() - started < 60
+    assert visible_files(statistics_of(tmp_path)) == []  # nothing of the running run touched
+
+
+def test_outputs_are_checked_before_training(tmp_path, features, monkeypatch):
+    # A file where the checkpoints folder belongs.
+    blocked = tmp_path / "blocked"
+    os.makedirs(os.path.dirname(checkpoints_of(blocked)))
+    open(checkpoints_of(blocked), "w").close()
+    with pytest.raises(UsageError, match="is a file, not a folder"):
+        train(blocked, features)
+
+    # An unwritable folder (root ignores modes, so the write itself is made to fail).
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+    with monkeypatch.context() as patch:
+        patch.setattr("utils.utilities.tempfile.NamedTemporaryFile", refuse)
+        with pytest.raises(UsageError, match="not writable.*Permission denied"):
+            train(tmp_path / "readonly", features)
+
+    # Too little free space for one checkpoint.
+    monkeypatch.setattr("utils.runs.shutil.disk_usage", lambda path: DiskUsage(10**9, 10**9, 1000))
+    with pytest.raises(UsageError, match="MiB free, but a checkpoint needs about"):
+        train(tmp_path / "full", features)
+    assert not os.path.exists(os.path.join(statistics_of(tmp_path / "full"), "statistics.pickle"))
+
+
+def test_a_failed_save_is_retried_and_a_failed_final_save_names_the_last_good(
+        tmp_path, features, monkeypatch, capsys):
+    real_save = train_module.save_checkpoint_file
+    failing = {"2_iterations.pth"}
+
+    def flaky_save(checkpoint, path):
+        if os.path.basename(path) in failing:
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        real_save(checkpoint, path)
+    monkeypatch.setattr(train_module, "save_checkpoint_file", flaky_save)
+    train(tmp_path, features, "--stop_iteration=4", "--save_every=2")
+    console = capsys.readouterr().err
+    assert "could not save" in console and "No space left" in console
+    assert visible_files(checkpoints_of(tmp_path)) == ["4_iterations.pth"]
+
+    failing.clear()
+    failing.add("4_iterations.pth")  # the last save only
+    with pytest.raises(UsageError, match=r"final checkpoint could not be saved.*last good one is "
+                                         r".*2_iterations.pth"):
+        train(tmp_path / "two", features, "--stop_iteration=4", "--save_every=2")
+
+
+def test_resume_checks_the_run_still_matches(tmp_path, features, capsys):
+    train(tmp_path, features)
+    with pytest.raises(UsageError, match=r"--learning_rate 0.001 -> 0.0005"):
+        train(tmp_path, features, "--resume_iteration=2", "--learning_rate=5e-4")
+    with pytest.raises(UsageError, match=r"--audio .*mel_bins"):
+        train(tmp_path, features, "--resume_iteration=2", "--mel_bins=32")
+
+    # Another HDF5 (here: fewer clips, then 16 kHz) is another run, not a continuation.
+    for name, sample_rate, flags in (("fewer", 32000, []), ("16k", 16000, ["--fmax=8000"])):
+        folders = make_class_folders(str(tmp_path / name), classes=("high", "low", "mid"),
+                                     clips_per_class=4, sample_rate=sample_rate)
+        labels, found = scan_class_folders(folders)
+        other = str(tmp_path / f"{name}.h5")
+        pack_to_hdf5([(clip, path, one_hot(index, 3)) for clip, path, index in found], labels,
+                     "single_label", other, sample_rate=sample_rate, clip_duration=1.0)
+        with pytest.raises(UsageError, match="other settings.*--clips 30 -> 12"):
+            train(tmp_path, other, "--resume_iteration=2", *flags)
+
+    # Settings that only say how long or how the run goes may change, and are recorded.
+    capsys.readouterr()
+    train(tmp_path, features, "--resume_iteration=2", "--stop_iteration=4")
+    assert "--stop_iteration 2 -> 4" in capsys.readouterr().err
+    with open(os.path.join(statistics_of(tmp_path), "run.json")) as f:
+        assert json.load(f)["stop_iteration"] == 4
+    assert visible_files(checkpoints_of(tmp_path)) == ["2_iterations.pth", "4_iterations.pth"]
+
+
+def test_a_non_finite_loss_stops_the_run_without_saving_it(tmp_path, features, monkeypatch):
+    def exploding(output, target):
+        return (output["clipwise_output"] * float("nan")).sum()
+    monkeypatch.setitem(train_module.LOSSES, "clip_nll", exploding)
+    with pytest.raises(UsageError, match="training loss became nan at iteration 1.*none"):
+        train(tmp_path, features)
+    assert visible_files(checkpoints_of(tmp_path)) == []
+
+
+def test_stale_temporaries_of_killed_writers_are_removed(tmp_path, features):
+    folder = checkpoints_of(tmp_path)
+    os.makedirs(folder)
+    stale = os.path.join(folder, ".2_iterations.pth.abc123.tmp")
+    open(stale, "wb").write(b"x" * 1000)
+    train(tmp_path, features)
+    assert not os.path.exists(stale)
+
+
+def test_sigterm_stops_training_cleanly(tmp_path, features):
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(REPO_DIR, "pytorch/main.py"), "train",
+         f"--workspace={tmp_path}", f"--features={features}", "--model_type=Transfer_Cnn6",
+         "--batch_size=4", "--num_workers=0", "--holdout_fold=1", "--stop_iteration=100000",
+         "--eval_every=100000", "--save_every=100000"],
+        cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = os.path.join(run_dir(tmp_path, "logs"), "train.log")
+    deadline = time.time() + 120
+    while time.time() < deadline and not (os.path.exists(log) and "iteration 0:" in open(log).read()):
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    for kind in ("checkpoints", "statistics"):
+        assert not [name for name in os.listdir(run_dir(tmp_path, kind)) if name.endswith(".tmp")]
+
+
+def test_all_folds_continue_where_they_stopped(tmp_path, features, monkeypatch, capsys):
+    trained = []
+    real_train = cross_validation.train
+
+    def train_until_fold_3(args):
+        if args.holdout_fold == 3 and not trained.count(3):
+            trained.append(3)
+            raise KeyboardInterrupt
+        trained.append(args.holdout_fold)
+        return real_train(args)
+    monkeypatch.setattr(cross_validation, "train", train_until_fold_3)
+    command = ["train", f"--workspace={tmp_path}", f"--features={features}",
+               "--model_type=Transfer_Cnn6", "--batch_size=4", "--num_workers=0",
+               "--holdout_fold=all", "--stop_iteration=1", "--eval_every=1", "--save_every=1",
+               "--augmentation=none", "--no_spec_augment"]
+    with pytest.raises(KeyboardInterrupt):
+        main_script.main(command)
+    assert trained == [1, 2, 3]
+    capsys.readouterr()
+    main_script.main(command)
+    assert trained == [1, 2, 3] + list(range(3, 11))
+    assert "fold 1 finished before; skipped" in capsys.readouterr().err
+    assert os.path.isfile(os.path.join(
+        tmp_path, "results", "Transfer_Cnn6", "pretrain=False", "loss_type=clip_nll",
+        "augmentation=none", "batch_size=4", "freeze_base=False", "cv_summary.csv"))
+
+
+@pytest.mark.parametrize("flag", ["--learning_rate=nan", "--learning_rate=inf", "--seed=-1",
+                                  "--threshold=1.5", "--batch_size=0"])
+def test_bad_numbers_are_one_line_errors(tmp_path, features, flag):
+    result = run_script("pytorch/main.py", "train", f"--workspace={tmp_path}",
+                        f"--features={features}", flag)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(f"error: {flag}")
+
+
+def test_file_system_faults_are_one_line_errors(tmp_path, features):
+    # An output folder that is a file: evaluation finds it when writing its reports.
+    train(tmp_path, features)
+    checkpoint = os.path.join(checkpoints_of(tmp_path), "2_iterations.pth")
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    result = run_script("pytorch/main.py", "evaluate", f"--checkpoint_path={checkpoint}",
+                        f"--output_dir={not_a_folder}")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"error: {not_a_folder}: --output_dir is a file, not a folder; move it away"]
+    # Inference checks its --output before decoding anything.
+    folder = tmp_path / "predictions.csv"
+    folder.mkdir()
+    result = run_script("pytorch/main.py", "inference", f"--checkpoint_path={checkpoint}",
+                        f"--audio_path={tmp_path}", f"--output={folder}")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"error: --output={folder}: is a folder; give a file name"]
