@@ -16,7 +16,8 @@ import numpy as np
 from tqdm import tqdm
 
 from pytorch.checkpoints import load_trained_model
-from pytorch.pytorch_utils import forward_loader, make_loader, select_device
+from pytorch.pytorch_utils import (PRECISIONS, check_precision, forward_loader, make_loader,
+                                   select_device)
 from utils.config import MULTI_LABEL, SINGLE_LABEL
 from utils.data_generator import EvaluateSampler, WaveformDataset, split_indices
 from utils.arguments import add_trust_flag, non_negative_int, positive_int, probability
@@ -157,13 +158,15 @@ def write_reports(result, output_dir):
 
 def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout_fold=None,
                         subset=None, batch_size=32, cuda=False, output_dir=None, threshold=None,
-                        num_workers=0, write=True, trust_checkpoint=False):
+                        num_workers=0, write=True, trust_checkpoint=False, precision=None):
     """Evaluate a training checkpoint; returns the metrics plus the per-clip predictions.
 
     The result holds the compute_metrics entries, 'per_class' rows, 'audio_names',
     'probabilities' and 'targets' (numpy) and, when `write`, the report 'files'.
     """
     device = select_device(cuda)
+    precision = precision or ("bf16" if device.type == "cuda" else "fp32")  # fast on a GPU
+    check_precision(precision, device)
     model, checkpoint, run = load_trained_model(checkpoint_path, device, trusted=trust_checkpoint)
     features_path = features_path or run.features
     if not features_path:
@@ -187,7 +190,8 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
     loader = make_loader(dataset, EvaluateSampler(indices, batch_size), num_workers, seed=0,
                          device=device)
     audio_names, probabilities, targets = forward_loader(
-        model, tqdm(loader, desc=f"evaluating {selection}", unit="batch"), device, task)
+        model, tqdm(loader, desc=f"evaluating {selection}", unit="batch"), device, task,
+        precision)
 
     metrics = compute_metrics(task, probabilities, targets, threshold, labels=run.labels)
     result = dict(
@@ -233,7 +237,7 @@ def run_evaluate(args):
     result = evaluate_checkpoint(
         args.checkpoint_path, args.features, args.split, args.holdout_fold, args.subset,
         args.batch_size, args.cuda, args.output_dir, args.threshold, args.num_workers,
-        trust_checkpoint=args.trust_checkpoint)
+        trust_checkpoint=args.trust_checkpoint, precision=args.precision)
     print(format_report(result))
     print(f"Wrote {len(result['files'])} files to {result['output_dir']}")
 
@@ -256,6 +260,8 @@ def add_evaluate_parser(subparsers):
     parser.add_argument("--num_workers", type=non_negative_int, default=0,
                         help="HDF5 reading processes")
     parser.add_argument("--cuda", action="store_true", help="use the GPU when there is one")
+    parser.add_argument("--precision", default=None, choices=list(PRECISIONS),
+                        help="default bf16 on a GPU, else fp32")
     parser.add_argument("--output_dir", default=None,
                         help="default: WS/results/main/<run>/evaluation_<iteration>_<clips>/")
     add_trust_flag(parser)

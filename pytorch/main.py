@@ -59,10 +59,13 @@ def add_train_parser(subparsers):
     parser.add_argument("--threshold", type=probability, default=0.5,
                         help="multi-label decision threshold")
     parser.add_argument("--cuda", action="store_true", help="use the GPU when there is one")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--channels_last", action="store_true",
-                        help="channels-last memory format (faster convolutions on GPUs)")
+    # Fast by default on a GPU: bf16, channels-last and torch.compile unless turned off.
+    parser.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
+                        help="default bf16 with --cuda on a GPU, else fp32")
+    parser.add_argument("--compile", default=None, action=argparse.BooleanOptionalAction,
+                        help="torch.compile the model (default: on with --cuda on a GPU)")
+    parser.add_argument("--channels_last", default=None, action=argparse.BooleanOptionalAction,
+                        help="channels-last convolutions (default: on with --cuda on a GPU)")
     parser.add_argument("--no_spec_augment", action="store_true", help="switch SpecAugment off")
     parser.add_argument("--sync_batchnorm", action="store_true",
                         help="under torchrun on GPUs: BatchNorm statistics over the global batch "

@@ -9,8 +9,7 @@ import numbers
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchlibrosa.augmentation import SpecAugmentation
-from torchlibrosa.stft import LogmelFilterBank, Spectrogram
+from pytorch.front_end import SpecAugment, logmel, stft_window, torchlibrosa_extractors
 
 from utils.config import AUDIOSET_CLASSES_NUM, MULTI_LABEL, SINGLE_LABEL, TASKS
 from utils.utilities import UsageError
@@ -106,17 +105,6 @@ def check_audio_settings(sample_rate, window_size, hop_size, mel_bins, fmin, fma
         raise UsageError(f"fmin={fmin} is not below fmax={fmax}; lower --fmin or raise --fmax")
 
 
-SPEC_AUGMENT_TIME_WIDTH = 64
-
-
-def check_spec_augment_fits(frames):
-    # torchlibrosa draws stripe starts in [0, frames - width): shorter inputs crash inside it.
-    if frames <= SPEC_AUGMENT_TIME_WIDTH:
-        raise UsageError(f"clips of {frames} frames are too short for SpecAugment's "
-                         f"{SPEC_AUGMENT_TIME_WIDTH}-frame time stripes; use longer clips "
-                         "(at least 0.65 s at hop 320 and 32 kHz) or --no_spec_augment")
-
-
 class PannsTagger(nn.Module):
     """Shared PANNs body: log-mel front end, SpecAugment, mixup, conv blocks, fc1, fc_audioset.
 
@@ -133,14 +121,13 @@ class PannsTagger(nn.Module):
         self.hop_size = hop_size
         self.window_size = window_size
 
-        self.spectrogram_extractor = Spectrogram(
-            n_fft=window_size, hop_length=hop_size, win_length=window_size, window="hann",
-            center=True, pad_mode="reflect", freeze_parameters=True)
-        self.logmel_extractor = LogmelFilterBank(
-            sr=sample_rate, n_fft=window_size, n_mels=mel_bins, fmin=fmin, fmax=fmax,
-            ref=1.0, amin=1e-10, top_db=None, freeze_parameters=True)
-        self.spec_augmenter = SpecAugmentation(
-            time_drop_width=SPEC_AUGMENT_TIME_WIDTH, time_stripes_num=2, freq_drop_width=8, freq_stripes_num=2)
+        # The published modules hold the checkpoints' STFT kernels and mel matrix; the log-mel
+        # itself is computed by front_end.logmel (torch.stft and one matmul), equal to theirs.
+        self.spectrogram_extractor, self.logmel_extractor = torchlibrosa_extractors(
+            sample_rate, window_size, hop_size, mel_bins, fmin, fmax)
+        self.register_buffer("stft_window", stft_window(window_size), persistent=False)
+        self.spec_augmenter = SpecAugment(time_drop_width=64, time_stripes_num=2,
+                                          freq_drop_width=8, freq_stripes_num=2)
         # Published code hard-codes BatchNorm2d(64): the same as mel_bins=64, the value
         # every released checkpoint was trained with.
         self.bn0 = nn.BatchNorm2d(mel_bins)
@@ -164,13 +151,8 @@ class PannsTagger(nn.Module):
                              f"{type(self).__name__}: it needs at least {min_samples} samples")
 
     def logmel(self, waveform):
-        """(batch, samples) -> (batch, 1, frames, mel_bins), always computed in fp32.
-
-        The squared STFT magnitude overflows fp16, so autocast is switched off here.
-        """
-        with torch.autocast(device_type=waveform.device.type, enabled=False):
-            x = self.spectrogram_extractor(waveform.float())
-            return self.logmel_extractor(x)
+        """(batch, samples) -> (batch, 1, frames, mel_bins), always computed in fp32."""
+        return logmel(waveform, self.stft_window, self.hop_size, self.logmel_extractor.melW)
 
     def forward(self, input, mixup_lambda=None):
         """input: (batch, samples) waveform. Returns {'clipwise_output', 'embedding'}.
@@ -184,10 +166,8 @@ class PannsTagger(nn.Module):
         x = self.bn0(x)
         x = x.transpose(1, 3)
 
-        # SpecAugment follows its own module's mode (torchlibrosa's DropStripes checks
-        # self.training), so a frozen base in eval mode can still augment; see Transfer models.
-        if self.spec_augmenter.training and isinstance(self.spec_augmenter, SpecAugmentation):
-            check_spec_augment_fits(x.shape[2])
+        # SpecAugment follows its own module's mode, so a frozen base in eval mode can still
+        # augment; see Transfer models.
         x = self.spec_augmenter(x)
 
         # Published code mixes only when self.training; here a given lambda is always applied,

@@ -51,6 +51,10 @@ def run_config(args, info=None):
                         mel_bins=args.mel_bins, fmin=args.fmin, fmax=args.fmax)
     flags = {name: getattr(args, name) for name in RunConfig.__dataclass_fields__
              if hasattr(args, name)}
+    on_gpu = bool(args.cuda) and torch.cuda.is_available()
+    flags.update(precision=args.precision or ("bf16" if on_gpu else "fp32"),
+                 compile=on_gpu if args.compile is None else args.compile,
+                 channels_last=on_gpu if args.channels_last is None else args.channels_last)
     flags.update(task=info["task"], labels=list(info["labels"]), audio=audio,
                  features=os.path.abspath(args.features), clips=len(info["audio_names"]),
                  pretrained_checkpoint_path=(os.path.abspath(args.pretrained_checkpoint_path)
@@ -326,7 +330,6 @@ def train(args):
     """Train one holdout fold (or the filtered split); returns (statistics dict, run dirs)."""
     rank, world_size, device = setup_distributed(args)
     is_master = rank == 0
-    check_precision(args.precision, device)
     sync_batchnorm = args.sync_batchnorm and world_size > 1
     if sync_batchnorm and device.type != "cuda":
         raise UsageError("--sync_batchnorm needs CUDA GPUs (torch's SyncBatchNorm has no CPU "
@@ -337,6 +340,7 @@ def train(args):
     dataset = WaveformDataset(args.features, in_memory=args.in_memory, as_int16=True)
     info = dataset.info
     run = run_config(args, info)
+    check_precision(run.precision, device)
     task, labels = run.task, run.labels
     loss_func = LOSSES[run.loss_type]
     raw_model = build_model(run, device, args.trust_checkpoint)

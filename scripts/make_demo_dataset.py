@@ -19,7 +19,7 @@ This file is the command line and the parallel writer.
 """
 import os
 import sys
-from multiprocessing import Pool
+from multiprocessing import get_context
 
 from tqdm import tqdm
 
@@ -50,7 +50,8 @@ def make_demo_dataset(output_dir, genres=10, clips_per_genre=20, clip_duration=3
             _write_clip(job)
             progress.update()
     else:
-        with Pool(min(num_workers, len(jobs))) as pool:
+        # forkserver: forked workers could inherit a lock held by tqdm's monitor thread.
+        with get_context("forkserver").Pool(min(num_workers, len(jobs))) as pool:
             for _ in pool.imap_unordered(_write_clip, jobs):
                 progress.update()
     progress.close()

@@ -8,7 +8,8 @@ import pytest
 
 from helpers import make_class_folders, run_script, tone, write_tone
 from utils.audio import float32_to_int16, load_audio
-from utils.folds import folds_from_mapping, multilabel_stratified_folds, stratified_folds
+from utils.folds import (folds_from_mapping, multilabel_stratified_folds, read_folds_file,
+                         stratified_folds)
 from utils.utilities import UsageError
 
 SR = 32000
@@ -44,12 +45,14 @@ def test_pack_messy_folder(messy_dataset, tmp_path):
         assert hf.attrs["task"] == "single_label"
         assert hf.attrs["sample_rate"] == SR and hf.attrs["clip_samples"] == int(2.5 * SR)
         names = [name.decode() if isinstance(name, bytes) else name for name in hf["audio_name"][:]]
-        assert len(names) == 22 and "jazz.00054.wav" not in names and "notes.txt" not in names
+        assert len(names) == 22 and "jazz/jazz.00054.wav" not in names
+        assert not [name for name in names if name.endswith("notes.txt")]
+        assert "blues/blues.00100.wav" in names  # named by their path under the dataset folder
         assert hf["waveform"].shape == (22, int(2.5 * SR)) and hf["waveform"].dtype == np.int16
         assert hf["waveform"].chunks == (1, int(2.5 * SR))
         assert hf["target"].shape == (22, 2) and np.all(hf["target"][:].sum(axis=1) == 1)
-        stereo = hf["waveform"][names.index("blues.00100.wav")] / 32767.0
-        short = hf["waveform"][names.index("blues.00101.wav")] / 32767.0
+        stereo = hf["waveform"][names.index("blues/blues.00100.wav")] / 32767.0
+        short = hf["waveform"][names.index("blues/blues.00101.wav")] / 32767.0
     # Stereo 44.1 kHz: mixed to mono, resampled (amplitude kept), zero-padded after 2 s.
     assert abs(np.abs(stereo[:2 * SR - 100]).max() - 0.5) < 0.01
     assert np.all(stereo[2 * SR + 100:] == 0)
@@ -155,3 +158,37 @@ def test_folds_from_matches_packed_names_then_file_names():
     assert folds.tolist() == [3, 4, 7]
     with pytest.raises(UsageError, match="1 clips have no fold, e.g. c.wav"):
         folds_from_mapping(["sub/a.wav", "c.wav"], mapping, "f.csv")
+
+
+def test_same_file_names_in_two_class_folders_keep_their_own_folds(tmp_path):
+    """blues/0.wav and disco/0.wav are two clips: --folds_from matches each by its folder."""
+    for label in ("blues", "disco"):
+        for clip in range(3):
+            write_tone(str(tmp_path / "data" / label / f"{clip}.wav"), 300 + 100 * clip, 1.0, SR)
+    folds_csv = tmp_path / "folds.csv"
+    folds_csv.write_text("name,fold\n" + "".join(
+        f"{label}/{clip}.wav,{fold}\n" for label, fold in (("blues", 2), ("disco", 7))
+        for clip in range(3)))
+    result = run_script("utils/features.py", "pack_audio_files_to_hdf5",
+                        f"--dataset_dir={tmp_path / 'data'}", f"--workspace={tmp_path / 'ws'}",
+                        "--clip_duration=1", f"--folds_from={folds_csv}", "--num_workers=1")
+    assert result.returncode == 0, result.stderr
+    with h5py.File(tmp_path / "ws" / "features" / "waveform.h5", "r") as hf:
+        names = [name.decode() for name in hf["audio_name"][:]]
+        folds = dict(zip(names, hf["fold"][:].tolist()))
+    assert folds == {f"{label}/{clip}.wav": fold for label, fold in (("blues", 2), ("disco", 7))
+                     for clip in range(3)}
+
+    # Bare file names cannot tell blues/0.wav from disco/0.wav: an error, not a silent guess.
+    folds_csv.write_text("".join(f"{clip}.wav,{clip + 1}\n" for clip in range(3)))
+    with pytest.raises(UsageError, match="0.wav is ambiguous"):
+        folds_from_mapping(names, read_folds_file(str(folds_csv)), str(folds_csv))
+    # Unique bare names (the GTZAN lists) still match.
+    assert folds_from_mapping(["blues/blues.00000.wav"], {"blues.00000.wav": 4}, "x").tolist() == [4]
+
+
+def test_a_csv_that_is_not_utf8_is_a_one_line_error(tmp_path):
+    folds_csv = tmp_path / "folds.csv"
+    folds_csv.write_bytes("caf\u00e9.wav,1\n".encode("latin-1"))
+    with pytest.raises(UsageError, match=r"--folds_from=.*folds.csv: not UTF-8 text .*save it as UTF-8"):
+        read_folds_file(str(folds_csv))

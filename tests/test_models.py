@@ -238,8 +238,8 @@ def test_unfrozen_transfer_model_trains_its_base():
 def test_front_end_runs_in_fp32_under_bf16_autocast(waveform):
     model = Cnn6(**AUDIO).eval()
     dtypes = {}
-    model.logmel_extractor.register_forward_hook(
-        lambda module, inputs, output: dtypes.update(logmel=output.dtype))
+    model.bn0.register_forward_hook(  # bn0 reads the log-mel
+        lambda module, inputs, output: dtypes.update(logmel=inputs[0].dtype))
     model.conv_block1.register_forward_hook(
         lambda module, inputs, output: dtypes.update(conv=output.dtype))
     with torch.no_grad(), torch.autocast(device_type="cpu", dtype=torch.bfloat16):

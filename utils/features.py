@@ -57,8 +57,12 @@ def scan_class_folders(dataset_dir, clips_per_class=None):
         class_dir = os.path.join(dataset_dir, label)
         names = sorted(name for name in os.listdir(class_dir)
                        if is_audio_file(os.path.join(class_dir, name)))  # skips .DS_Store, .txt
+        if not names:
+            logging.warning("%s has no audio files: its class '%s' gets no clips and cannot be "
+                            "learned or scored", class_dir, label)
         for name in names[:clips_per_class]:
-            items.append((name, os.path.join(class_dir, name), class_index))
+            # The path under the dataset folder names a clip: blues/0.wav and disco/0.wav differ.
+            items.append((f"{label}/{name}", os.path.join(class_dir, name), class_index))
     return labels, items
 
 
@@ -77,7 +81,9 @@ def _decoded_clips(jobs, num_workers):
     if num_workers <= 1:
         yield from map(_decode_clip, jobs)
         return
-    with multiprocessing.get_context("fork").Pool(num_workers) as pool:
+    # forkserver, not fork: a fork copies locks that threads of this process (tqdm's monitor,
+    # logging) may hold at that moment, and a worker would wait on them forever.
+    with multiprocessing.get_context("forkserver").Pool(num_workers) as pool:
         yield from pool.imap(_decode_clip, jobs, chunksize=2)
 
 

@@ -1,10 +1,11 @@
 """Deterministic cross-validation folds (numbered 1..folds_num), stratified per class."""
 import csv
 import os
+from collections import Counter
 
 import numpy as np
 
-from utils.utilities import UsageError
+from utils.utilities import UsageError, open_text
 
 
 def stratified_folds(class_indices, folds_num=10, seed=1234):
@@ -44,7 +45,7 @@ def read_folds_file(path):
     if not os.path.isfile(path):
         raise UsageError(f"--folds_from={path}: file not found")
     mapping = {}
-    with open(path, newline="") as f:
+    with open_text(path, "--folds_from") as f:
         for line_number, row in enumerate(csv.reader(f), start=1):
             if not row or row[0].startswith("#"):
                 continue
@@ -58,10 +59,25 @@ def read_folds_file(path):
 
 
 def folds_from_mapping(audio_names, mapping, path, folds_num=10):
-    """Look every clip up in a user's fold mapping, by its name as packed (e.g. `sub/a.wav`)
-    or else by its file name (e.g. `blues/blues.00000.wav` lists match `blues.00000.wav`)."""
-    by_file_name = {os.path.basename(name): fold for name, fold in mapping.items()}
-    folds = [mapping.get(name, by_file_name.get(os.path.basename(name))) for name in audio_names]
+    """Look every clip up in a user's fold mapping by its name as packed (its path under the
+    dataset folder, e.g. `blues/blues.00000.wav`), or else by its file name alone when that is
+    unique on both sides (lists of bare names, e.g. `blues.00000.wav`). A file name shared by
+    clips of different folders (`blues/0.wav`, `disco/0.wav`) must be listed with its folder."""
+    clips_per_file_name = Counter(os.path.basename(name) for name in audio_names)
+    folds_per_file_name = {}
+    for name, fold in mapping.items():
+        folds_per_file_name.setdefault(os.path.basename(name), set()).add(fold)
+    folds = []
+    for name in audio_names:
+        if name in mapping:
+            folds.append(mapping[name])
+            continue
+        file_name = os.path.basename(name)
+        listed = folds_per_file_name.get(file_name, set())
+        if listed and (clips_per_file_name[file_name] > 1 or len(listed) > 1):
+            raise UsageError(f"--folds_from={path}: {file_name} is ambiguous (several clips or "
+                             f"rows share that file name); list {name} with its folder")
+        folds.append(next(iter(listed)) if listed else None)
     missing = [name for name, fold in zip(audio_names, folds) if fold is None]
     if missing:
         raise UsageError(f"--folds_from={path}: {len(missing)} clips have no fold, "

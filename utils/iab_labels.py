@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from utils.config import AUDIOSET_LABELS_CSV, METADATA_DIR
-from utils.utilities import UsageError
+from utils.utilities import UsageError, open_text
 
 LABEL_SET_SIZES = (5, 20)
 LABEL_SEPARATOR = ";"
@@ -42,7 +42,7 @@ def read_csv_rows(path, required_columns):
     """Rows of a CSV as dicts; a missing file or column is a UsageError naming the file."""
     if not os.path.isfile(path):
         raise UsageError(f"{path}: file not found; check the path")
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_text(path, "--mapping") as f:
         reader = csv.DictReader(f)
         missing = [c for c in required_columns if c not in (reader.fieldnames or [])]
         if missing:

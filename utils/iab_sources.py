@@ -26,7 +26,7 @@ import numpy as np
 from utils.config import METADATA_DIR, REPO_DIR, read_label_list
 from utils.iab_labels import (LABEL_SEPARATOR, LABEL_SET_SIZES, load_label_set, mapping_csv,
                               mids_to_target, read_label_set_csv, split_labels)
-from utils.utilities import UsageError
+from utils.utilities import UsageError, open_text
 
 DEFAULT_FILENAME_PATTERN = "Y{ytid}.wav"
 PATTERN_FIELDS = ("ytid", "start", "start_ms", "end", "end_ms")
@@ -103,7 +103,7 @@ def read_segments_csv(path):
     if not os.path.isfile(path):
         raise UsageError(f"--segments_csv={path}: file not found")
     segments = []
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_text(path, "--segments_csv") as f:
         for line_number, line in enumerate(f, start=1):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
@@ -188,7 +188,7 @@ def resolve_label_names(value):
     if value.strip() in [str(size) for size in LABEL_SET_SIZES]:
         return load_label_set(int(value))
     if os.path.isfile(value):
-        with open(value, encoding="utf-8") as f:
+        with open_text(value, "--labels") as f:
             first_line = f.readline().strip()
         labels = read_label_set_csv(value) if first_line.split(",")[0] == "label" \
             else read_label_list(value)
@@ -207,7 +207,7 @@ def read_labelled_csv(csv_path):
     if not os.path.isfile(csv_path):
         raise UsageError(f"--csv={csv_path}: file not found")
     rows = []
-    with open(csv_path, newline="", encoding="utf-8") as f:
+    with open_text(csv_path, "--csv") as f:
         for line_number, row in enumerate(csv.reader(f, skipinitialspace=True), start=1):
             if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
                 continue

@@ -171,6 +171,20 @@ def check_output_file(path, flag):
     check_writable_folder(os.path.dirname(os.path.abspath(path)), f"the folder of {flag}")
 
 
+def open_text(path, flag):
+    """A UTF-8 text file (a BOM is dropped) as an open text stream; a file in another encoding
+    is a one-line UsageError naming it and the flag."""
+    require_file(path, flag)
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{flag}={path}: not UTF-8 text (byte 0x{data[error.start]:02x} at "
+                         f"offset {error.start}); save it as UTF-8") from None
+    return io.StringIO(text, newline="")
+
+
 def require_file(path, flag):
     """Fail with a usage error naming the flag when a required input file is missing."""
     if not path or not os.path.isfile(path):
