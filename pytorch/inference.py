@@ -4,7 +4,8 @@
         [--window=SECONDS] [--hop=SECONDS] [--top_k=3] [--output=predictions.csv|.json] [--cuda]
 
 How a file becomes model input, and why:
-- It is decoded to mono at the checkpoint's sample rate with utils.audio.load_audio, as packing did.
+- It is decoded to mono at the checkpoint's sample rate as packing did (utils.audio.stream_audio:
+  a block at a time, so a 3-hour recording needs the memory of a short one).
 - A file no longer than the window is zero-padded to the window. Packing zero-pads short clips
   to the training clip length in exactly this way, so a short file gets the input, and the
   prediction, that training and evaluation gave it; run at its own length, the time pooling
@@ -26,22 +27,12 @@ from tqdm import tqdm
 
 from pytorch.checkpoints import load_trained_model
 from pytorch.pytorch_utils import probabilities_from_output, select_device
-from utils.audio import AudioReadError, fix_length, is_audio_file, load_audio
+from utils.audio import AudioReadError, fix_length, is_audio_file, stream_audio
 from utils.config import AUDIO_EXTENSIONS, SINGLE_LABEL
 from utils.arguments import add_trust_flag, positive_float, positive_int
 from utils.utilities import UsageError, check_output_file, write_csv, write_json
 
 OUTPUT_FORMATS = (".csv", ".json")
-
-
-def window_starts(samples, window_samples, hop_samples):
-    """First sample of each window; the last window ends at the end of the file."""
-    if samples <= window_samples:
-        return [0]
-    starts = list(range(0, samples - window_samples + 1, hop_samples))
-    if starts[-1] + window_samples < samples:
-        starts.append(samples - window_samples)
-    return starts
 
 
 def window_samples_of(audio, window=None, hop=None):
@@ -74,22 +65,60 @@ def check_window_fits_model(model, window_samples, sample_rate):
 
 
 @torch.no_grad()
+def stream_windows(blocks, window_samples, hop_samples):
+    """The model inputs of a file given as blocks of samples: windows starting every hop, the
+    last one aligned to the end of the file, a file shorter than a window zero-padded to it
+    (see the module doc). Holds at most a window plus a block: memory does not grow with the
+    file. Yields (window, file samples so far)."""
+    buffer, buffer_start, next_start, last_end, total = np.zeros(0, np.float32), 0, 0, 0, 0
+    for block in blocks:
+        buffer = np.concatenate([buffer, block])
+        total += len(block)
+        while next_start + window_samples <= total:
+            offset = next_start - buffer_start
+            yield buffer[offset:offset + window_samples], total
+            last_end = next_start + window_samples
+            next_start += hop_samples
+        # Keep what a later window may need: from the next start, and the file's last window.
+        keep_from = max(buffer_start, min(next_start, total - window_samples))
+        buffer, buffer_start = buffer[keep_from - buffer_start:], keep_from
+    if total < window_samples:
+        yield fix_length(buffer, window_samples), total
+    elif last_end < total:
+        yield buffer[-window_samples:], total
+
+
+@torch.no_grad()
+def predict_blocks(model, task, blocks, window_samples, hop_samples, batch_size=8,
+                   device=torch.device("cpu")):
+    """Mean class probabilities over the windows of a file given as blocks of samples;
+    returns (probabilities, windows, samples)."""
+    model.eval()
+    sums, windows, samples, pending = [], 0, 0, []
+
+    def run(batch):
+        # Packing stored clips as int16, saturating beyond full scale: clip the same way.
+        inputs = torch.from_numpy(np.clip(np.stack(batch), -1.0, 1.0)).to(device)
+        output = model(inputs)["clipwise_output"]
+        sums.append(probabilities_from_output(output.float(), task).double().sum(dim=0).cpu().numpy())
+
+    for window, samples in stream_windows(blocks, window_samples, hop_samples):
+        pending.append(window)
+        windows += 1
+        if len(pending) == batch_size:
+            run(pending)
+            pending = []
+    if pending:
+        run(pending)
+    return np.sum(sums, axis=0) / windows, windows, samples
+
+
 def predict_waveform(model, task, waveform, window_samples, hop_samples, batch_size=8,
                      device=torch.device("cpu")):
     """Mean class probabilities over the windows of one waveform; returns (probabilities, windows)."""
-    model.eval()
-    # Packing stored clips as int16, saturating beyond full scale: clip the same way.
-    waveform = np.clip(waveform, -1.0, 1.0)
-    if len(waveform) < window_samples:
-        waveform = fix_length(waveform, window_samples)
-    starts = window_starts(len(waveform), window_samples, hop_samples)
-    sums = []
-    for first in range(0, len(starts), batch_size):
-        batch = np.stack([waveform[start:start + window_samples]
-                          for start in starts[first:first + batch_size]])
-        output = model(torch.from_numpy(batch).to(device))["clipwise_output"]
-        sums.append(probabilities_from_output(output.float(), task).double().sum(dim=0).cpu().numpy())
-    return np.sum(sums, axis=0) / len(starts), len(starts)
+    probabilities, windows, _ = predict_blocks(model, task, [np.asarray(waveform, np.float32)],
+                                               window_samples, hop_samples, batch_size, device)
+    return probabilities, windows
 
 
 def top_labels(probabilities, labels, top_k):
@@ -107,10 +136,10 @@ def predict_file(model, run, path, window=None, hop=None, top_k=3, batch_size=8,
     """
     window_samples, hop_samples = window_samples_of(run.audio, window, hop)
     sample_rate = run.audio.sample_rate
-    waveform = load_audio(path, sample_rate)
-    probabilities, windows = predict_waveform(model, run.task, waveform, window_samples,
-                                              hop_samples, batch_size, device)
-    return {"file": path, "duration_s": len(waveform) / sample_rate, "windows": windows,
+    probabilities, windows, samples = predict_blocks(
+        model, run.task, stream_audio(path, sample_rate), window_samples, hop_samples,
+        batch_size, device)
+    return {"file": path, "duration_s": samples / sample_rate, "windows": windows,
             "probabilities": probabilities, "top": top_labels(probabilities, run.labels, top_k)}
 
 

@@ -305,6 +305,20 @@ def evaluate(model, loader, device, task, loss_func, threshold, precision):
     return dict(metrics, loss=loss)
 
 
+def check_training_classes(targets, labels, task):
+    """A single-label run needs two classes to tell apart (one class "trains" to accuracy 1.0);
+    a label without training clips cannot be learned: say so before training."""
+    present = targets.sum(axis=0) > 0
+    if task == config.SINGLE_LABEL and present.sum() < 2:
+        raise UsageError(f"the training clips hold {int(present.sum())} class(es) "
+                         f"({', '.join(l for l, p in zip(labels, present) if p) or 'none'}); "
+                         "a classifier needs at least two: pack more classes")
+    missing = [label for label, here in zip(labels, present) if not here]
+    if missing:
+        logging.warning("no training clip has the label(s) %s: they cannot be learned",
+                        "; ".join(missing))
+
+
 def checkpoint_bytes(model):
     """About how large a training checkpoint of `model` is: the weights plus Adam's (AMSGrad)
     three moments per trainable weight, with a margin."""
@@ -361,6 +375,7 @@ def train(args):
 
     train_indices, holdout_indices, test_indices = split_train_eval_indices(
         info["audio_names"], info["folds"], run.holdout_fold, run.split)
+    check_training_classes(dataset.targets[train_indices], labels, task)
     mixup = Mixup(mixup_alpha=1.0, seed=run.seed) if run.augmentation == "mixup" else None
     sampler = TrainSampler(train_indices, run.batch_size, mixup=mixup is not None, seed=run.seed)
     primary_metric = run.primary_metric

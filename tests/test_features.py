@@ -96,7 +96,7 @@ def test_pack_fails_clearly(tmp_path, setup, expected):
     features = tmp_path / "ws" / "features"
     assert not (features / "waveform.h5").exists()
     if setup == "all_corrupt":
-        assert "rock.00000.wav" in (features / "waveform_report.tsv").read_text()
+        assert "rock.00000.wav" in (features / "waveform_failed_report.tsv").read_text()
 
 
 def test_pack_rejects_bad_flag(tmp_path):

@@ -142,7 +142,7 @@ def test_pack_audioset_nothing_left_and_bad_pattern(audioset, tmp_path):
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: nothing to pack: 23 rows read")
     assert "--filename_pattern" in message
-    report = (tmp_path / "ws" / "features" / "waveform_report.tsv").read_text()
+    report = (tmp_path / "ws" / "features" / "waveform_failed_report.tsv").read_text()
     assert report.count("missing audio") == 22
     assert not (tmp_path / "ws" / "features" / "waveform.h5").exists()
 

@@ -9,7 +9,7 @@ import torch
 
 from pytorch.checkpoints import load_trained_model
 from helpers import run_script, tone, write_tone
-from pytorch.inference import predict_file, predict_paths, window_samples_of, window_starts
+from pytorch.inference import (predict_file, predict_paths, stream_windows, window_samples_of)
 from pytorch.main import main
 from test_evaluate import SR, save_checkpoint
 from utils.audio import fix_length, load_audio
@@ -43,6 +43,16 @@ def direct_probabilities(model, windows):
     """Softmax probabilities of each window, all windows in one forward pass."""
     with torch.no_grad():
         return model(torch.from_numpy(np.stack(windows)))["clipwise_output"].exp().numpy()
+
+
+def window_starts(samples, window_samples, hop_samples):
+    """First sample of each window; the last window ends at the end of the file."""
+    if samples <= window_samples:
+        return [0]
+    starts = list(range(0, samples - window_samples + 1, hop_samples))
+    if starts[-1] + window_samples < samples:
+        starts.append(samples - window_samples)
+    return starts
 
 
 def test_window_starts_cover_the_file_and_end_aligned():
@@ -191,3 +201,47 @@ def test_bad_inputs_are_usage_errors(checkpoint_path, tmp_path, case, words):
     with pytest.raises(UsageError) as error:
         main(["inference"] + [f"--{k}={v}" for k, v in args.items()])
     assert str(error.value).startswith(words.format(tmp=tmp_path))
+
+
+@pytest.mark.parametrize("samples,window,hop", [(70, 10, 10), (70, 20, 20), (70, 20, 15), (5, 20, 20),
+                                                (20, 20, 7), (1000, 64, 10)])
+def test_streamed_windows_are_the_specified_windows_whatever_the_blocks(samples, window, hop):
+    waveform = np.arange(1, samples + 1, dtype=np.float32)
+    expected = [fix_length(waveform[start:start + window], window)
+                for start in window_starts(samples, window, hop)]
+    rng = np.random.default_rng(samples + window + hop)
+    cuts = np.sort(rng.choice(np.arange(1, samples), size=min(samples - 1, 6), replace=False))
+    for blocks in ([waveform], np.split(waveform, cuts), [waveform[i:i + 1] for i in range(samples)]):
+        got = [w for w, _ in stream_windows(blocks, window, hop)]
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_streamed_decoding_equals_whole_file_decoding_and_stays_small(tmp_path):
+    """A 44.1 kHz file: blocks resampled as they come equal the whole file resampled at once,
+    and reading a clip or streaming windows allocates about a block, not the file."""
+    import tracemalloc
+
+    from utils.audio import read_clip, stream_audio
+    path = str(tmp_path / "long.wav")
+    rate = 44100
+    long = np.random.default_rng(0).uniform(-0.5, 0.5, 240 * rate).astype(np.float32)  # 4 min
+    import soundfile
+    soundfile.write(path, long, rate, subtype="FLOAT")
+    whole = load_audio(path, SR)
+    streamed = np.concatenate(list(stream_audio(path, SR, block_seconds=7.3)))
+    assert len(streamed) == len(whole)
+    np.testing.assert_allclose(streamed, whole, atol=1e-5)
+
+    tracemalloc.start()
+    clip = read_clip(path, SR, 3 * SR)
+    clip_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    windows = sum(1 for _ in stream_windows(stream_audio(path, SR), 3 * SR, 3 * SR))
+    stream_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_allclose(clip, whole[:3 * SR], atol=1e-5)
+    assert windows == 80
+    file_bytes = whole.nbytes  # 4 min at 32 kHz, float32: 30.7 MB
+    assert clip_peak < file_bytes / 4 and stream_peak < file_bytes / 3, (clip_peak, stream_peak)

@@ -85,7 +85,7 @@ def test_outputs_are_checked_before_training(tmp_path, features, monkeypatch):
             train(tmp_path / "readonly", features)
 
     # Too little free space for one checkpoint.
-    monkeypatch.setattr("utils.runs.shutil.disk_usage", lambda path: DiskUsage(10**9, 10**9, 1000))
+    monkeypatch.setattr("utils.utilities.shutil.disk_usage", lambda path: DiskUsage(10**9, 10**9, 1000))
     with pytest.raises(UsageError, match="MiB free, but a checkpoint needs about"):
         train(tmp_path / "full", features)
     assert not os.path.exists(os.path.join(statistics_of(tmp_path / "full"), "statistics.pickle"))
@@ -230,3 +230,40 @@ def test_file_system_faults_are_one_line_errors(tmp_path, features):
                         f"--audio_path={tmp_path}", f"--output={folder}")
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         f"error: --output={folder}: is a folder; give a file name"]
+
+
+def test_packing_checks_its_output_first_and_a_failed_repack_keeps_the_old_report(tmp_path):
+    data = make_class_folders(str(tmp_path / "data"), classes=("a", "b"), clips_per_class=2)
+    os.makedirs(os.path.join(data, "empty"))  # a class folder without audio: warned about
+    workspace = tmp_path / "ws"
+    result = run_script("utils/features.py", "pack_audio_files_to_hdf5", f"--dataset_dir={data}",
+                        f"--workspace={workspace}", "--clip_duration=1", "--num_workers=1")
+    assert result.returncode == 0 and "has no audio files" in result.stderr
+    report = workspace / "features" / "waveform_report.tsv"
+    kept = report.read_text()
+
+    broken = tmp_path / "broken"
+    for label in ("a", "b"):
+        os.makedirs(broken / label)
+        (broken / label / "x.wav").write_bytes(b"RIFF....not audio")
+    result = run_script("utils/features.py", "pack_audio_files_to_hdf5", f"--dataset_dir={broken}",
+                        f"--workspace={workspace}", "--clip_duration=1", "--num_workers=1")
+    assert result.returncode == 2 and "waveform_failed_report.tsv" in result.stderr
+    assert report.read_text() == kept  # the report of the HDF5 still there is untouched
+
+    folder = tmp_path / "out.h5"
+    folder.mkdir()
+    result = run_script("utils/features.py", "pack_audio_files_to_hdf5", f"--dataset_dir={data}",
+                        f"--workspace={workspace}", f"--output={folder}", "--num_workers=1")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"error: --output={folder}: is a folder; give a file name"]
+
+
+def test_a_single_class_dataset_is_refused_before_training(tmp_path):
+    data = make_class_folders(str(tmp_path / "data"), classes=("only",), clips_per_class=10)
+    labels, found = scan_class_folders(data)
+    features = str(tmp_path / "one.h5")
+    pack_to_hdf5([(name, path, one_hot(index, 1)) for name, path, index in found], labels,
+                 "single_label", features, clip_duration=1.0)
+    with pytest.raises(UsageError, match=r"hold 1 class\(es\) \(only\).*at least two"):
+        train(tmp_path / "ws", features)

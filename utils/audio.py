@@ -66,6 +66,63 @@ def _load_audio(path, sample_rate):
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
+STREAM_BLOCK_SECONDS = 10.0
+
+
+def stream_audio(path, sample_rate, block_seconds=STREAM_BLOCK_SECONDS):
+    """load_audio a block at a time: mono float32 blocks at `sample_rate` whose concatenation is
+    the whole file, decoded and resampled (soxr's stream, same filter) as they are read, so
+    memory is bounded by the block, not the file. Formats libsndfile cannot read (MP3 through
+    audioread, M4A, ...) are decoded whole. Failures are AudioReadErrors, as in load_audio."""
+    try:
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            raise AudioReadError("file not found" if not os.path.isfile(path) else "empty file (0 bytes)")
+        try:
+            sound = soundfile.SoundFile(path)
+        except Exception:
+            yield load_audio(path, sample_rate)
+            return
+        with sound:
+            source_rate = sound.samplerate
+            resampler = (soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32",
+                                             quality="VHQ") if source_rate != sample_rate else None)
+            block = max(1, int(block_seconds * source_rate))
+            read = 0
+            while True:
+                data = sound.read(block, dtype="float32", always_2d=True)
+                last = len(data) < block
+                mono = data.mean(axis=1, dtype=np.float32)
+                if not np.all(np.isfinite(mono)):
+                    raise AudioReadError("non-finite samples (NaN or Inf)")
+                read += len(mono)
+                if resampler is not None:
+                    mono = resampler.resample_chunk(mono, last=last)
+                if len(mono):
+                    yield np.ascontiguousarray(mono, dtype=np.float32)
+                if last:
+                    break
+        if read == 0:
+            raise AudioReadError("no audio samples (zero length)")
+    except AudioReadError:
+        raise
+    except Exception as error:
+        raise AudioReadError(f"cannot decode: {error}") from None
+
+
+def read_clip(path, sample_rate, clip_samples):
+    """The first clip_samples of a file (zero-padded when shorter), reading no more of it than
+    that needs: packing a 3-hour recording into 30-s clips takes the memory of a 30-s one."""
+    blocks, samples = [], 0
+    stream = stream_audio(path, sample_rate)
+    for block in stream:
+        blocks.append(block)
+        samples += len(block)
+        if samples >= clip_samples:
+            stream.close()
+            break
+    return fix_length(np.concatenate(blocks), clip_samples)
+
+
 def fix_length(waveform, clip_samples):
     """Zero-pad or truncate to exactly clip_samples."""
     if len(waveform) >= clip_samples:

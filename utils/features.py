@@ -26,14 +26,14 @@ from tqdm import tqdm
 
 from utils import config
 from utils.arguments import Parser, int_range, non_negative_int, positive_float, positive_int
-from utils.audio import (INT16_SCALE, AudioReadError, fix_length, float32_to_int16, is_audio_file,
-                         load_audio)
+from utils.audio import INT16_SCALE, AudioReadError, float32_to_int16, is_audio_file, read_clip
 from utils.folds import folds_from_mapping, multilabel_stratified_folds, read_folds_file, stratified_folds
 from utils.iab_labels import LABEL_SET_SIZES, load_label_set
 from utils.iab_sources import (DEFAULT_FILENAME_PATTERN, audioset_items, csv_items, display_path,
                                label_set_name, mapping_used, mini_data_subset, resolve_label_names)
 from utils.runs import default_features_path
-from utils.utilities import (UsageError, atomic_path, atomic_write_text, create_logging,
+from utils.utilities import (UsageError, atomic_path, atomic_write_text, check_free_space,
+                             check_output_file, create_logging, remove_stale_temporaries,
                              require_file, run_cli)
 
 MINI_DATA_CLIPS_PER_CLASS = 10
@@ -70,10 +70,10 @@ def _decode_clip(job):
     """Worker: decode one file to an int16 clip, or say why it can't be used."""
     index, path, sample_rate, clip_samples = job
     try:
-        waveform = load_audio(path, sample_rate)
+        clip = read_clip(path, sample_rate, clip_samples)
     except AudioReadError as error:  # any decoder failure skips the file, never the whole run
         return index, None, str(error)
-    return index, float32_to_int16(fix_length(waveform, clip_samples)), None
+    return index, float32_to_int16(clip), None
 
 
 def _decoded_clips(jobs, num_workers):
@@ -130,6 +130,10 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
         raise ValueError(f"task must be one of {config.TASKS}")
     clip_samples = int(round(sample_rate * clip_duration))
     classes_num = len(labels)
+    # Before decoding anything: the disk can hold the output.
+    folder = os.path.dirname(os.path.abspath(output_path))
+    remove_stale_temporaries([folder], prefix=f".{os.path.basename(output_path)}.")
+    check_free_space(folder, int(1.05 * len(items) * clip_samples * 2) + 2**20, "the HDF5")
     jobs = [(index, path, sample_rate, clip_samples) for index, (_, path, _) in enumerate(items)]
     skipped = []
     kept = []
@@ -146,9 +150,8 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
                 waveforms[len(kept)] = clip
                 kept.append(index)
             if not kept:
-                _write_report(output_path, list(excluded) + skipped)
-                raise UsageError(f"no usable audio among {len(items)} files; "
-                                 f"see {report_path_for(output_path)}")
+                failed_report = _write_report(output_path, list(excluded) + skipped, failed=True)
+                raise UsageError(f"no usable audio among {len(items)} files; see {failed_report}")
             waveforms.resize((len(kept), clip_samples))
             audio_names = [items[index][0] for index in kept]
             targets = np.stack([np.asarray(items[index][2], dtype=np.float32) for index in kept])
@@ -161,9 +164,15 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
     return len(kept), skipped
 
 
-def _write_report(hdf5_path, skipped):
+def _write_report(hdf5_path, skipped, failed=False):
+    """The TSV of left-out files; a failed pack writes its own, leaving the report of the HDF5
+    that is still there untouched. Returns its path."""
+    path = report_path_for(hdf5_path)
+    if failed:
+        path = path.replace("_report.tsv", "_failed_report.tsv")
     lines = ["path\treason"] + [f"{path}\t{reason}" for path, reason in skipped]
-    atomic_write_text("\n".join(lines) + "\n", report_path_for(hdf5_path))
+    atomic_write_text("\n".join(lines) + "\n", path)
+    return path
 
 
 def one_hot(class_index, classes_num):
@@ -216,11 +225,10 @@ def pack_csv_to_hdf5(args):
 def pack_multi_label(items, labels, summary, args, attributes, missing_hint):
     """The multi-label packers' shared end: mini data, nothing-left check, packing, summary log."""
     output_path = args.output or default_features_path(args.workspace, args.mini_data)
-    report_path = report_path_for(output_path)
     if args.mini_data:
         items = mini_data_subset(items, MINI_DATA_CLIPS_PER_CLASS)
     if not items:
-        _write_report(output_path, summary.excluded)
+        report_path = _write_report(output_path, summary.excluded, failed=True)
         example = f"; e.g. {summary.first_missing} is missing ({missing_hint})" \
             if summary.first_missing else ""
         raise UsageError(f"nothing to pack: {summary.describe()}{example}; see {report_path}")
@@ -231,7 +239,7 @@ def pack_multi_label(items, labels, summary, args, attributes, missing_hint):
     skipped_paths = {path for path, _ in skipped}
     per_label = np.sum([target for _, path, target in items if path not in skipped_paths], axis=0)
     logging.info("%s, %d unreadable, %d packed; every left-out clip and why: %s",
-                 summary.describe(), len(skipped), packed, report_path)
+                 summary.describe(), len(skipped), packed, report_path_for(output_path))
     logging.info("clips per label: %s", ", ".join(
         f"{label} {int(count)}" for label, count in zip(labels, per_label)))
     empty = [label for label, count in zip(labels, per_label) if count == 0]
@@ -302,6 +310,9 @@ def build_parser():
 
 def main():
     args = build_parser().parse_args()
+    # Before scanning or decoding anything: the output file can be written.
+    check_output_file(args.output or default_features_path(args.workspace, args.mini_data),
+                      "--output")
     create_logging(os.path.join(args.workspace, "logs", "features"), args.mode)
     args.handler(args)
 

@@ -10,10 +10,10 @@ CV summary, evaluation) reads that.
 import json
 import logging
 import os
-import shutil
 
 from utils.config import RunConfig
-from utils.utilities import UsageError, check_writable_folder, write_json
+from utils.utilities import (UsageError, check_free_space, check_writable_folder,
+                             remove_stale_temporaries, write_json)
 
 RUN_FILE = "run.json"
 STATISTICS_FILE = "statistics.pickle"
@@ -171,22 +171,3 @@ class RunFolder:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
-
-
-def check_free_space(folder, needed_bytes):
-    free = shutil.disk_usage(folder).free
-    if free < needed_bytes:
-        raise UsageError(f"{folder}: {free / 2**20:.0f} MiB free, but a checkpoint needs about "
-                         f"{needed_bytes / 2**20:.0f} MiB; free some space or choose another "
-                         "--workspace")
-
-
-def remove_stale_temporaries(folders):
-    """Temporary files that killed writers left (atomic writes name them .<file>.*.tmp)."""
-    for folder in folders:
-        if not os.path.isdir(folder):
-            continue
-        for name in os.listdir(folder):
-            if name.startswith(".") and name.endswith(".tmp"):
-                os.remove(os.path.join(folder, name))
-                logging.info("removed %s, left by an interrupted write", os.path.join(folder, name))

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import pickle
+import shutil
 import signal
 import sys
 import tempfile
@@ -162,6 +163,25 @@ def check_writable_folder(folder, what):
     except OSError as error:
         raise UsageError(f"{folder}: {what} is not writable ({error.strerror}); choose another "
                          "folder or fix its permissions") from None
+
+
+def check_free_space(folder, needed_bytes, what="a checkpoint"):
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise UsageError(f"{folder}: {free / 2**20:.0f} MiB free, but {what} needs about "
+                         f"{needed_bytes / 2**20:.0f} MiB; free some space or write elsewhere")
+
+
+def remove_stale_temporaries(folders, prefix="."):
+    """Temporary files that killed writers left (atomic writes name them .<file>.*.tmp); only
+    those starting with `prefix` (e.g. one output's own)."""
+    for folder in folders:
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                os.remove(os.path.join(folder, name))
+                logging.info("removed %s, left by an interrupted write", os.path.join(folder, name))
 
 
 def check_output_file(path, flag):
