@@ -10,10 +10,13 @@ import sys
 import time
 from collections import namedtuple
 
+import numpy as np
 import pytest
+import soundfile
 
 from helpers import REPO_DIR, make_class_folders, run_dir, run_script, visible_files
 from pytorch import cross_validation, main as main_script, train as train_module
+from pytorch.inference import find_audio_files
 from utils.features import one_hot, pack_to_hdf5, scan_class_folders
 from utils.runs import LOCK_FILE
 from utils.utilities import UsageError
@@ -267,3 +270,19 @@ def test_a_single_class_dataset_is_refused_before_training(tmp_path):
                  "single_label", features, clip_duration=1.0)
     with pytest.raises(UsageError, match=r"hold 1 class\(es\) \(only\).*at least two"):
         train(tmp_path / "ws", features)
+
+
+def test_silent_clips_are_reported_and_inference_follows_symlinked_folders(tmp_path):
+    data = make_class_folders(str(tmp_path / "data"), classes=("a", "b"), clips_per_class=2)
+    soundfile.write(os.path.join(data, "a", "silent.wav"), np.zeros(32000, np.float32), 32000)
+    labels, found = scan_class_folders(data)
+    output = str(tmp_path / "w.h5")
+    pack_to_hdf5([(name, path, one_hot(index, 2)) for name, path, index in found], labels,
+                 "single_label", output, clip_duration=1.0)
+    report = open(str(tmp_path / "w_report.tsv")).read()
+    assert "silent.wav\tpacked, but its clip is all silence" in report
+
+    os.makedirs(tmp_path / "query")
+    os.symlink(os.path.join(data, "b"), tmp_path / "query" / "linked")
+    assert [os.path.basename(path) for path in find_audio_files(str(tmp_path / "query"))] == [
+        "b.00000.wav", "b.00001.wav"]

@@ -37,6 +37,7 @@ from utils.utilities import (UsageError, atomic_path, atomic_write_text, check_f
                              require_file, run_cli)
 
 MINI_DATA_CLIPS_PER_CLASS = 10
+SILENT = "packed, but its clip is all silence (is it the right file?)"
 
 
 def report_path_for(hdf5_path):
@@ -73,7 +74,8 @@ def _decode_clip(job):
         clip = read_clip(path, sample_rate, clip_samples)
     except AudioReadError as error:  # any decoder failure skips the file, never the whole run
         return index, None, str(error)
-    return index, float32_to_int16(clip), None
+    clip = float32_to_int16(clip)
+    return index, clip, None if clip.any() else SILENT
 
 
 def _decoded_clips(jobs, num_workers):
@@ -135,7 +137,7 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
     remove_stale_temporaries([folder], prefix=f".{os.path.basename(output_path)}.")
     check_free_space(folder, int(1.05 * len(items) * clip_samples * 2) + 2**20, "the HDF5")
     jobs = [(index, path, sample_rate, clip_samples) for index, (_, path, _) in enumerate(items)]
-    skipped = []
+    skipped, noted = [], []  # left out; packed but listed in the report too
     kept = []
     started = time.time()
     with atomic_path(output_path) as temp_path:
@@ -147,6 +149,9 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
                     skipped.append((items[index][1], reason))
                     logging.warning("skipped %s: %s", items[index][1], reason)
                     continue
+                if reason:  # packed, but worth a look
+                    noted.append((items[index][1], reason))
+                    logging.warning("%s: %s", items[index][1], reason)
                 waveforms[len(kept)] = clip
                 kept.append(index)
             if not kept:
@@ -158,7 +163,7 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
             folds = assign_folds(task, targets, audio_names, folds_from, seed=seed)
             write_clip_metadata(hf, audio_names, targets.reshape(len(kept), classes_num), folds,
                                 labels, task, sample_rate, clip_duration, extra_attributes)
-    _write_report(output_path, list(excluded) + skipped)
+    _write_report(output_path, list(excluded) + skipped + noted)
     logging.info("packed %d clips (%d skipped) in %.1f s into %s",
                  len(kept), len(skipped), time.time() - started, output_path)
     return len(kept), skipped
