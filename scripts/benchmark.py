@@ -57,7 +57,7 @@ from utils.config import REPO_DIR, AudioConfig, RunConfig
 from utils.data_generator import (EvaluateSampler, TrainSampler, WaveformDataset, collate_fn,
                                   read_hdf5_info)
 from utils.features import create_waveform_dataset, write_clip_metadata
-from utils.utilities import UsageError, atomic_path, atomic_write_text, run_cli
+from utils.utilities import UsageError, atomic_path, atomic_write_text, check_output_file, run_cli
 
 BASELINE = {"loader": "original", "backends": False, "channels_last": False,
             "precision": "fp32", "compile": False}
@@ -82,8 +82,10 @@ H100_BF16_PEAK_FLOPS = 989e12
 REALISTIC_SHARE_OF_PEAK = 0.8
 DEVICE_DEFAULTS = {  # flag -> (CUDA, CPU)
     "model_type": ("Transfer_Cnn14", "Transfer_Cnn6"),
-    "batch_size": (32, 4), "clip_duration": (30.0, 5.0), "iterations": (20, 2),
-    "warmup": (10, 1), "repeats": (3, 3), "loader_batches": (100, 200),
+    # CUDA: sized so the whole run (7 steps, the original loader's baseline the slowest) ends
+    # well inside 5 minutes on one H100; compile's warm-up steps absorb its compilation.
+    "batch_size": (32, 4), "clip_duration": (30.0, 5.0), "iterations": (10, 2),
+    "warmup": (4, 1), "repeats": (2, 3), "loader_batches": (50, 200),
     "num_workers": (min(8, os.cpu_count() or 1), min(2, os.cpu_count() or 1)),
 }
 
@@ -244,6 +246,18 @@ def measure_loader(kind, options):
     return {"clips_per_s": rate, "repeats": rates, "peak_memory_bytes": peak_memory_bytes(device)}
 
 
+def measure_matmul_rate(options):
+    """The device's measured dense matmul rate (FLOP/s): bf16 on CUDA, fp32 on the CPU. It
+    sets the compute floor the training steps are compared with."""
+    device = torch.device(options["device"])
+    size = 8192 if device.type == "cuda" else 1024
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    rate, _ = timed_rate(lambda: a @ b, 2 * size ** 3, 10, 3, device)
+    return {"flops_per_s": rate, "dtype": str(dtype), "size": size}
+
+
 def count_training_flops(options):
     """FLOPs of one training clip (a mixup pair mixed into one; forward and backward), and of one
     evaluation clip (forward), counted by torch's FlopCounterMode on the CPU."""
@@ -305,9 +319,16 @@ def report(results, options):
                      f"TFLOP/s): {at_peak:,.0f} training clips/s at peak, "
                      f"{REALISTIC_SHARE_OF_PEAK * at_peak:,.0f} at "
                      f"{REALISTIC_SHARE_OF_PEAK:.0%} of peak.")
+    matmul = results.get("matmul", {})
+    floor = (matmul["flops_per_s"] / flops["train_flops_per_clip"]
+             if "flops_per_s" in matmul and "error" not in flops else None)
+    if floor:
+        lines.append(f"Compute floor on this device (measured {matmul['dtype']} matmul "
+                     f"{matmul['flops_per_s'] / 1e12:.2f} TFLOP/s): {floor:,.1f} training "
+                     "clips/s; 'of floor' is each step's share of it.")
     lines.append("")
     header = (f"{'step':<15}{'train clips/s':>14}{'vs base':>9}{'eval clips/s':>14}"
-              f"{'vs base':>9}{'peak memory':>13}{'TFLOP/s':>9}")
+              f"{'vs base':>9}{'peak memory':>13}{'TFLOP/s':>9}{'of floor':>10}")
     lines += [header, "-" * len(header)]
     base = results["steps"][0] if results["steps"] else {}
     for step in results["steps"]:
@@ -322,7 +343,8 @@ def report(results, options):
             f"{ratio(step['train_clips_per_s'], base.get('train_clips_per_s')):>9}"
             f"{step['eval_clips_per_s']:>14.2f}"
             f"{ratio(step['eval_clips_per_s'], base.get('eval_clips_per_s')):>9}"
-            f"{format_bytes(step['peak_memory_bytes']):>13}{tflops:>9.3f}")
+            f"{format_bytes(step['peak_memory_bytes']):>13}{tflops:>9.3f}"
+            f"{step['train_clips_per_s'] / floor if floor else float('nan'):>10.1%}")
     lines += ["", f"Loaders alone (raw clips/s onto {options['device']}, batches of "
                   f"{2 * options['batch_size']}, {options['num_workers']} workers):"]
     reference = results["loaders"][0].get("clips_per_s") if results["loaders"] else None
@@ -402,6 +424,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.output_json:  # fail now, not after the measurements
+        check_output_file(args.output_json, "--output_json")
+
+    def save(results):
+        """Results so far: a step that fails or is killed leaves the ones before it."""
+        if args.output_json:
+            atomic_write_text(json.dumps(results, indent=2) + "\n", args.output_json)
+
     with tempfile.TemporaryDirectory() as folder:
         hdf5_path = os.path.join(folder, "waveform.h5")
         write_synthetic_hdf5(hdf5_path, args.clips, args.clip_duration)
@@ -414,23 +444,26 @@ def main(argv=None):
                    "command": " ".join([os.path.relpath(__file__, REPO_DIR)] + sys.argv[1:]),
                    "options": {key: value for key, value in options.items() if key != "hdf5_path"},
                    "flops": in_fresh_process(count_training_flops, options),
+                   "matmul": in_fresh_process(measure_matmul_rate, options),
                    "steps": [], "loaders": []}
+        save(results)
         for name, step_config in tqdm(configs, desc="steps", unit="step"):
             outcome = in_fresh_process(measure_step, step_config, options)
             results["steps"].append(dict(outcome, step=name, config=step_config))
+            save(results)
         for kind in tqdm(loaders, desc="loaders", unit="loader"):
             results["loaders"].append(dict(in_fresh_process(measure_loader, kind, options),
                                            loader=kind))
+            save(results)
     # Other processes on the machine slow every figure down: keep the load beside them.
     results["machine"]["load_average_1min"] = [results["machine"]["load_average_1min"],
                                                os.getloadavg()[0]]
+    save(results)
     text = report(results, vars(args))
     print(f"\n{results['command']}\n{results['machine']}\n\n{text}")
     if args.output_json:
-        atomic_write_text(json.dumps(results, indent=2) + "\n", args.output_json)
         print(f"\nwrote {args.output_json}")
     return results
-
 
 if __name__ == "__main__":
     run_cli(main)
