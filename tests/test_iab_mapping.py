@@ -11,9 +11,8 @@ from scripts.build_iab_mapping import (
                                        NO_RULE_REASON, Rule, build_mapping_rows, build_mapping_text, propagate_rules, read_ontology,
                                        read_rules)
 from utils.config import AUDIOSET_LABELS_CSV, METADATA_DIR, REPO_DIR
-from utils.iab_labels import (
-                              label_set_csv, load_label_set, load_mapping, mapping_csv, mapping_matrix, mids_to_target,
-                              split_labels)
+from utils.iab_labels import (label_set_csv, load_label_set, load_mapping, mapping_csv,
+                              mapping_matrix, mids_to_target, most_specific, split_labels)
 from utils.utilities import UsageError
 
 TAXONOMY_TSV = os.path.join(METADATA_DIR, "iab_content_taxonomy_3.0.tsv")
@@ -276,3 +275,32 @@ def test_cli_builds_a_custom_mapping_and_rejects_bad_rules(tmp_path):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "bad.csv, line 2" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_ancestor_co_labels_do_not_leak_labels():
+    """The most specific mids decide: Aircraft clips tagged Vehicle too are not Automotive,
+    Car clips tagged Vehicle are; a Cap gun (a child of Gunshot) is no War & Conflicts."""
+    labels = load_label_set(5)
+    automotive, war = labels.index("Automotive"), labels.index("War & Conflicts")
+    aircraft, vehicle, car = "/m/0k5j", "/m/07yv9", "/m/0k4j"
+    assert most_specific([aircraft, vehicle]) == [aircraft]
+    assert mids_to_target([aircraft, vehicle], 5)[automotive] == 0
+    assert mids_to_target([aircraft, vehicle], 5, specific_only=False)[automotive] == 1
+    assert mids_to_target([car, vehicle], 5)[automotive] == 1
+    assert mids_to_target(["/m/073cg4", "/m/032s66"], 5)[war] == 0  # Cap gun, Gunshot
+    assert mids_to_target(["/m/032s66"], 5)[war] == 1  # a gunshot alone still is
+
+
+def test_dry_run_counts_labels_of_the_plain_header_segment_list(tmp_path):
+    csv_path = tmp_path / "segments.csv"
+    csv_path.write_text('YTID,start_seconds,end_seconds,positive_labels\n'
+                        'a,0.000,10.000,"/m/0k5j,/m/07yv9"\n'
+                        'b,0.000,10.000,"/m/0k4j,/m/07yv9"\n')
+    result = subprocess.run([sys.executable, os.path.join(REPO_DIR, "utils", "features.py"),
+                             "pack_audioset_to_hdf5", f"--segments_csv={csv_path}",
+                             f"--workspace={tmp_path / 'ws'}", "--dry_run"],
+                            capture_output=True, text=True, cwd=REPO_DIR)
+    assert result.returncode == 0, result.stderr
+    automotive = next(line for line in result.stdout.splitlines() if line.startswith("Automotive"))
+    assert automotive.split()[1:] == ["2", "1", "-1"]
+    assert not (tmp_path / "ws" / "features" / "waveform.h5").exists()

@@ -24,6 +24,7 @@ FMAX = 14000
 
 AUDIOSET_CLASSES_NUM = 527
 AUDIOSET_LABELS_CSV = os.path.join(METADATA_DIR, "audioset_class_labels_indices.csv")
+AUDIOSET_ONTOLOGY_JSON = os.path.join(METADATA_DIR, "audioset_ontology.json")
 
 SINGLE_LABEL = "single_label"
 MULTI_LABEL = "multi_label"

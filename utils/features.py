@@ -30,7 +30,8 @@ from utils.audio import INT16_SCALE, AudioReadError, float32_to_int16, is_audio_
 from utils.folds import folds_from_mapping, multilabel_stratified_folds, read_folds_file, stratified_folds
 from utils.iab_labels import LABEL_SET_SIZES, load_label_set
 from utils.iab_sources import (DEFAULT_FILENAME_PATTERN, audioset_items, csv_items, display_path,
-                               label_set_name, mapping_used, mini_data_subset, resolve_label_names)
+                               label_counts, label_set_name, mapping_used, mini_data_subset,
+                               resolve_label_names)
 from utils.runs import default_features_path
 from utils.utilities import (UsageError, atomic_path, atomic_write_text, check_free_space,
                              check_output_file, create_logging, remove_stale_temporaries,
@@ -201,10 +202,29 @@ def pack_audio_files_to_hdf5(args):
     print(f"Wrote {output_path}")
 
 
+def report_label_counts(args):
+    """--dry_run: the label counts the segment CSVs give, before and after the ancestor rule."""
+    labels = load_label_set(args.iab_labels)
+    union, specific, unlabelled = label_counts(args.segments_csv, args.iab_labels, args.mapping)
+    rows = [("label", "all mids", "most specific", "changed")]
+    rows += [(label, str(u), str(s), f"{s - u:+d}") for label, u, s in zip(labels, union, specific)]
+    rows.append(("(no label)", str(unlabelled[0]), str(unlabelled[1]),
+                 f"{unlabelled[1] - unlabelled[0]:+d}"))
+    width = max(len(row[0]) for row in rows) + 2
+    print(f"clips per IAB label ({args.iab_labels} labels), labels only, no audio read:")
+    for row in rows:
+        print(row[0].ljust(width) + "".join(f"{cell:>15}" for cell in row[1:]))
+
+
 def pack_audioset_to_hdf5(args):
     """AudioSet segment CSVs + downloaded clips -> multi-label HDF5 of IAB labels."""
     if args.mapping:
         require_file(args.mapping, "--mapping")
+    if args.dry_run:
+        return report_label_counts(args)
+    if not args.audio_dir:
+        raise UsageError("--audio_dir is required (the folder of the downloaded clips), "
+                         "except with --dry_run")
     labels = load_label_set(args.iab_labels)
     items, summary = audioset_items(args.segments_csv, args.audio_dir, args.iab_labels,
                                     args.mapping, args.filename_pattern, args.keep_unlabelled)
@@ -286,7 +306,11 @@ def build_parser():
     audioset.add_argument("--segments_csv", action="extend", nargs="+", required=True,
                           help="AudioSet-style segment CSV(s); repeat the flag or list several; "
                                "a YTID already seen is skipped")
-    audioset.add_argument("--audio_dir", required=True, help="folder of the downloaded clips")
+    audioset.add_argument("--audio_dir", default=None, help="folder of the downloaded clips")
+    audioset.add_argument("--dry_run", action="store_true",
+                          help="read only the CSVs' labels: print the clips per IAB label with "
+                               "every mid mapped and with the most specific mids (the rule "
+                               "packing uses); write nothing")
     audioset.add_argument("--iab_labels", type=int, choices=LABEL_SET_SIZES, default=5,
                           help="IAB label set: 5 or 20 labels (metadata/iab_labels_N.csv)")
     audioset.add_argument("--mapping", default=None,

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from utils.config import AUDIOSET_LABELS_CSV, METADATA_DIR
+from utils.config import AUDIOSET_LABELS_CSV, AUDIOSET_ONTOLOGY_JSON, METADATA_DIR
 from utils.utilities import UsageError, open_text
 
 LABEL_SET_SIZES = (5, 20)
@@ -131,17 +131,59 @@ def mapping_matrix(num_labels, mapping_path=None):
     return _mapping_matrix(num_labels, custom).copy()
 
 
-def mids_to_target(mids, num_labels, mapping_path=None):
-    """Multi-hot float32 (C,) of the IAB labels reached by a clip's AudioSet mids.
+@functools.lru_cache(maxsize=None)
+def ontology_ancestors():
+    """{mid: frozenset of its ancestors' mids} from metadata/audioset_ontology.json."""
+    import json
+
+    with open_text(AUDIOSET_ONTOLOGY_JSON, "ontology") as f:
+        nodes = json.load(f)
+    parents = {}
+    for node in nodes:
+        for child in node.get("child_ids", []):
+            parents.setdefault(child, set()).add(node["id"])
+    ancestors = {}
+
+    def collect(mid, seen=()):
+        if mid not in ancestors:
+            found = set()
+            for parent in parents.get(mid, ()):
+                if parent not in seen:  # the ontology is a DAG; guard against a cycle anyway
+                    found |= {parent} | collect(parent, seen + (mid,))
+            ancestors[mid] = frozenset(found)
+        return ancestors[mid]
+
+    for node in nodes:
+        collect(node["id"])
+    return ancestors
+
+
+def most_specific(mids):
+    """The clip's mids without those that are ontology ancestors of another of its mids.
+
+    AudioSet raters tag the generic parent too (Aircraft clips usually carry Vehicle): mapped
+    as they are, the parent's label would leak onto the child's clips (Aircraft -> Automotive
+    via Vehicle). The most specific labels decide."""
+    ancestors = ontology_ancestors()
+    covered = set().union(*(ancestors.get(mid, frozenset()) for mid in mids)) if mids else set()
+    return [mid for mid in mids if mid not in covered]
+
+
+def mids_to_target(mids, num_labels, mapping_path=None, specific_only=True):
+    """Multi-hot float32 (C,) of the IAB labels reached by a clip's AudioSet mids, after
+    most_specific() (specific_only=False: every mid, the union rule, for comparison).
 
     mids: an iterable of mids or one comma-separated string (AudioSet segment-CSV style).
     Mids that are not AudioSet classes are ignored.
     """
     if isinstance(mids, str):
         mids = mids.split(",")
+    mids = [mid.strip() for mid in mids if mid.strip()]
+    if specific_only:
+        mids = most_specific(mids)
     custom = os.path.abspath(mapping_path) if mapping_path else None
     mapping = _read_mapping(num_labels, custom)
     target = np.zeros(len(_label_set(num_labels)), dtype=np.float32)
     for mid in mids:
-        target[list(mapping.get(mid.strip(), ()))] = 1.0
+        target[list(mapping.get(mid, ()))] = 1.0
     return target

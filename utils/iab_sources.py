@@ -108,6 +108,8 @@ def read_segments_csv(path):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             row = next(csv.reader([line], skipinitialspace=True))
+            if line_number == 1 and row and row[0].strip() == "YTID":
+                continue  # the plain-header form (Google's original has '#' comment lines)
             where = f"{path} line {line_number}"
             if len(row) != 4:
                 raise UsageError(f"{where}: expected 'YTID, start_seconds, end_seconds, "
@@ -169,6 +171,24 @@ def audioset_items(segment_csvs, audio_dir, num_labels, mapping_path=None,
                           f"no IAB label: {','.join(segment.mids) or 'no mids'} map to none of "
                           f"the {num_labels} labels")
     return items, summary
+
+
+def label_counts(segment_csvs, num_labels, mapping_path=None):
+    """Labels only, no audio: per IAB label, the clips of the segment CSVs it reaches with every
+    mid mapped (the union rule) and with the most specific mids only; and the unlabelled clips
+    under each. Returns (union counts, specific counts, [unlabelled union, unlabelled specific])."""
+    size = len(load_label_set(num_labels))
+    union, specific, unlabelled, seen = np.zeros(size), np.zeros(size), [0, 0], set()
+    for csv_path in segment_csvs:
+        for segment in read_segments_csv(csv_path):
+            if segment.ytid in seen:
+                continue
+            seen.add(segment.ytid)
+            for counts, rule, index in ((union, False, 0), (specific, True, 1)):
+                target = mids_to_target(segment.mids, num_labels, mapping_path, specific_only=rule)
+                counts += target
+                unlabelled[index] += not target.any()
+    return union.astype(int), specific.astype(int), unlabelled
 
 
 def mapping_used(num_labels, mapping_path=None):
