@@ -286,3 +286,13 @@ def test_silent_clips_are_reported_and_inference_follows_symlinked_folders(tmp_p
     os.symlink(os.path.join(data, "b"), tmp_path / "query" / "linked")
     assert [os.path.basename(path) for path in find_audio_files(str(tmp_path / "query"))] == [
         "b.00000.wav", "b.00001.wav"]
+
+
+def test_packing_onto_a_full_disk_is_refused_before_decoding(tmp_path, monkeypatch):
+    data = make_class_folders(str(tmp_path / "data"), classes=("a", "b"), clips_per_class=2)
+    labels, found = scan_class_folders(data)
+    monkeypatch.setattr("utils.utilities.shutil.disk_usage", lambda path: DiskUsage(10**9, 10**9, 1000))
+    with pytest.raises(UsageError, match="MiB free, but the HDF5 needs about"):
+        pack_to_hdf5([(name, path, one_hot(index, 2)) for name, path, index in found], labels,
+                     "single_label", str(tmp_path / "w.h5"), clip_duration=1.0)
+    assert os.listdir(tmp_path) == ["data"]  # no HDF5, no temporary, no report
