@@ -225,6 +225,10 @@ def format_report(result):
         lines.append(row["label"].ljust(width)
                      + "".join(f"{format_number(row[column]):>11}" for column in columns)
                      + f"{row['support']:>9}")
+    absent = [row["label"] for row in rows if row["support"] == 0]
+    if absent:
+        lines.append(f"no clip of this set has {', '.join(absent)}: left out of macro F1 "
+                     "unless predicted")
     if result["task"] == SINGLE_LABEL:
         lines.append(f"accuracy {result['accuracy']:.4f}   macro F1 {result['macro_f1']:.4f}")
     else:

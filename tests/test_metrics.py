@@ -79,8 +79,11 @@ def test_multi_label_metrics_match_sklearn():
     np.testing.assert_allclose(metrics["per_class_ap"][:3], expected_ap)
     assert math.isnan(metrics["per_class_ap"][3])  # no positives: AP undefined
     assert metrics["mAP"] == pytest.approx(np.mean(expected_ap))
+    # Class 3 has no positive and no prediction: it is left out of the macro average.
     assert metrics["macro_f1"] == pytest.approx(
-        f1_score(MULTI_TARGETS, predicted, average="macro", zero_division=0))
+        f1_score(MULTI_TARGETS, predicted, labels=[0, 1, 2], average="macro", zero_division=0))
+    assert metrics["macro_f1"] > f1_score(MULTI_TARGETS, predicted, average="macro",
+                                          zero_division=0)
     assert metrics["micro_f1"] == pytest.approx(
         f1_score(MULTI_TARGETS, predicted, average="micro", zero_division=0))
     np.testing.assert_allclose(
@@ -121,3 +124,14 @@ def test_write_confusion_matrix_csv_and_png(tmp_path, normalize):
         np.testing.assert_array_equal(values, matrix)
     assert png_path.read_bytes()[:8] == PNG_MAGIC
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cm.csv", "cm.png"]  # no temp files
+
+
+def test_macro_f1_leaves_out_only_classes_absent_from_truth_and_predictions():
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1]])
+    # Class 2 never occurs and is never predicted: the macro average is over classes 0 and 1.
+    both = single_label_metrics(probabilities, np.array([0, 1, 1]))
+    assert both["macro_f1"] == pytest.approx(np.mean(both["per_class_f1"][:2]))
+    # Predicted but never true, class 0 in a fold of class-1 clips still counts (F1 0).
+    wrong = single_label_metrics(probabilities, np.array([1, 1, 1]))
+    assert wrong["macro_f1"] == pytest.approx(np.mean(wrong["per_class_f1"][:2]))
+    assert wrong["per_class_f1"][0] == 0

@@ -7,8 +7,10 @@ statistics pickle.
 Conventions (chosen to agree with scikit-learn, which the tests compare against):
 - zero_division=0: a class never predicted has precision 0; a class with no true and no
   predicted samples has F1 0.
-- macro F1 averages over all C classes, including ones absent from this validation set, like
-  sklearn.metrics.f1_score(..., labels=range(C), average='macro', zero_division=0).
+- macro F1 averages over the classes this set can score: those with a true or a predicted
+  example (sklearn.metrics.f1_score(..., labels=those, average='macro', zero_division=0)). A class
+  absent from both (an empty class folder, a label no clip of the fold has) is left out; one
+  predicted but never true counts, with F1 0.
 - mAP averages average precision over the classes with at least one positive target only:
   AP is undefined without positives, so per_class_ap holds NaN for those classes, and mAP is
   NaN when no class has a positive.
@@ -68,12 +70,21 @@ def single_label_metrics(probabilities, targets, labels=None):
     np.add.at(matrix, (true, predicted), 1)
     return {
         "accuracy": float(np.mean(true == predicted)) if len(true) else float("nan"),
-        "macro_f1": float(np.mean(f1)),
+        "macro_f1": macro_over_scored(f1, np.bincount(true, minlength=classes_num),
+                                      np.bincount(predicted, minlength=classes_num)),
         "per_class_precision": precision.tolist(),
         "per_class_recall": recall.tolist(),
         "per_class_f1": f1.tolist(),
         "confusion_matrix": matrix,
     }
+
+
+def macro_over_scored(per_class, true_counts, predicted_counts):
+    """The mean over the classes this set can score: those with a true or a predicted example.
+    A class absent from both (an empty class folder, a label no clip of this fold has) has no
+    F1 to speak of; counting it as 0 would punish the model for the data."""
+    scored = (np.asarray(true_counts) > 0) | (np.asarray(predicted_counts) > 0)
+    return float(np.mean(np.asarray(per_class)[scored])) if scored.any() else float("nan")
 
 
 def multi_label_metrics(probabilities, targets, threshold=DEFAULT_THRESHOLD):
@@ -99,7 +110,7 @@ def multi_label_metrics(probabilities, targets, threshold=DEFAULT_THRESHOLD):
         "mAP": float(np.mean(np.asarray(per_class_ap)[has_positives])) if has_positives.any()
         else float("nan"),
         "per_class_ap": per_class_ap,
-        "macro_f1": float(np.mean(per_class_f1)),
+        "macro_f1": macro_over_scored(per_class_f1, positive.sum(axis=0), predicted.sum(axis=0)),
         "micro_f1": float(f1_score(positive, predicted, average="micro", zero_division=0)),
         "per_class_f1": per_class_f1.tolist(),
         "accuracy": float(np.mean(np.all(positive == predicted, axis=1))) if len(positive)
