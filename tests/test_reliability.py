@@ -282,10 +282,21 @@ def test_silent_clips_are_reported_and_inference_follows_symlinked_folders(tmp_p
     report = open(str(tmp_path / "w_report.tsv")).read()
     assert "silent.wav\tpacked, but its clip is all silence" in report
 
+    # A WAV cut short (its header promises more frames): packed, and reported.
+    cut = os.path.join(data, "b", "cut.wav")
+    soundfile.write(cut, np.full(32000, 0.25, np.float32), 32000, subtype="PCM_16")
+    with open(cut, "r+b") as f:
+        f.truncate(os.path.getsize(cut) - 20000)
+    labels, found = scan_class_folders(data)
+    pack_to_hdf5([(name, path, one_hot(index, 2)) for name, path, index in found], labels,
+                 "single_label", output, clip_duration=1.0)
+    report = open(str(tmp_path / "w_report.tsv")).read()
+    assert "cut.wav\tpacked, but truncated: its header promises 32000 frames, the file holds 22000" in report
+
     os.makedirs(tmp_path / "query")
     os.symlink(os.path.join(data, "b"), tmp_path / "query" / "linked")
     assert [os.path.basename(path) for path in find_audio_files(str(tmp_path / "query"))] == [
-        "b.00000.wav", "b.00001.wav"]
+        "b.00000.wav", "b.00001.wav", "cut.wav"]
 
 
 def test_packing_onto_a_full_disk_is_refused_before_decoding(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """Decoding, resampling and clip-length handling shared by packing and inference."""
 import os
 import warnings
+import wave
 
 import numpy as np
 import soundfile
@@ -121,6 +122,22 @@ def read_clip(path, sample_rate, clip_samples):
             stream.close()
             break
     return fix_length(np.concatenate(blocks), clip_samples)
+
+
+def wav_truncation(path):
+    """For a PCM WAV whose header promises more frames than the file holds (a download or copy
+    cut short), what is missing; else None. libsndfile reads such files without a word."""
+    if not path.lower().endswith(".wav"):
+        return None
+    try:
+        with wave.open(path, "rb") as header:
+            promised = header.getnframes()
+        held = soundfile.info(path).frames
+    except Exception:  # not PCM (wave reads PCM only) or unreadable: decoding will say
+        return None
+    if held < promised:
+        return f"truncated: its header promises {promised} frames, the file holds {held}"
+    return None
 
 
 def fix_length(waveform, clip_samples):

@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from utils import config
 from utils.arguments import Parser, int_range, non_negative_int, positive_float, positive_int
-from utils.audio import INT16_SCALE, AudioReadError, float32_to_int16, is_audio_file, read_clip
+from utils.audio import (INT16_SCALE, AudioReadError, float32_to_int16, is_audio_file, read_clip,
+                         wav_truncation)
 from utils.folds import folds_from_mapping, multilabel_stratified_folds, read_folds_file, stratified_folds
 from utils.iab_labels import LABEL_SET_SIZES, load_label_set
 from utils.iab_sources import (DEFAULT_FILENAME_PATTERN, audioset_items, csv_items, display_path,
@@ -76,7 +77,9 @@ def _decode_clip(job):
     except AudioReadError as error:  # any decoder failure skips the file, never the whole run
         return index, None, str(error)
     clip = float32_to_int16(clip)
-    return index, clip, None if clip.any() else SILENT
+    truncated = wav_truncation(path)
+    note = f"packed, but {truncated}" if truncated else None if clip.any() else SILENT
+    return index, clip, note
 
 
 def _decoded_clips(jobs, num_workers):
