@@ -111,7 +111,7 @@ def run_train(args):
 
 def run_list_runs(args):
     """List the runs of a workspace from their run.json; --latest_checkpoint prints one path."""
-    from utils.runs import run_dirs
+    from utils.runs import checkpoint_path, run_dirs, saved_iterations
     from utils.statistics_files import parse_filters, require_statistics
 
     runs = require_statistics(args.workspace, args.holdout_fold, args.model_type,
@@ -119,10 +119,8 @@ def run_list_runs(args):
     rows = []
     for run in runs:
         checkpoints_dir = run_dirs(args.workspace, run.config)["checkpoints"] if run.config else ""
-        saved = [os.path.join(checkpoints_dir, name) for name in os.listdir(checkpoints_dir)
-                 if name.endswith("_iterations.pth")] if os.path.isdir(checkpoints_dir) else []
-        newest = max(saved, key=lambda path: int(os.path.basename(path).split("_")[0]), default="")
-        rows.append((run, newest))
+        saved = saved_iterations(checkpoints_dir) if checkpoints_dir else []
+        rows.append((run, checkpoint_path(checkpoints_dir, saved[-1]) if saved else ""))
     if args.latest_checkpoint:
         with_checkpoints = [(run, path) for run, path in rows if path]
         if not with_checkpoints:

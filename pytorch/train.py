@@ -38,7 +38,7 @@ from utils import config
 from utils.config import AudioConfig, RunConfig
 from utils.data_generator import EvaluateSampler, TrainSampler, WaveformDataset, read_hdf5_info
 from utils.metrics import compute_metrics
-from utils.runs import RunFolder, checkpoint_path, write_run_file
+from utils.runs import RunFolder, checkpoint_path, format_changes, write_run_file
 from utils.splits import split_train_eval_indices
 from utils.utilities import UsageError, atomic_pickle_dump, create_logging, safe_pickle_load
 
@@ -334,9 +334,8 @@ def check_resumable(checkpoint, run, path):
     stored = RunConfig.from_dict(checkpoint["config"], path)
     fixed = stored.differences(run, resumable=False)
     if fixed:
-        changes = ", ".join(f"--{name} {old!r} -> {new!r}" for name, (old, new) in fixed.items())
         raise UsageError(f"--resume_iteration: {path} was trained with other settings "
-                         f"({changes}); resume with the same ones, or start a new run with "
+                         f"({format_changes(fixed)}); resume with the same ones, or start a new run with "
                          "--run_name=NAME")
 
 
@@ -523,6 +522,7 @@ def train(args):
         statistics.dump()
     logging.info("finished at iteration %d in %.1f s; log %s", iteration,
                  time.time() - started, log_path)
+    run_folder.release()  # the next fold of --holdout_fold=all may run in this process
     if world_size > 1:
         dist.barrier()
     return statistics.statistics, dirs

@@ -59,10 +59,6 @@ positive_int = int_range(1)
 non_negative_int = int_range(0)
 
 
-def finite_float(text):
-    return _number(float, text)
-
-
 def positive_float(text):
     value = _number(float, text)
     if value <= 0:

@@ -111,7 +111,8 @@ def saved_iterations(checkpoints_dir):
     return sorted(found)
 
 
-def _format_changes(changes):
+def format_changes(changes):
+    """{field: (old, new)} as '--field old -> new, ...' for one-line refusals."""
     return ", ".join(f"--{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
 
 
@@ -140,7 +141,7 @@ class RunFolder:
             if fixed:
                 raise UsageError(
                     f"{self.dirs['statistics']} holds a run with other settings "
-                    f"({_format_changes(fixed)}); add --run_name=NAME to start a separate run "
+                    f"({format_changes(fixed)}); add --run_name=NAME to start a separate run "
                     "beside it")
         if resume_iteration == 0 and saved:
             raise UsageError(
@@ -150,7 +151,7 @@ class RunFolder:
         if stored is not None and resume_iteration > 0:
             applied = stored.differences(self.config, resumable=True)
             if applied:
-                logging.info("resuming with changed settings: %s", _format_changes(applied))
+                logging.info("resuming with changed settings: %s", format_changes(applied))
         check_free_space(self.dirs["checkpoints"], checkpoint_bytes)
         return self.dirs
 
