@@ -139,31 +139,51 @@ def legacy_run_config(checkpoint, path):
     return RunConfig.from_dict(args, path)
 
 
-def read_training_checkpoint(path, flag="--checkpoint_path", trusted=False):
-    """(checkpoint dict, RunConfig) of a checkpoint written by this project's training."""
-    checkpoint = load_checkpoint_file(path, flag, trusted)
+def is_training_checkpoint(checkpoint):
+    """This project's training checkpoints carry a 'config' (older ones, their labels)."""
+    return isinstance(checkpoint, Mapping) and ("config" in checkpoint or "labels" in checkpoint)
+
+
+def training_run_config(checkpoint, path, flag="--checkpoint_path"):
+    """The RunConfig of a loaded training checkpoint."""
     if not isinstance(checkpoint, Mapping) or "model" not in checkpoint:
         raise UsageError(f"{flag}={path}: not a checkpoint of this pipeline's training "
                          "(no 'model')")
     try:
         if "config" in checkpoint:
-            return checkpoint, RunConfig.from_dict(checkpoint["config"], path)
+            return RunConfig.from_dict(checkpoint["config"], path)
         missing = [key for key in LEGACY_KEYS if key not in checkpoint]
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")
-        return checkpoint, legacy_run_config(checkpoint, path)
+        return legacy_run_config(checkpoint, path)
     except (ValueError, TypeError) as error:
         raise UsageError(f"{flag}={path}: not a checkpoint of this pipeline's training "
                          f"({error})") from None
 
 
-def load_trained_model(path, device, flag="--checkpoint_path", trusted=False):
-    """(model in eval mode on `device`, checkpoint dict, RunConfig) from a training checkpoint."""
+def read_training_checkpoint(path, flag="--checkpoint_path", trusted=False):
+    """(checkpoint dict, RunConfig) of a checkpoint written by this project's training."""
+    checkpoint = load_checkpoint_file(path, flag, trusted)
+    return checkpoint, training_run_config(checkpoint, path, flag)
+
+
+def load_trained_model(path, device, flag="--checkpoint_path", trusted=False,
+                       audioset_tagger=False):
+    """(model in eval mode on `device`, checkpoint dict, RunConfig) from a training checkpoint,
+    or, with `audioset_tagger`, also from an official PANNs checkpoint: its architecture and
+    settings found from its tensors (pytorch/published.py), its labels AudioSet's 527."""
     from pytorch.models import create_model  # models load weights through this module
 
-    checkpoint, config = read_training_checkpoint(path, flag, trusted)
+    checkpoint = load_checkpoint_file(path, flag, trusted)
+    if audioset_tagger and not is_training_checkpoint(checkpoint):
+        from pytorch.published import audioset_tagger_config, identify
+
+        state_dict = checkpoint_state_dict(checkpoint, path)
+        config = audioset_tagger_config(identify(state_dict, path, flag))
+        checkpoint = {"model": state_dict}
+    else:
+        config = training_run_config(checkpoint, path, flag)
     model = create_model(config.model_type, **config.audio.front_end(),
                          classes_num=len(config.labels), task=config.task)
     load_state_dict_checked(model, checkpoint["model"], path)
     return model.to(device).eval(), checkpoint, config
-

@@ -1,7 +1,14 @@
-"""Label audio files of any length with a trained checkpoint (it carries labels and settings).
+"""Label audio files of any length with a trained checkpoint (it carries labels and settings),
+or tag them with the 527 AudioSet classes of an official PANNs checkpoint.
 
     python3 pytorch/main.py inference --checkpoint_path=P --audio_path=FILE_OR_DIR \\
         [--window=SECONDS] [--hop=SECONDS] [--top_k=3] [--output=predictions.csv|.json] [--cuda]
+
+An official checkpoint (e.g. Cnn14_mAP=0.431.pth, under any file name) is recognised from its
+tensors (pytorch/published.py). As the original inference did, it reads each file whole and
+runs it in one pass (memory grows with the file; --window and --hop window it instead). The
+decision-level models (Cnn14_DecisionLevel*) also give frame-wise probabilities: with --output,
+each file's frame-wise CSV and plot go to OUTPUT_framewise/ (sound event detection).
 
 How a file becomes model input, and why:
 - It is decoded to mono at the checkpoint's sample rate as packing did (utils.audio.stream_audio:
@@ -26,10 +33,12 @@ import torch
 from tqdm import tqdm
 
 from pytorch.checkpoints import load_trained_model
+from pytorch.models import TransferModel, tagger_of
 from pytorch.pytorch_utils import probabilities_from_output, select_device
 from utils.audio import AudioReadError, fix_length, is_audio_file, stream_audio
 from utils.config import AUDIO_EXTENSIONS, SINGLE_LABEL
 from utils.arguments import add_trust_flag, positive_float, positive_int
+from utils.plot_statistics import save_figure
 from utils.utilities import UsageError, check_output_file, write_csv, write_json
 
 OUTPUT_FORMATS = (".csv", ".json")
@@ -121,6 +130,22 @@ def predict_waveform(model, task, waveform, window_samples, hop_samples, batch_s
     return probabilities, windows
 
 
+@torch.no_grad()
+def predict_whole(model, blocks, device=torch.device("cpu")):
+    """An AudioSet tagger over a whole file in one pass, as the original inference: returns
+    (clipwise probabilities, framewise (frames, classes) or None, samples). A file shorter
+    than the network's pooling takes is zero-padded to that length."""
+    model.eval()
+    waveform = np.concatenate(list(blocks) or [np.zeros(0, np.float32)])
+    samples = len(waveform)
+    waveform = fix_length(waveform, max(samples, tagger_of(model).min_samples()))
+    inputs = torch.from_numpy(np.clip(waveform, -1.0, 1.0)[None]).to(device)
+    output = model(inputs)
+    framewise = output.get("framewise_output")
+    return (output["clipwise_output"][0].double().cpu().numpy(),
+            None if framewise is None else framewise[0].float().cpu().numpy(), samples)
+
+
 def top_labels(probabilities, labels, top_k):
     """[(label, probability)] of the top_k classes, most probable first."""
     order = np.argsort(-probabilities, kind="stable")[:top_k]
@@ -134,13 +159,27 @@ def predict_file(model, run, path, window=None, hop=None, top_k=3, batch_size=8,
 
     Raises AudioReadError when the file cannot be decoded.
     """
-    window_samples, hop_samples = window_samples_of(run.audio, window, hop)
     sample_rate = run.audio.sample_rate
-    probabilities, windows, samples = predict_blocks(
-        model, run.task, stream_audio(path, sample_rate), window_samples, hop_samples,
-        batch_size, device)
-    return {"file": path, "duration_s": samples / sample_rate, "windows": windows,
-            "probabilities": probabilities, "top": top_labels(probabilities, run.labels, top_k)}
+    result = {"file": path}
+    if whole_file(model, window):
+        probabilities, framewise, samples = predict_whole(model, stream_audio(path, sample_rate),
+                                                          device)
+        windows = 1
+        if framewise is not None:
+            result["framewise"] = framewise
+    else:
+        window_samples, hop_samples = window_samples_of(run.audio, window, hop)
+        probabilities, windows, samples = predict_blocks(
+            model, run.task, stream_audio(path, sample_rate), window_samples, hop_samples,
+            batch_size, device)
+    result.update(duration_s=samples / sample_rate, windows=windows, probabilities=probabilities,
+                  top=top_labels(probabilities, run.labels, top_k))
+    return result
+
+
+def whole_file(model, window):
+    """An AudioSet tagger reads a file whole unless --window asks for windows."""
+    return window is None and not isinstance(model, TransferModel)
 
 
 def predict_paths(model, run, paths, window=None, hop=None, top_k=3, batch_size=8,
@@ -185,6 +224,37 @@ def format_prediction(result):
     return f"{result['file']} ({result['duration_s']:.1f} s, {result['windows']} window{plural}): {top}"
 
 
+def framewise_dir(output):
+    return os.path.splitext(output)[0] + "_framewise"
+
+
+def write_framewise(result, folder, run, top_k=10):
+    """A decision-level model's frame-wise probabilities of one file: a CSV (time_s, then the
+    file's top_k classes by peak probability) and a PNG of the same (sound event detection)."""
+    from matplotlib.figure import Figure
+
+    framewise = result["framewise"]
+    seconds_per_frame = run.audio.hop_size / run.audio.sample_rate
+    classes = np.argsort(-framewise.max(axis=0), kind="stable")[:top_k]
+    stem = os.path.join(folder, os.path.splitext(os.path.basename(result["file"]))[0])
+    rows = [["time_s"] + [run.labels[index] for index in classes]]
+    rows += [[f"{frame * seconds_per_frame:.3f}"] + [f"{value:.6f}" for value in values]
+             for frame, values in enumerate(framewise[:, classes])]
+    write_csv(rows, stem + ".csv")
+    figure = Figure(figsize=(10, 4))
+    axes = figure.subplots()
+    image = axes.imshow(framewise[:, classes].T, aspect="auto", origin="upper",
+                        interpolation="nearest", vmin=0, vmax=1, cmap="jet",
+                        extent=(0, len(framewise) * seconds_per_frame, len(classes) - 0.5, -0.5))
+    axes.set_yticks(range(len(classes)), [run.labels[index] for index in classes])
+    axes.set_xlabel("seconds")
+    axes.set_title(f"{os.path.basename(result['file'])}: frame-wise probabilities ({run.model_type})")
+    figure.colorbar(image, ax=axes)
+    figure.tight_layout()
+    save_figure(figure, stem + ".png")
+    return stem + ".csv"
+
+
 def write_predictions(results, path, run, top_k, window_s, hop_s):
     """CSV: file, label_1, prob_1, ..., duration_s, windows, error. JSON: all probabilities too."""
     if path.lower().endswith(".csv"):
@@ -211,7 +281,7 @@ def write_predictions(results, path, run, top_k, window_s, hop_s):
                       "top": [{"label": label, "probability": probability}
                               for label, probability in result["top"]],
                       "probabilities": dict(zip(run.labels, result["probabilities"].tolist()))})
-    write_json({"task": run.task, "labels": list(run.labels),
+    write_json({"model_type": run.model_type, "task": run.task, "labels": list(run.labels),
                 "window_s": window_s, "hop_s": hop_s, "top_k": top_k, "files": files}, path)
 
 
@@ -222,10 +292,16 @@ def run_inference(args):
         check_output_file(args.output, "--output")
     paths = find_audio_files(args.audio_path)
     device = select_device(args.cuda)
-    model, _, run = load_trained_model(args.checkpoint_path, device, trusted=args.trust_checkpoint)
+    model, _, run = load_trained_model(args.checkpoint_path, device, trusted=args.trust_checkpoint,
+                                       audioset_tagger=True)
     sample_rate = run.audio.sample_rate
-    window_samples, hop_samples = window_samples_of(run.audio, args.window, args.hop)
-    check_window_fits_model(model, window_samples, sample_rate)
+    if whole_file(model, args.window):
+        window_samples = hop_samples = None
+        print(f"{args.checkpoint_path}: AudioSet tagger {run.model_type}; each file is read "
+              "whole, in one pass (--window to window it)")
+    else:
+        window_samples, hop_samples = window_samples_of(run.audio, args.window, args.hop)
+        check_window_fits_model(model, window_samples, sample_rate)
     top_k = min(args.top_k, len(run.labels))
 
     results = predict_paths(model, run, paths, args.window, args.hop, top_k, args.batch_size,
@@ -241,17 +317,27 @@ def run_inference(args):
     print(f"labelled {len(results) - failed} of {len(results)} files ({failed} skipped); {note}")
     if args.output:
         write_predictions(results, args.output, run, top_k,
-                          window_samples / sample_rate, hop_samples / sample_rate)
+                          window_samples and window_samples / sample_rate,
+                          hop_samples and hop_samples / sample_rate)
         print(f"Wrote {args.output}")
+        framewise = [result for result in results if "framewise" in result]
+        if framewise:
+            folder = framewise_dir(args.output)
+            os.makedirs(folder, exist_ok=True)
+            for result in framewise:
+                write_framewise(result, folder, run)
+            print(f"Wrote frame-wise probabilities of {len(framewise)} files to {folder}")
 
 
 def add_inference_parser(subparsers):
     parser = subparsers.add_parser("inference", help="label audio files with a trained checkpoint")
-    parser.add_argument("--checkpoint_path", required=True, help="a training checkpoint (.pth)")
+    parser.add_argument("--checkpoint_path", required=True,
+                        help="a training checkpoint, or an official PANNs checkpoint (.pth)")
     parser.add_argument("--audio_path", required=True,
                         help="an audio file, or a folder searched recursively")
     parser.add_argument("--window", type=positive_float, default=None,
-                        help="seconds per model input (default: the training clip length)")
+                        help="seconds per model input (default: the training clip length; "
+                             "an AudioSet tagger: the whole file)")
     parser.add_argument("--hop", type=positive_float, default=None,
                         help="seconds between window starts (default: the window)")
     parser.add_argument("--top_k", type=positive_int, default=3, help="labels printed per file")

@@ -19,12 +19,15 @@ from utils.utilities import UsageError, require_file, run_cli
 
 
 def add_audio_flags(parser):
-    group = parser.add_argument_group("front end (PANNs defaults; the sample rate comes from the HDF5)")
-    group.add_argument("--window_size", type=positive_int, default=config.WINDOW_SIZE)
-    group.add_argument("--hop_size", type=positive_int, default=config.HOP_SIZE)
-    group.add_argument("--mel_bins", type=positive_int, default=config.MEL_BINS)
-    group.add_argument("--fmin", type=non_negative_int, default=config.FMIN)
-    group.add_argument("--fmax", type=positive_int, default=config.FMAX)
+    group = parser.add_argument_group(
+        "front end (default: what the pretrained checkpoint holds, else Cnn14's "
+        f"{config.WINDOW_SIZE}/{config.HOP_SIZE}/{config.MEL_BINS} mels/"
+        f"{config.FMIN}-{config.FMAX} Hz; the sample rate comes from the HDF5)")
+    group.add_argument("--window_size", type=positive_int, default=None)
+    group.add_argument("--hop_size", type=positive_int, default=None)
+    group.add_argument("--mel_bins", type=positive_int, default=None)
+    group.add_argument("--fmin", type=non_negative_int, default=None)
+    group.add_argument("--fmax", type=positive_int, default=None)
 
 
 def add_train_parser(subparsers):
@@ -40,13 +43,21 @@ def add_train_parser(subparsers):
     parser.add_argument("--split", default="folds", choices=["folds", "filtered"],
                         help="folds: the HDF5's 10 folds; filtered: GTZAN's artist-filtered "
                              "train/valid/test lists (Kereliuk, Sturm & Larsen 2015)")
-    parser.add_argument("--model_type", default="Transfer_Cnn14")
-    parser.add_argument("--pretrained_checkpoint_path", default=None)
+    parser.add_argument("--model_type", default=None,
+                        help="Transfer_<published PANNs model> (default: Transfer_ + the model the "
+                             "pretrained checkpoint holds, else Transfer_Cnn14)")
+    parser.add_argument("--pretrained_checkpoint_path", default=None,
+                        help="an official PANNs checkpoint: its tensors give the architecture "
+                             "and front end")
     parser.add_argument("--freeze_base", nargs="?", const=True, default=False, type=str2bool)
     parser.add_argument("--loss_type", default=None,
                         help="clip_nll (single-label) or clip_bce (multi-label); default by task")
     parser.add_argument("--augmentation", default="mixup", choices=["none", "mixup"])
-    parser.add_argument("--learning_rate", type=positive_float, default=1e-4)
+    parser.add_argument("--learning_rate", type=positive_float, default=None,
+                        help="default 1e-4 (1e-3 with --linear_probe)")
+    parser.add_argument("--linear_probe", action="store_true",
+                        help="fit only a linear head on the frozen backbone's embeddings, "
+                             "computed once and cached beside the HDF5 (see pytorch/linear_probe.py)")
     parser.add_argument("--batch_size", type=positive_int, default=32)
     parser.add_argument("--resume_iteration", type=non_negative_int, default=0)
     parser.add_argument("--stop_iteration", type=positive_int, default=2000)

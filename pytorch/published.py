@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from utils.config import METADATA_DIR
+from utils.config import (AUDIOSET_CLIP_DURATION, AUDIOSET_LABELS_CSV, METADATA_DIR, MULTI_LABEL,
+                          AudioConfig, RunConfig)
 from utils.utilities import UsageError
 
 PUBLISHED_JSON = os.path.join(METADATA_DIR, "panns_models.json")
@@ -132,3 +133,19 @@ def identify_checkpoint(path, trusted=False, flag="--pretrained_checkpoint_path"
     identified = identify(state_dict, path, flag)
     logging.info("%s: %s (%s)", path, identified.name, "; ".join(identified.notes))
     return identified
+
+
+def audioset_labels():
+    """The 527 AudioSet display names in the taggers' output order."""
+    import csv
+
+    with open(AUDIOSET_LABELS_CSV, encoding="utf-8", newline="") as f:
+        return [row["display_name"] for row in csv.DictReader(f)]
+
+
+def audioset_tagger_config(identified):
+    """The RunConfig of an official AudioSet tagger: tagging needs no training run."""
+    audio = AudioConfig(clip_samples=int(AUDIOSET_CLIP_DURATION * identified.audio["sample_rate"]),
+                        **identified.audio)
+    return RunConfig(model_type=identified.name, task=MULTI_LABEL, labels=audioset_labels(),
+                     audio=audio, features="", holdout_fold=None, loss_type="clip_bce")

@@ -134,14 +134,17 @@ def probabilities_from_output(clipwise_output, task):
 
 
 @torch.no_grad()
-def forward_loader(model, loader, device, task, precision="fp32"):
-    """Run a model over a loader of clips; returns names, probabilities, targets (numpy)."""
+def forward_loader(model, loader, device, task, precision="fp32", key="clipwise_output"):
+    """Run a model over a loader of clips; returns names, probabilities, targets (numpy).
+    With key="embedding", the embeddings instead of the probabilities."""
     model.eval()
     names, probabilities, targets = [], [], []
     for batch in loader:
         with autocast(device, precision):
-            output = model(waveform_to_tensor(batch["waveform"], device))["clipwise_output"]
-        probabilities.append(probabilities_from_output(output.float(), task).cpu().numpy())
+            output = model(waveform_to_tensor(batch["waveform"], device))[key].float()
+        if key == "clipwise_output":
+            output = probabilities_from_output(output, task)
+        probabilities.append(output.cpu().numpy())
         targets.append(torch.as_tensor(batch["target"]).cpu().numpy())
         names += batch["audio_name"]
     return names, np.concatenate(probabilities), np.concatenate(targets)

@@ -30,7 +30,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pytorch.checkpoints import load_checkpoint_file, save_checkpoint_file
 from pytorch.losses import LOSSES, resolve_loss_type
-from pytorch.models import TransferModel, create_model
+from pytorch.models import TransferModel, create_model, tagger_of
+from pytorch.published import identify_checkpoint
 from pytorch.pytorch_utils import (Mixup, ResidentClips, autocast, check_precision, do_mixup,
                                    forward_loader, make_loader, select_device, set_seed,
                                    waveform_to_tensor)
@@ -38,30 +39,77 @@ from utils import config
 from utils.config import AudioConfig, RunConfig
 from utils.data_generator import EvaluateSampler, TrainSampler, WaveformDataset, read_hdf5_info
 from utils.metrics import compute_metrics
-from utils.runs import RunFolder, checkpoint_path, format_changes, write_run_file
+from utils.runs import STATISTICS_FILE, RunFolder, checkpoint_path, format_changes, write_run_file
 from utils.splits import split_train_eval_indices
 from utils.utilities import UsageError, atomic_pickle_dump, create_logging, safe_pickle_load
 
 
+FRONT_END_FLAGS = ("window_size", "hop_size", "mel_bins", "fmin", "fmax")
+
+
+def architecture(args, sample_rate):
+    """(model_type, front-end settings): given flags first, then what the pretrained checkpoint
+    holds (pytorch/published.py), then the Cnn14 defaults."""
+    found = None
+    if args.pretrained_checkpoint_path:
+        try:
+            found = identify_checkpoint(args.pretrained_checkpoint_path, args.trust_checkpoint)
+        except UsageError as error:
+            if not args.model_type:
+                raise
+            # Not a published model: the flags say what it is, and loading checks it strictly.
+            logging.warning("%s; using --model_type=%s and the front-end flags", error,
+                            args.model_type)
+    if found:
+        if found.audio["sample_rate"] != sample_rate:
+            # Repacking resamples once, with soxr VHQ, and the HDF5 then records the rate;
+            # resampling on load would cost every epoch and hide the mismatch.
+            raise UsageError(
+                f"--pretrained_checkpoint_path={args.pretrained_checkpoint_path}: {found.name} "
+                f"was trained on {found.audio['sample_rate']} Hz audio, but --features="
+                f"{args.features} holds {sample_rate} Hz; repack the audio with utils/features.py "
+                f"--sample_rate={found.audio['sample_rate']} and pass that file as --features")
+    defaults = found.audio if found else AudioConfig().front_end()
+    front_end = {key: defaults[key] if getattr(args, key, None) is None else getattr(args, key)
+                 for key in FRONT_END_FLAGS}
+    model_type = args.model_type or (f"Transfer_{found.name}" if found else "Transfer_Cnn14")
+    return model_type, front_end
+
+
 def run_config(args, info=None):
-    """The run's RunConfig: the data's settings from the HDF5 (`info`), the rest from the flags."""
+    """The run's RunConfig: the data's settings from the HDF5 (`info`), the architecture and
+    front end from the pretrained checkpoint unless flags say otherwise, the rest from the flags."""
     info = info or read_hdf5_info(args.features)
+    model_type, front_end = architecture(args, info["sample_rate"])
     audio = AudioConfig(sample_rate=info["sample_rate"], clip_samples=info["clip_samples"],
-                        window_size=args.window_size, hop_size=args.hop_size,
-                        mel_bins=args.mel_bins, fmin=args.fmin, fmax=args.fmax)
+                        **front_end)
     flags = {name: getattr(args, name) for name in RunConfig.__dataclass_fields__
              if hasattr(args, name)}
     on_gpu = bool(args.cuda) and torch.cuda.is_available()
     flags.update(precision=args.precision or ("bf16" if on_gpu else "fp32"),
                  compile=on_gpu if args.compile is None else args.compile,
                  channels_last=on_gpu if args.channels_last is None else args.channels_last)
-    flags.update(task=info["task"], labels=list(info["labels"]), audio=audio,
+    flags.update(model_type=model_type, task=info["task"], labels=list(info["labels"]), audio=audio,
                  features=os.path.abspath(args.features), clips=len(info["audio_names"]),
                  pretrained_checkpoint_path=(os.path.abspath(args.pretrained_checkpoint_path)
                                              if args.pretrained_checkpoint_path else None),
                  loss_type=resolve_loss_type(args.loss_type, info["task"]),
                  spec_augment=not args.no_spec_augment)
+    probe = getattr(args, "linear_probe", False)
+    flags["learning_rate"] = args.learning_rate or (1e-3 if probe else 1e-4)
+    if probe:
+        if not args.pretrained_checkpoint_path:
+            raise UsageError("--linear_probe: needs --pretrained_checkpoint_path, the backbone "
+                             "whose embeddings it probes")
+        # The head alone learns, on embeddings of the clips as they are.
+        flags.update(freeze_base=True, augmentation="none", spec_augment=False)
     return RunConfig(**flags)
+
+
+def statistics_meta(run, world_size):
+    return {"task": run.task, "labels": run.labels, "holdout_fold": run.holdout_fold,
+            "split": run.split, "model_type": run.model_type, "loss_type": run.loss_type,
+            "primary_metric": run.primary_metric, "world_size": world_size}
 
 
 class StatisticsContainer:
@@ -223,13 +271,13 @@ def build_model(run, device, trust_checkpoint=False):
                          freeze_base=run.freeze_base,
                          pretrained_checkpoint_path=run.pretrained_checkpoint_path,
                          trust_checkpoint=trust_checkpoint)
-    tagger = model.base if isinstance(model, TransferModel) else model
-    if not run.spec_augment:
+    tagger = tagger_of(model)
+    if not run.spec_augment and hasattr(tagger, "spec_augmenter"):
         tagger.spec_augmenter = torch.nn.Identity()
     if isinstance(model, TransferModel):
         # The transfer head reads the base's embedding, never its AudioSet classifier, whose
         # parameters would get no gradient: DDP fails on such unused parameters.
-        model.base.fc_audioset.requires_grad_(False)
+        model.base.audioset_classifier().requires_grad_(False)
     model.to(device)
     if run.channels_last:  # conv weights channels-last; the activations follow them
         model.to(memory_format=torch.channels_last)
@@ -295,6 +343,11 @@ def global_mean(value, world_size):
 def evaluate(model, loader, device, task, loss_func, threshold, precision):
     """Loss and metrics of a model on a loader's clips (metrics as plain Python values)."""
     _, probabilities, targets = forward_loader(model, loader, device, task, precision)
+    return score(probabilities, targets, task, loss_func, threshold)
+
+
+def score(probabilities, targets, task, loss_func, threshold):
+    """Loss and metrics of predicted probabilities (numpy) against targets."""
     output = torch.from_numpy(probabilities)
     if task == config.SINGLE_LABEL:
         output = output.clamp_min(1e-12).log()
@@ -341,6 +394,9 @@ def check_resumable(checkpoint, run, path):
 
 def train(args):
     """Train one holdout fold (or the filtered split); returns (statistics dict, run dirs)."""
+    if getattr(args, "linear_probe", False):
+        from pytorch.linear_probe import train_probe  # it builds on this module
+        return train_probe(args)
     rank, world_size, device = setup_distributed(args)
     is_master = rank == 0
     sync_batchnorm = args.sync_batchnorm and world_size > 1
@@ -379,11 +435,8 @@ def train(args):
     sampler = TrainSampler(train_indices, run.batch_size, mixup=mixup is not None, seed=run.seed)
     primary_metric = run.primary_metric
     best = BestTracker(primary_metric)
-    statistics = StatisticsContainer(
-        os.path.join(dirs["statistics"], "statistics.pickle"),
-        meta={"task": task, "labels": labels, "holdout_fold": run.holdout_fold,
-              "split": run.split, "model_type": run.model_type, "loss_type": run.loss_type,
-              "primary_metric": primary_metric, "world_size": world_size})
+    statistics = StatisticsContainer(os.path.join(dirs["statistics"], STATISTICS_FILE),
+                                     meta=statistics_meta(run, world_size))
 
     iteration = args.resume_iteration
     if iteration > 0:

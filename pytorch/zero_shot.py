@@ -16,7 +16,8 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from pytorch.models import MODELS, TransferModel, create_model
+from pytorch.models import TAGGERS, create_model
+from pytorch.published import identify_checkpoint
 from pytorch.pytorch_utils import PRECISIONS, forward_loader, make_loader, select_device
 from utils import config
 from utils.data_generator import EvaluateSampler, WaveformDataset, split_indices
@@ -29,8 +30,7 @@ from utils.runs import default_features_path
 from utils.utilities import UsageError, create_logging, require_file, write_json
 
 # Only the plain taggers have the 527 AudioSet outputs the mapping reads.
-AUDIOSET_TAGGERS = [name for name, model_class in MODELS.items()
-                    if not issubclass(model_class, TransferModel)]
+AUDIOSET_TAGGERS = list(TAGGERS)
 
 
 def map_audioset_to_labels(probabilities, mapping_matrix):
@@ -99,16 +99,20 @@ def run_zero_shot(args):
     if info["task"] != config.MULTI_LABEL:
         raise UsageError(f"--features={args.features}: packed as {info['task']}; the IAB labels "
                          "are multi-label, repack it")
-    if info["sample_rate"] != config.SAMPLE_RATE:
-        logging.warning("%s is at %d Hz; the published Cnn14 checkpoints expect %d Hz",
-                        args.features, info["sample_rate"], config.SAMPLE_RATE)
+    found = identify_checkpoint(args.pretrained_checkpoint_path, args.trust_checkpoint)
+    if found.audio["sample_rate"] != info["sample_rate"]:
+        raise UsageError(f"--pretrained_checkpoint_path={args.pretrained_checkpoint_path}: "
+                         f"{found.name} takes {found.audio['sample_rate']} Hz audio, but "
+                         f"--features={args.features} holds {info['sample_rate']} Hz; repack it "
+                         f"with utils/features.py --sample_rate={found.audio['sample_rate']}")
+    args.model_type = args.model_type or found.name
     matrix = mapping_matrix(num_labels, args.mapping)
     holdout_indices = np.arange(len(dataset)) if args.holdout_fold == "all" \
         else split_indices(info["folds"], args.holdout_fold)[1]
 
     device = select_device(args.cuda)
-    # The published tagger's front end (AudioConfig's defaults) at the HDF5's sample rate.
-    audio = AudioConfig(sample_rate=info["sample_rate"], clip_samples=info["clip_samples"])
+    # The tagger's front end as its checkpoint holds it (pytorch/published.py).
+    audio = AudioConfig(**dict(found.audio, clip_samples=info["clip_samples"]))
     model = create_model(
         args.model_type, **audio.front_end(), classes_num=config.AUDIOSET_CLASSES_NUM,
         task=config.MULTI_LABEL, pretrained_checkpoint_path=args.pretrained_checkpoint_path,
@@ -149,7 +153,8 @@ def add_zero_shot_parser(subparsers):
                         help="packed IAB HDF5 (default WS/features/waveform.h5)")
     parser.add_argument("--pretrained_checkpoint_path", required=True,
                         help="official PANNs checkpoint, e.g. Cnn14_mAP=0.431.pth")
-    parser.add_argument("--model_type", default="Cnn14", choices=AUDIOSET_TAGGERS)
+    parser.add_argument("--model_type", default=None, choices=AUDIOSET_TAGGERS,
+                        help="default: the model the checkpoint's tensors say it is")
     parser.add_argument("--holdout_fold", type=holdout_fold, default=1,
                         help="1..10: the fold scored, as training's; all: every clip")
     parser.add_argument("--iab_labels", type=int, choices=LABEL_SET_SIZES, default=None,

@@ -122,6 +122,7 @@ class RunConfig:
     threshold: float = 0.5
     seed: int = 1234
     run_name: str = ""  # names a run apart from others of the same folder (e.g. an lr sweep)
+    linear_probe: bool = False  # a linear head fitted on the frozen base's cached embeddings
     stop_iteration: int = _resumable(2000)
     eval_every: int = _resumable(200)
     save_every: int = _resumable(2000)

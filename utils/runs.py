@@ -21,7 +21,7 @@ KINDS = ("statistics", "checkpoints", "logs")
 # The fields that tell configurations apart in plots, summaries and --filter (as strings).
 DESCRIBED_FIELDS = ("model_type", "pretrain", "loss_type", "augmentation", "batch_size",
                     "freeze_base", "learning_rate", "precision", "spec_augment", "split", "seed",
-                    "run_name")
+                    "run_name", "linear_probe")
 
 
 def default_features_path(workspace, mini_data=False):
@@ -34,6 +34,8 @@ def configuration_subdir(config):
     parts = [config.model_type, f"pretrain={config.pretrained}", f"loss_type={config.loss_type}",
              f"augmentation={config.augmentation}", f"batch_size={config.batch_size}",
              f"freeze_base={config.freeze_base}"]
+    if config.linear_probe:  # only then: the original path scheme stays for fine-tuning
+        parts.append("linear_probe=True")
     if config.run_name:
         parts.append(f"run_name={config.run_name}")
     return os.path.join(*parts)

@@ -1,0 +1,93 @@
+"""The linear probe: embeddings cached once, a head fitted on them, checkpoints that are ordinary
+transfer models (evaluation of the saved checkpoint reproduces the probe's own validation)."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import run_script
+from pytorch import main
+from pytorch.checkpoints import load_checkpoint_file
+from pytorch.evaluate import evaluate_checkpoint
+from pytorch.models import Cnn6
+from pytorch.published import published_models
+
+AUDIO = published_models()["Cnn6"]["audio"]
+
+
+@pytest.fixture
+def setup(tmp_path, features):
+    torch.manual_seed(0)
+    torch.save({"model": Cnn6(**AUDIO).state_dict()}, tmp_path / "backbone.pth")
+    (tmp_path / "features").mkdir()
+    shutil.copy(features, tmp_path / "features" / "waveform.h5")
+    return tmp_path
+
+
+def probe(workspace, *extra):
+    main.main(["train", "--linear_probe", f"--workspace={workspace}",
+               f"--pretrained_checkpoint_path={workspace}/backbone.pth", "--batch_size=8",
+               "--num_workers=0", "--stop_iteration=60", "--eval_every=20", *extra])
+
+
+def log_of(workspace, fold):
+    with open(os.path.join(probe_dirs(workspace, fold, "logs"), "train.log")) as f:
+        return f.read()
+
+
+def probe_dirs(workspace, fold=1, kind="checkpoints"):
+    return os.path.join(workspace, kind, "main", f"holdout_fold={fold}", "Transfer_Cnn6",
+                        "pretrain=True", "loss_type=clip_nll", "augmentation=none", "batch_size=8",
+                        "freeze_base=True", "linear_probe=True")
+
+
+def test_probe_checkpoint_evaluates_as_the_probe_scored_it(setup):
+    probe(setup, "--holdout_fold=1")
+    assert "embeddings of 30 clips computed" in log_of(setup, 1)
+    checkpoint_file = os.path.join(probe_dirs(setup), "60_iterations.pth")
+    checkpoint = load_checkpoint_file(checkpoint_file)
+    assert checkpoint["config"]["linear_probe"] and checkpoint["config"]["freeze_base"]
+    # The base is the pretrained backbone, untouched; only the head was fitted.
+    backbone = torch.load(setup / "backbone.pth", weights_only=True)["model"]
+    for key, value in backbone.items():
+        assert torch.equal(checkpoint["model"][f"base.{key}"], value)
+
+    from utils.statistics_files import load_statistics
+    stats = load_statistics(os.path.join(probe_dirs(setup, kind="statistics"), "statistics.pickle"))
+    assert stats["meta"]["linear_probe"] and "finished" in stats
+    assert [entry["iteration"] for entry in stats["validate"]] == [0, 20, 40, 60]
+    losses = [entry["loss"] for entry in stats["train"]]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])  # it learns
+    last = stats["validate"][-1]
+    evaluated = evaluate_checkpoint(checkpoint_file, holdout_fold=1, write=False)
+    # The saved model, run on the waveforms, scores what the probe measured on cached embeddings:
+    # the cache holds the model's own embeddings and the standardisation is folded in exactly.
+    assert evaluated["accuracy"] == pytest.approx(last["accuracy"])
+    np.testing.assert_allclose(evaluated["confusion_matrix"], last["confusion_matrix"])
+
+
+def test_cache_is_shared_and_invalidated(setup):
+    probe(setup, "--holdout_fold=1")
+    cache_dir = setup / "features" / "embeddings"
+    [cache] = os.listdir(cache_dir)
+    probe(setup, "--holdout_fold=2")
+    assert "embeddings of 30 clips read from" in log_of(setup, 2)
+    assert os.listdir(cache_dir) == [cache]
+
+    # Another checkpoint: another cache. A changed HDF5: recomputed.
+    torch.manual_seed(1)
+    torch.save({"model": Cnn6(**AUDIO).state_dict()}, setup / "backbone.pth")
+    probe(setup, "--holdout_fold=3")
+    assert len(os.listdir(cache_dir)) == 2
+    os.utime(setup / "features" / "waveform.h5", ns=(1, 1))
+    probe(setup, "--holdout_fold=4")
+    assert "another HDF5 or backbone; recomputing" in log_of(setup, 4)
+
+
+def test_probe_needs_a_backbone(tmp_path, features):
+    result = run_script("pytorch/main.py", "train", "--linear_probe", f"--workspace={tmp_path}",
+                        f"--features={features}")
+    assert result.returncode == 2
+    assert "--linear_probe: needs --pretrained_checkpoint_path" in result.stderr.strip().splitlines()[-1]
