@@ -79,7 +79,8 @@ def continue_fold(fold_args):
 
 
 def train_all_folds(args):
-    folds = list(range(1, config.FOLDS_NUM + 1))
+    # With a test fold, the other nine take turns validating; the test fold stays held out.
+    folds = [fold for fold in range(1, config.FOLDS_NUM + 1) if fold != args.test_fold]
     gpus = torch.cuda.device_count() if args.cuda else 0
     if gpus > 1 and "WORLD_SIZE" not in os.environ:
         train_folds_on_gpus(args, folds, gpus)

@@ -21,35 +21,39 @@ from pytorch.pytorch_utils import (PRECISIONS, check_precision, forward_loader, 
 from utils.config import MULTI_LABEL, SINGLE_LABEL
 from utils.data_generator import EvaluateSampler, WaveformDataset, split_indices
 from utils.arguments import add_trust_flag, non_negative_int, positive_int, probability
-from utils.metrics import compute_metrics, write_confusion_matrix
-from utils.splits import FILTERED_SUBSETS, load_filtered_split
+from utils.metrics import compute_metrics, tuned_scores, write_confusion_matrix
+from utils.splits import FILTERED_SUBSETS, load_filtered_split, packed_subsets
 from utils.utilities import UsageError, check_writable_folder, write_csv, write_json
 
-EVALUATION_SPLITS = ("folds", "filtered", "all")
+EVALUATION_SPLITS = ("folds", "filtered", "subsets", "all")
+SUBSET_SPLITS = ("filtered", "subsets")
 
 
 def resolve_selection(run, split=None, holdout_fold=None, subset=None):
     """Which clips to evaluate: (split, holdout_fold, subset); unset choices follow the checkpoint.
 
-    --holdout_fold implies --split=folds and --subset implies --split=filtered; otherwise the
-    split the checkpoint was trained with (folds when it does not say), its holdout fold, and
-    the filtered split's test subset.
+    --holdout_fold implies --split=folds and --subset a split with subsets (the checkpoint's, or
+    filtered); otherwise the split the checkpoint was trained with (folds when it does not say)
+    and its test set: the test fold, or the test subset, else the holdout fold.
     """
     if split is None:
-        split = ("folds" if holdout_fold is not None else "filtered" if subset is not None
-                 else run.split)
+        split = ("folds" if holdout_fold is not None
+                 else (run.split if run.split in SUBSET_SPLITS else "filtered")
+                 if subset is not None else run.split)
     if split not in EVALUATION_SPLITS:
         raise UsageError(f"--split={split}: choose one of {', '.join(EVALUATION_SPLITS)}")
     if holdout_fold is not None and split != "folds":
         raise UsageError(f"--holdout_fold={holdout_fold} applies to --split=folds, not --split={split}")
-    if subset is not None and split != "filtered":
-        raise UsageError(f"--subset={subset} applies to --split=filtered, not --split={split}")
+    if subset is not None and split not in SUBSET_SPLITS:
+        raise UsageError(f"--subset={subset} applies to --split=filtered or subsets, not "
+                         f"--split={split}")
     if split == "folds":
-        holdout_fold = holdout_fold if holdout_fold is not None else run.holdout_fold
+        if holdout_fold is None:
+            holdout_fold = run.test_fold if run.test_fold is not None else run.holdout_fold
         if not str(holdout_fold).isdigit():  # None, or 'filtered' from a --split=filtered run
             raise UsageError("the checkpoint does not record a holdout fold; pass --holdout_fold")
         return split, int(holdout_fold), None
-    if split == "filtered":
+    if split in SUBSET_SPLITS:
         subset = subset or "test"
         if subset not in FILTERED_SUBSETS:
             raise UsageError(f"--subset={subset}: choose one of {', '.join(FILTERED_SUBSETS)}")
@@ -59,7 +63,7 @@ def resolve_selection(run, split=None, holdout_fold=None, subset=None):
 
 def selection_name(split, holdout_fold, subset):
     return {"folds": f"holdout_fold={holdout_fold}", "filtered": f"filtered_{subset}",
-            "all": "all"}[split]
+            "subsets": f"subsets_{subset}", "all": "all"}[split]
 
 
 def select_indices(info, split, holdout_fold, subset):
@@ -67,6 +71,8 @@ def select_indices(info, split, holdout_fold, subset):
         return split_indices(info["folds"], holdout_fold)[1]
     if split == "filtered":
         return load_filtered_split(info["audio_names"])[subset]
+    if split == "subsets":
+        return packed_subsets(info)[subset]
     return np.arange(len(info["audio_names"]))
 
 
@@ -194,6 +200,10 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
         precision)
 
     metrics = compute_metrics(task, probabilities, targets, threshold, labels=run.labels)
+    tuned = None
+    if task == MULTI_LABEL and checkpoint.get("thresholds") is not None:
+        # Per-label thresholds tuned on the validation clips at the end of training.
+        tuned = tuned_scores(probabilities, targets, checkpoint["thresholds"])
     result = dict(
         metrics, checkpoint_path=os.path.abspath(checkpoint_path), iteration=iteration,
         model_type=run.model_type, features=os.path.abspath(features_path),
@@ -203,6 +213,11 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
         audio_names=audio_names, probabilities=probabilities, targets=targets)
     if task == MULTI_LABEL:
         result["threshold"] = float(threshold)
+        if tuned is not None:
+            result["tuned"] = tuned
+            for row, f1, value in zip(result["per_class"], tuned["per_class_f1"],
+                                      tuned["threshold"]):
+                row.update(f1_tuned=f1, threshold_tuned=value)
     if write:
         result["output_dir"] = os.path.abspath(output_dir)
         result["files"] = write_reports(result, output_dir)
@@ -234,6 +249,10 @@ def format_report(result):
     else:
         lines.append(f"mAP {result['mAP']:.4f}   macro F1 {result['macro_f1']:.4f}"
                      f"   micro F1 {result['micro_f1']:.4f}   (threshold {result['threshold']:g})")
+        if "tuned" in result:
+            lines.append(f"at the per-label thresholds tuned on validation: macro F1 "
+                         f"{result['tuned']['macro_f1']:.4f}   micro F1 "
+                         f"{result['tuned']['micro_f1']:.4f}")
     return "\n".join(lines)
 
 
@@ -253,11 +272,12 @@ def add_evaluate_parser(subparsers):
                         help="packed HDF5 (default: the one the checkpoint was trained on)")
     parser.add_argument("--split", default=None, choices=EVALUATION_SPLITS,
                         help="folds: one holdout fold; filtered: the artist-filtered GTZAN "
-                             "lists; all: every clip (default: the checkpoint's)")
+                             "lists; subsets: the HDF5's own train/valid/test sets; all: every "
+                             "clip (default: the checkpoint's, and its test set)")
     parser.add_argument("--holdout_fold", type=positive_int, default=None,
                         help="fold to evaluate with --split=folds (default: the checkpoint's)")
     parser.add_argument("--subset", default=None, choices=FILTERED_SUBSETS,
-                        help="subset to evaluate with --split=filtered (default: test)")
+                        help="subset to evaluate with --split=filtered or subsets (default: test)")
     parser.add_argument("--threshold", type=probability, default=None,
                         help="multi-label decision threshold (default: the checkpoint's, or 0.5)")
     parser.add_argument("--batch_size", type=positive_int, default=32)

@@ -146,6 +146,16 @@ def predict_whole(model, blocks, device=torch.device("cpu")):
             None if framewise is None else framewise[0].float().cpu().numpy(), samples)
 
 
+def predicted_labels(probabilities, run, thresholds=None):
+    """The labels a file is given: the top class (single-label), or every label at or above its
+    threshold (multi-label: the per-label thresholds tuned on validation when the checkpoint
+    has them, else its --threshold)."""
+    if run.task == SINGLE_LABEL:
+        return [run.labels[int(np.argmax(probabilities))]]
+    limits = np.asarray(thresholds if thresholds is not None else run.threshold, dtype=np.float64)
+    return [label for label, on in zip(run.labels, probabilities >= limits) if on]
+
+
 def top_labels(probabilities, labels, top_k):
     """[(label, probability)] of the top_k classes, most probable first."""
     order = np.argsort(-probabilities, kind="stable")[:top_k]
@@ -153,9 +163,9 @@ def top_labels(probabilities, labels, top_k):
 
 
 def predict_file(model, run, path, window=None, hop=None, top_k=3, batch_size=8,
-                 device=torch.device("cpu")):
+                 device=torch.device("cpu"), thresholds=None):
     """Predict one file with the model of RunConfig `run`:
-    {'file', 'duration_s', 'windows', 'probabilities', 'top'}.
+    {'file', 'duration_s', 'windows', 'probabilities', 'top', 'predicted'}.
 
     Raises AudioReadError when the file cannot be decoded.
     """
@@ -173,7 +183,8 @@ def predict_file(model, run, path, window=None, hop=None, top_k=3, batch_size=8,
             model, run.task, stream_audio(path, sample_rate), window_samples, hop_samples,
             batch_size, device)
     result.update(duration_s=samples / sample_rate, windows=windows, probabilities=probabilities,
-                  top=top_labels(probabilities, run.labels, top_k))
+                  top=top_labels(probabilities, run.labels, top_k),
+                  predicted=predicted_labels(probabilities, run, thresholds))
     return result
 
 
@@ -183,7 +194,7 @@ def whole_file(model, window):
 
 
 def predict_paths(model, run, paths, window=None, hop=None, top_k=3, batch_size=8,
-                  device=torch.device("cpu"), verbose=True):
+                  device=torch.device("cpu"), verbose=True, thresholds=None):
     """predict_file over many files; an unreadable one gives {'file', 'error'} and a stderr line.
 
     With `verbose`, each file's top labels are printed as it is done.
@@ -191,7 +202,8 @@ def predict_paths(model, run, paths, window=None, hop=None, top_k=3, batch_size=
     results = []
     for path in tqdm(paths, desc="inference", unit="file", disable=len(paths) < 2):
         try:
-            result = predict_file(model, run, path, window, hop, top_k, batch_size, device)
+            result = predict_file(model, run, path, window, hop, top_k, batch_size, device,
+                                  thresholds)
         except AudioReadError as error:
             tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
             results.append({"file": path, "error": str(error)})
@@ -255,20 +267,22 @@ def write_framewise(result, folder, run, top_k=10):
     return stem + ".csv"
 
 
-def write_predictions(results, path, run, top_k, window_s, hop_s):
+def write_predictions(results, path, run, top_k, window_s, hop_s, thresholds=None):
     """CSV: file, label_1, prob_1, ..., duration_s, windows, error. JSON: all probabilities too."""
     if path.lower().endswith(".csv"):
         header = ["file"] + [f"{kind}_{rank}" for rank in range(1, top_k + 1)
-                             for kind in ("label", "prob")] + ["duration_s", "windows", "error"]
+                             for kind in ("label", "prob")] + ["duration_s", "windows",
+                                                               "predicted", "error"]
         rows = [header]
         for result in results:
             if "error" in result:
-                rows.append([result["file"]] + [""] * (2 * top_k + 2) + [result["error"]])
+                rows.append([result["file"]] + [""] * (2 * top_k + 3) + [result["error"]])
                 continue
             ranked = [value for label, probability in result["top"]
                       for value in (label, f"{probability:.6f}")]
             rows.append([result["file"]] + ranked + [""] * (2 * top_k - len(ranked))
-                        + [f"{result['duration_s']:.3f}", result["windows"], ""])
+                        + [f"{result['duration_s']:.3f}", result["windows"],
+                           ";".join(result["predicted"]), ""])
         write_csv(rows, path)
         return
     files = []
@@ -277,12 +291,14 @@ def write_predictions(results, path, run, top_k, window_s, hop_s):
             files.append(result)
             continue
         files.append({"file": result["file"], "duration_s": result["duration_s"],
-                      "windows": result["windows"],
+                      "windows": result["windows"], "predicted": result["predicted"],
                       "top": [{"label": label, "probability": probability}
                               for label, probability in result["top"]],
                       "probabilities": dict(zip(run.labels, result["probabilities"].tolist()))})
     write_json({"model_type": run.model_type, "task": run.task, "labels": list(run.labels),
-                "window_s": window_s, "hop_s": hop_s, "top_k": top_k, "files": files}, path)
+                "window_s": window_s, "hop_s": hop_s, "top_k": top_k,
+                "thresholds": thresholds if thresholds is not None else run.threshold,
+                "files": files}, path)
 
 
 def run_inference(args):
@@ -292,8 +308,9 @@ def run_inference(args):
         check_output_file(args.output, "--output")
     paths = find_audio_files(args.audio_path)
     device = select_device(args.cuda)
-    model, _, run = load_trained_model(args.checkpoint_path, device, trusted=args.trust_checkpoint,
-                                       audioset_tagger=True)
+    model, checkpoint, run = load_trained_model(args.checkpoint_path, device,
+                                                trusted=args.trust_checkpoint, audioset_tagger=True)
+    thresholds = checkpoint.get("thresholds")  # tuned per label on validation, multi-label only
     sample_rate = run.audio.sample_rate
     if whole_file(model, args.window):
         window_samples = hop_samples = None
@@ -305,7 +322,7 @@ def run_inference(args):
     top_k = min(args.top_k, len(run.labels))
 
     results = predict_paths(model, run, paths, args.window, args.hop, top_k, args.batch_size,
-                            device)
+                            device, thresholds=thresholds)
     failed = sum("error" in result for result in results)
     if failed == len(results):
         raise UsageError(f"--audio_path={args.audio_path}: none of the {len(results)} audio "
@@ -318,7 +335,7 @@ def run_inference(args):
     if args.output:
         write_predictions(results, args.output, run, top_k,
                           window_samples and window_samples / sample_rate,
-                          hop_samples and hop_samples / sample_rate)
+                          hop_samples and hop_samples / sample_rate, thresholds)
         print(f"Wrote {args.output}")
         framewise = [result for result in results if "framewise" in result]
         if framewise:

@@ -30,14 +30,14 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from pytorch.checkpoints import load_checkpoint_file, save_checkpoint_file
+from pytorch.checkpoints import save_checkpoint_file
 from pytorch.losses import LOSSES
 from pytorch.pytorch_utils import check_precision, forward_loader, select_device, set_seed
 from pytorch.train import (BestTracker, StatisticsContainer, batch_source, build_model,
-                           check_training_classes, checkpoint_bytes, run_config, score,
-                           statistics_meta)
+                           check_training_classes, checkpoint_bytes, chosen_checkpoint,
+                           finish_selection, make_sampler, run_config, score, statistics_meta)
 from utils.config import SINGLE_LABEL
-from utils.data_generator import EvaluateSampler, TrainSampler, WaveformDataset
+from utils.data_generator import EvaluateSampler, WaveformDataset
 from utils.runs import STATISTICS_FILE, RunFolder, checkpoint_path, write_run_file
 from utils.splits import split_train_eval_indices
 from utils.utilities import atomic_path, create_logging
@@ -146,7 +146,7 @@ def train_probe(args):
     logging.info("run configuration: %s", run)
 
     train_indices, holdout_indices, test_indices = split_train_eval_indices(
-        dataset.info["audio_names"], dataset.info["folds"], run.holdout_fold, run.split)
+        dataset.info, run.holdout_fold, run.split, run.test_fold)
     check_training_classes(dataset.targets[train_indices], run.labels, run.task)
     statistics = StatisticsContainer(os.path.join(dirs["statistics"], STATISTICS_FILE),
                                      meta=statistics_meta(run, world_size=1))
@@ -162,8 +162,8 @@ def train_probe(args):
     standardised = (features - mean) / std
     optimizer = torch.optim.Adam(model.fc_transfer.parameters(), lr=run.learning_rate,
                                  amsgrad=True)
-    sampler = TrainSampler(train_indices, run.batch_size, seed=run.seed)
-    best = BestTracker(run.primary_metric)
+    sampler = make_sampler(run, train_indices, dataset.targets)
+    best = BestTracker(run.selection_metric)
 
     def save(name, iteration):
         path = (os.path.join(dirs["checkpoints"], name) if name
@@ -182,7 +182,7 @@ def train_probe(args):
                 if best.update(result, iteration) and run.keep_best:
                     save("best.pth", iteration)
                 logging.info("iteration %d: validation %s %.4f, loss %.4f (%.1f s)", iteration,
-                             run.primary_metric, result[run.primary_metric], result["loss"],
+                             best.metric, result[best.metric], result["loss"],
                              time.time() - started)
                 stop_early = (run.early_stop_patience > 0 and
                               best.evaluations_without_improvement >= run.early_stop_patience)
@@ -198,19 +198,14 @@ def train_probe(args):
     save(None, iteration)
     logging.info("linear probe fitted in %.1f s", time.time() - started)
 
-    if test_indices is not None:  # scored once, with the head chosen on the validation clips
-        best_path = os.path.join(dirs["checkpoints"], "best.pth")
-        chosen = "the final model"
-        if run.keep_best and os.path.isfile(best_path):
-            model.load_state_dict(load_checkpoint_file(best_path, "best.pth")["model"])
-            chosen = f"best.pth (iteration {best.best_iteration})"
-        else:
-            model.load_state_dict(folded_state_dict(model, mean, std))
-        result = score(head_probabilities(model, features[test_indices], run.task),
-                       targets[test_indices], run.task, loss_func, run.threshold)
-        statistics.statistics["test"] = dict(result, chosen=chosen)
-        logging.info("test set (%d clips) with %s: %s %.4f", len(test_indices), chosen,
-                     run.primary_metric, result[run.primary_metric])
+    # The chosen head (best.pth with --keep_best, else the final one) on the raw embeddings.
+    chosen_path, chosen = chosen_checkpoint(model, dirs, run, best, checkpoint_path(
+        dirs["checkpoints"], iteration))
+    if os.path.basename(chosen_path) != "best.pth":  # best.pth came folded; fold the final head
+        model.load_state_dict(folded_state_dict(model, mean, std))
+    finish_selection(lambda indices: (head_probabilities(model, features[indices], run.task),
+                                      targets[indices]),
+                     chosen_path, chosen, holdout_indices, test_indices, run, loss_func, statistics)
     statistics.statistics["finished"] = {"iteration": iteration, "early_stop": stop_early}
     statistics.dump()
     logging.info("finished; log %s", log_path)

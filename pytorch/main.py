@@ -12,8 +12,8 @@ if __name__ == "__main__":  # as a script: import from the repository root, neve
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from utils import config
-from utils.arguments import (Parser, add_trust_flag, holdout_fold, non_negative_int, positive_float,
-                             positive_int, probability, str2bool)
+from utils.arguments import (Parser, add_trust_flag, fold_number, holdout_fold, non_negative_int,
+                             positive_float, positive_int, probability, str2bool)
 from utils.runs import default_features_path
 from utils.utilities import UsageError, require_file, run_cli
 
@@ -40,9 +40,16 @@ def add_train_parser(subparsers):
                         help="read WS/features/minidata_waveform.h5")
     parser.add_argument("--holdout_fold", type=holdout_fold, default=1,
                         help="1..10, or 'all' to train the ten folds in turn and summarise them")
-    parser.add_argument("--split", default="folds", choices=["folds", "filtered"],
+    parser.add_argument("--split", default="folds", choices=["folds", "filtered", "subsets"],
                         help="folds: the HDF5's 10 folds; filtered: GTZAN's artist-filtered "
-                             "train/valid/test lists (Kereliuk, Sturm & Larsen 2015)")
+                             "train/valid/test lists (Kereliuk, Sturm & Larsen 2015); subsets: "
+                             "the train/valid/test sets the HDF5 was packed with (seed CSVs)")
+    parser.add_argument("--test_fold", type=fold_number, default=None,
+                        help="with --split=folds: a test fold, scored once at the end (neither "
+                             "trains nor selects)")
+    parser.add_argument("--sampler", default="shuffle", choices=["shuffle", "balanced"],
+                        help="balanced: each batch draws every label (and 'no label') equally "
+                             "often, for imbalanced multi-label data")
     parser.add_argument("--model_type", default=None,
                         help="Transfer_<published PANNs model> (default: Transfer_ + the model the "
                              "pretrained checkpoint holds, else Transfer_Cnn14)")
@@ -63,6 +70,9 @@ def add_train_parser(subparsers):
     parser.add_argument("--stop_iteration", type=positive_int, default=2000)
     parser.add_argument("--eval_every", type=positive_int, default=200)
     parser.add_argument("--save_every", type=positive_int, default=2000)
+    parser.add_argument("--select_by", default=None, choices=["accuracy", "mAP", "macro_f1"],
+                        help="validation metric for --keep_best and early stopping (default: "
+                             "accuracy, or mAP for multi-label)")
     parser.add_argument("--keep_best", action="store_true",
                         help="also keep best.pth, the checkpoint with the best validation score")
     parser.add_argument("--early_stop_patience", type=non_negative_int, default=0,
@@ -97,8 +107,11 @@ def add_train_parser(subparsers):
 
 def validate_train_args(args):
     """The checks that involve several flags or files; single values are checked by their types."""
-    if args.split == "filtered":
-        args.holdout_fold = "filtered"  # the run's folder name: holdout_fold=filtered
+    if args.split in ("filtered", "subsets"):
+        args.holdout_fold = args.split  # the run's folder name: holdout_fold=filtered
+    if args.test_fold is not None and args.split != "folds":
+        raise UsageError(f"--test_fold={args.test_fold} applies to --split=folds; --split="
+                         f"{args.split} has its own test set")
     if args.resume_iteration > args.stop_iteration:
         raise UsageError(f"--resume_iteration={args.resume_iteration}: must be at most "
                          f"--stop_iteration={args.stop_iteration}")

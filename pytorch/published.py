@@ -126,13 +126,21 @@ def identify(state_dict, path, flag="--pretrained_checkpoint_path"):
 
 
 def identify_checkpoint(path, trusted=False, flag="--pretrained_checkpoint_path"):
-    """identify() on the state dict of the checkpoint file at `path`."""
+    """identify() on the state dict of the checkpoint file at `path` (read once per process
+    while the file stays the same: --holdout_fold=all asks for every fold)."""
     from pytorch.checkpoints import checkpoint_state_dict, load_checkpoint_file
 
-    state_dict = checkpoint_state_dict(load_checkpoint_file(path, flag, trusted), path)
-    identified = identify(state_dict, path, flag)
-    logging.info("%s: %s (%s)", path, identified.name, "; ".join(identified.notes))
-    return identified
+    stat = os.stat(path) if os.path.isfile(path) else None
+    stamp = (os.path.abspath(path), stat and stat.st_size, stat and stat.st_mtime_ns)
+    if stamp not in _IDENTIFIED:
+        state_dict = checkpoint_state_dict(load_checkpoint_file(path, flag, trusted), path)
+        identified = identify(state_dict, path, flag)
+        logging.info("%s: %s (%s)", path, identified.name, "; ".join(identified.notes))
+        _IDENTIFIED[stamp] = identified
+    return _IDENTIFIED[stamp]
+
+
+_IDENTIFIED = {}
 
 
 def audioset_labels():

@@ -37,8 +37,9 @@ from pytorch.pytorch_utils import (Mixup, ResidentClips, autocast, check_precisi
                                    waveform_to_tensor)
 from utils import config
 from utils.config import AudioConfig, RunConfig
-from utils.data_generator import EvaluateSampler, TrainSampler, WaveformDataset, read_hdf5_info
-from utils.metrics import compute_metrics
+from utils.data_generator import (BalancedTrainSampler, EvaluateSampler, TrainSampler,
+                                  WaveformDataset, read_hdf5_info)
+from utils.metrics import compute_metrics, tune_thresholds, tuned_scores
 from utils.runs import STATISTICS_FILE, RunFolder, checkpoint_path, format_changes, write_run_file
 from utils.splits import split_train_eval_indices
 from utils.utilities import UsageError, atomic_pickle_dump, create_logging, safe_pickle_load
@@ -95,6 +96,10 @@ def run_config(args, info=None):
                                              if args.pretrained_checkpoint_path else None),
                  loss_type=resolve_loss_type(args.loss_type, info["task"]),
                  spec_augment=not args.no_spec_augment)
+    select_by = getattr(args, "select_by", None)
+    if select_by and select_by not in config.SELECTION_METRICS[info["task"]]:
+        raise UsageError(f"--select_by={select_by}: a {info['task']} run is scored by "
+                         f"{', '.join(config.SELECTION_METRICS[info['task']])}")
     probe = getattr(args, "linear_probe", False)
     flags["learning_rate"] = args.learning_rate or (1e-3 if probe else 1e-4)
     if probe:
@@ -264,6 +269,12 @@ def batch_source(dataset, device, num_workers, seed):
     return lambda batch_sampler: make_loader(dataset, batch_sampler, num_workers, seed, device)
 
 
+def make_sampler(run, train_indices, targets, mixup=False):
+    if run.sampler == "balanced":
+        return BalancedTrainSampler(train_indices, targets, run.batch_size, mixup, run.seed)
+    return TrainSampler(train_indices, run.batch_size, mixup=mixup, seed=run.seed)
+
+
 def build_model(run, device, trust_checkpoint=False):
     """The model to train, on `device` (unwrapped: its state_dict is what checkpoints hold)."""
     model = create_model(run.model_type, **run.audio.front_end(),
@@ -429,11 +440,11 @@ def train(args):
     scaler = torch.amp.GradScaler(device.type, enabled=run.precision == "fp16")
 
     train_indices, holdout_indices, test_indices = split_train_eval_indices(
-        info["audio_names"], info["folds"], run.holdout_fold, run.split)
+        info, run.holdout_fold, run.split, run.test_fold)
     check_training_classes(dataset.targets[train_indices], labels, task)
     mixup = Mixup(mixup_alpha=1.0, seed=run.seed) if run.augmentation == "mixup" else None
-    sampler = TrainSampler(train_indices, run.batch_size, mixup=mixup is not None, seed=run.seed)
-    primary_metric = run.primary_metric
+    sampler = make_sampler(run, train_indices, dataset.targets, mixup is not None)
+    primary_metric = run.selection_metric
     best = BestTracker(primary_metric)
     statistics = StatisticsContainer(os.path.join(dirs["statistics"], STATISTICS_FILE),
                                      meta=statistics_meta(run, world_size))
@@ -567,9 +578,14 @@ def train(args):
         raise UsageError(f"the final checkpoint could not be saved ({saved['failed']}); the last "
                          f"good one is {saved['last'] or 'none'}: free space and resume from it")
 
-    if test_indices is not None and is_master:
-        report_test(raw_model, batches, test_indices, dirs, run, device, loss_func, statistics,
-                    best)
+    if is_master:
+        def predict(indices):
+            loader = batches(EvaluateSampler(indices, run.batch_size))
+            return forward_loader(raw_model, loader, device, task, run.precision)[1:]
+
+        chosen_path, chosen = chosen_checkpoint(raw_model, dirs, run, best, saved["last"])
+        finish_selection(predict, chosen_path, chosen, holdout_indices, test_indices, run,
+                         loss_func, statistics)
     if is_master:  # a finished run is skipped when --holdout_fold=all runs again
         statistics.statistics["finished"] = {"iteration": iteration, "early_stop": stop_early}
         statistics.dump()
@@ -581,18 +597,53 @@ def train(args):
     return statistics.statistics, dirs
 
 
-def report_test(model, batches, test_indices, dirs, run, device, loss_func, statistics, best):
-    """Filtered split: score the test set with the checkpoint chosen on the validation set."""
+def chosen_checkpoint(model, dirs, run, best, final_path):
+    """The checkpoint model selection picked, loaded into `model`: best.pth with --keep_best,
+    else the final one. Returns (path, description)."""
     best_path = os.path.join(dirs["checkpoints"], "best.pth")
     if run.keep_best and os.path.isfile(best_path):
         model.load_state_dict(load_checkpoint_file(best_path, "best.pth")["model"])
-        chosen = f"best.pth (iteration {best.best_iteration})"
-    else:
-        chosen = "the final model"
-    loader = batches(EvaluateSampler(test_indices, run.batch_size))
-    result = evaluate(model, loader, device, run.task, loss_func, run.threshold, run.precision)
-    statistics.statistics["test"] = dict(result, chosen=chosen)
+        return best_path, f"best.pth (iteration {best.best_iteration}, best {best.metric})"
+    return final_path, "the final model"
+
+
+def store_thresholds(path, thresholds):
+    """Add the tuned thresholds to a checkpoint file (rewritten atomically)."""
+    checkpoint = load_checkpoint_file(path, "the chosen checkpoint")
+    checkpoint["thresholds"] = [float(value) for value in thresholds]
+    save_checkpoint_file(checkpoint, path)
+
+
+def finish_selection(predict, chosen_path, chosen, holdout_indices, test_indices, run,
+                     loss_func, statistics):
+    """After training, with the chosen checkpoint (`predict(indices)` gives its probabilities
+    and the targets): multi-label decision thresholds tuned per label on the validation clips
+    (stored in that checkpoint, used by evaluate and inference); then the test set, if any,
+    scored once, at the fixed threshold and at the tuned ones."""
+    thresholds = None
+    if run.task == config.MULTI_LABEL and chosen_path:
+        probabilities, targets = predict(holdout_indices)
+        thresholds = tune_thresholds(probabilities, targets, run.threshold)
+        fixed = compute_metrics(run.task, probabilities, targets, run.threshold)["macro_f1"]
+        tuned = tuned_scores(probabilities, targets, thresholds)
+        statistics.statistics["thresholds"] = {
+            "labels": run.labels, "values": thresholds.tolist(), "chosen": chosen,
+            "validation_macro_f1_fixed": fixed, "validation_macro_f1_tuned": tuned["macro_f1"]}
+        store_thresholds(chosen_path, thresholds)
+        logging.info("thresholds tuned per label on the validation clips (%s): macro-F1 %.4f at "
+                     "%g, %.4f tuned (%s); stored in %s", chosen, fixed, run.threshold,
+                     tuned["macro_f1"], ", ".join(f"{label} {value:.2f}" for label, value
+                                                  in zip(run.labels, thresholds)), chosen_path)
+    if test_indices is not None:
+        probabilities, targets = predict(test_indices)
+        result = score(probabilities, targets, run.task, loss_func, run.threshold)
+        if thresholds is not None:
+            result["tuned"] = tuned_scores(probabilities, targets, thresholds)
+        statistics.statistics["test"] = dict(result, chosen=chosen)
+        metric = run.primary_metric
+        logging.info("test set (%d clips), scored once with %s: %s %.4f%s", len(test_indices),
+                     chosen, metric, result[metric],
+                     f", macro-F1 {result['macro_f1']:.4f} at {run.threshold:g}, "
+                     f"{result['tuned']['macro_f1']:.4f} at the tuned thresholds"
+                     if thresholds is not None else "")
     statistics.dump()
-    metric = run.primary_metric
-    logging.info("test set (%d clips) with %s: %s %.4f", len(test_indices), chosen, metric,
-                 result[metric])

@@ -5,7 +5,9 @@
         [--iab_labels=5|20 | --mapping=CSV] [--threshold=0.5] [--batch_size=32] [--cuda]
 
 No training: a label's probability is the max over the AudioSet classes mapped to it (0 when no
-class is), and the holdout fold is scored exactly as a trained model's would be (--holdout_fold=all
+class is), after the ancestor rule of packing (utils/iab_labels.drop_present_ancestors: a class
+present at --threshold is not counted when one of its ontology descendants is present too), and
+the holdout fold is scored exactly as a trained model's would be (--holdout_fold=all
 scores every clip: untrained, all of them are unseen). The metrics go to
 WS/results/zero_shot/holdout_fold=F/<label_set>/metrics.json (<label_set>: iab5 or iab20, plus
 _mapping=<name> with --mapping).
@@ -23,7 +25,8 @@ from utils import config
 from utils.data_generator import EvaluateSampler, WaveformDataset, split_indices
 from utils.arguments import add_trust_flag, holdout_fold, non_negative_int, positive_int, probability
 from utils.config import AudioConfig
-from utils.iab_labels import LABEL_SET_SIZES, load_label_set, mapping_matrix
+from utils.iab_labels import (LABEL_SET_SIZES, drop_present_ancestors, load_label_set,
+                              mapping_matrix)
 from utils.iab_sources import mapping_used
 from utils.metrics import compute_metrics
 from utils.runs import default_features_path
@@ -122,7 +125,9 @@ def run_zero_shot(args):
     _, audioset_probabilities, targets = forward_loader(
         model, tqdm(loader, desc="zero-shot", unit="batch"), device, config.MULTI_LABEL,
         args.precision)
-    probabilities = map_audioset_to_labels(audioset_probabilities, matrix)
+    # The ancestor rule, as packing applies it to the targets: present ancestors do not count.
+    probabilities = map_audioset_to_labels(
+        drop_present_ancestors(audioset_probabilities, args.threshold), matrix)
     metrics = compute_metrics(config.MULTI_LABEL, probabilities, targets, args.threshold)
 
     labels = info["labels"]

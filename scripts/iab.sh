@@ -5,26 +5,39 @@
 #   WORKSPACE=/data/ws_iab PRETRAINED_CHECKPOINT_PATH=Cnn14_mAP=0.431.pth IAB_LABELS=5 \
 #   HOLDOUT_FOLD=1 scripts/iab.sh
 #
+#   AUDIO_DIR=/data/iab/wavs SEED_CSVS="train.csv validate.csv test.csv" RECIPE=seed \
+#   WORKSPACE=/data/ws_seed PRETRAINED_CHECKPOINT_PATH=Cnn14_mAP=0.431.pth scripts/iab.sh
+#       The original IAB projects' data (ID, IAB Vector CSVs) in their setting: trained on the
+#       train CSV, the checkpoint chosen on the validate CSV, the test CSV scored once at the end.
+#
 # The same NAME=value pairs may be given as arguments instead: scripts/iab.sh WORKSPACE=... ...
 #
 # Required
-#   AUDIO_DIR      folder of the downloaded clips (named by FILENAME_PATTERN)
-#   SEGMENTS_CSV   one or more AudioSet segment CSVs, separated by spaces
+#   AUDIO_DIR      folder of the clips (named by FILENAME_PATTERN; for SEED_CSVS, by their ID)
+#   SEGMENTS_CSV   one or more AudioSet segment CSVs, separated by spaces; or
+#   SEED_CSVS      the original projects' train, validate and test CSVs, in that order
 #   WORKSPACE      where features, checkpoints, statistics, results and figures go
 # Optional
-#   PRETRAINED_CHECKPOINT_PATH  official PANNs Cnn14 checkpoint: the zero-shot baseline runs and
+#   RECIPE         default: mixup, batch 32, lr 1e-4, validated every epoch, best by mAP;
+#                  seed: the original IAB projects' setting: no mixup, lr 1e-4, validated
+#                  every 5 epochs, best by macro-F1; batch 32 and 100 epochs (5 labels) or
+#                  batch 16 and 50 epochs (20 labels)
+#   MAX_CLIPS_PER_LABEL  packing SEGMENTS_CSV keeps at most this many clips per label (e.g.
+#                  200 for a seed-like 5-label set; the packing log gives the counts)
+#   PRETRAINED_CHECKPOINT_PATH  official PANNs checkpoint: the zero-shot baseline runs and
 #                  fine-tuning starts from it (without it: no baseline, training from scratch)
 #   IAB_LABELS     5 or 20 (default 5)             HOLDOUT_FOLD  1..10 or all (default 1)
 #   CUDA           1: use the GPU (default 1; falls back to the CPU when there is none)
 #   FILENAME_PATTERN  default Y{ytid}.wav; e.g. {ytid}_{start}.wav (see utils/iab_sources.py)
-#   EPOCHS         default 100: passes over the training folds (validated after each one, the
-#                  best checkpoint kept); STOP_ITERATION overrides the iteration count
-#   BATCH_SIZE     default 32                      NUM_WORKERS  packing processes
+#   EPOCHS         passes over the training clips (default: the recipe's);
+#                  STOP_ITERATION overrides the iteration count
+#   BATCH_SIZE     default: the recipe's           NUM_WORKERS  packing processes
 #   REPACK         1: pack again even when the HDF5 already exists
 set -euo pipefail
 
-VARIABLES=" AUDIO_DIR SEGMENTS_CSV WORKSPACE PRETRAINED_CHECKPOINT_PATH IAB_LABELS HOLDOUT_FOLD"
-VARIABLES+=" CUDA FILENAME_PATTERN EPOCHS STOP_ITERATION BATCH_SIZE NUM_WORKERS REPACK "
+VARIABLES=" AUDIO_DIR SEGMENTS_CSV SEED_CSVS WORKSPACE PRETRAINED_CHECKPOINT_PATH IAB_LABELS"
+VARIABLES+=" HOLDOUT_FOLD CUDA FILENAME_PATTERN EPOCHS STOP_ITERATION BATCH_SIZE NUM_WORKERS"
+VARIABLES+=" REPACK RECIPE MAX_CLIPS_PER_LABEL "
 
 for assignment in "$@"; do
     name="${assignment%%=*}"
@@ -36,9 +49,12 @@ for assignment in "$@"; do
 done
 
 missing=""
-for name in AUDIO_DIR SEGMENTS_CSV WORKSPACE; do
+for name in AUDIO_DIR WORKSPACE; do
     [ -n "${!name:-}" ] || missing="$missing $name"
 done
+if [ -z "${SEGMENTS_CSV:-}" ] && [ -z "${SEED_CSVS:-}" ]; then
+    missing="$missing SEGMENTS_CSV(or SEED_CSVS)"
+fi
 if [ -n "$missing" ]; then
     echo "error: set$missing (environment variables or NAME=value arguments); see the top of $0" >&2
     exit 2
@@ -49,8 +65,8 @@ HOLDOUT_FOLD="${HOLDOUT_FOLD:-1}"
 CUDA="${CUDA:-1}"
 DEFAULT_PATTERN='Y{ytid}.wav'
 FILENAME_PATTERN="${FILENAME_PATTERN:-$DEFAULT_PATTERN}"
-EPOCHS="${EPOCHS:-100}"
-BATCH_SIZE="${BATCH_SIZE:-32}"
+RECIPE="${RECIPE:-default}"
+SEED_CSVS="${SEED_CSVS:-}"
 PRETRAINED_CHECKPOINT_PATH="${PRETRAINED_CHECKPOINT_PATH:-}"
 
 case "$IAB_LABELS" in 5|20) ;; *)
@@ -59,6 +75,15 @@ esac
 case "$HOLDOUT_FOLD" in 1|2|3|4|5|6|7|8|9|10|all) ;; *)
     echo "error: HOLDOUT_FOLD=$HOLDOUT_FOLD: use 1..10 or all" >&2; exit 2 ;;
 esac
+case "$RECIPE" in
+    default) AUGMENTATION=mixup; EVAL_EPOCHS=1; SELECT_BY=mAP; DEFAULT_BATCH=32; DEFAULT_EPOCHS=100 ;;
+    seed) AUGMENTATION=none; EVAL_EPOCHS=5; SELECT_BY=macro_f1
+          if [ "$IAB_LABELS" = 20 ]; then DEFAULT_BATCH=16; DEFAULT_EPOCHS=50
+          else DEFAULT_BATCH=32; DEFAULT_EPOCHS=100; fi ;;
+    *) echo "error: RECIPE=$RECIPE: use default or seed" >&2; exit 2 ;;
+esac
+EPOCHS="${EPOCHS:-$DEFAULT_EPOCHS}"
+BATCH_SIZE="${BATCH_SIZE:-$DEFAULT_BATCH}"
 if [ -n "$PRETRAINED_CHECKPOINT_PATH" ] && [ ! -f "$PRETRAINED_CHECKPOINT_PATH" ]; then
     echo "error: PRETRAINED_CHECKPOINT_PATH=$PRETRAINED_CHECKPOINT_PATH: file not found" >&2
     exit 2
@@ -66,8 +91,20 @@ fi
 
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"  # sets PYTHON and REPO_DIR
 
-read -r -a SEGMENTS_CSVS <<< "$SEGMENTS_CSV"
-FEATURES="$WORKSPACE/features/iab${IAB_LABELS}_waveform.h5"
+read -r -a SEGMENTS_CSVS <<< "${SEGMENTS_CSV:-}"
+read -r -a SEED_FILES <<< "$SEED_CSVS"
+if [ -n "$SEED_CSVS" ]; then
+    if [ "${#SEED_FILES[@]}" != 3 ]; then
+        echo "error: SEED_CSVS: give the train, validate and test CSVs, in that order" >&2
+        exit 2
+    fi
+    FEATURES="$WORKSPACE/features/iab_seed_waveform.h5"
+    HOLDOUT_FOLD=subsets  # train / validate / test as the CSVs say
+    SPLIT_FLAGS=(--split=subsets)
+else
+    FEATURES="$WORKSPACE/features/iab${IAB_LABELS}_waveform.h5"
+    SPLIT_FLAGS=(--holdout_fold="$HOLDOUT_FOLD")
+fi
 CUDA_FLAG=""
 if [ "$CUDA" = 1 ]; then CUDA_FLAG="--cuda"; fi
 PRETRAINED_FLAG=""
@@ -75,18 +112,26 @@ if [ -n "$PRETRAINED_CHECKPOINT_PATH" ]; then
     PRETRAINED_FLAG="--pretrained_checkpoint_path=$PRETRAINED_CHECKPOINT_PATH"
 fi
 
-echo "== 1/4 pack AudioSet segments -> $FEATURES ($IAB_LABELS IAB labels)"
+echo "== 1/4 pack -> $FEATURES"
 if [ -f "$FEATURES" ] && [ "${REPACK:-0}" != 1 ]; then
     echo "   $FEATURES exists; reusing it (REPACK=1 packs again)"
+elif [ -n "$SEED_CSVS" ]; then
+    "$PYTHON" "$REPO_DIR/utils/features.py" pack_iab_seed_to_hdf5 \
+        --train_csv="${SEED_FILES[0]}" --validate_csv="${SEED_FILES[1]}" \
+        --test_csv="${SEED_FILES[2]}" --audio_dir="$AUDIO_DIR" --workspace="$WORKSPACE" \
+        --output="$FEATURES" ${NUM_WORKERS:+--num_workers="$NUM_WORKERS"}
 else
     "$PYTHON" "$REPO_DIR/utils/features.py" pack_audioset_to_hdf5 \
         --segments_csv "${SEGMENTS_CSVS[@]}" --audio_dir="$AUDIO_DIR" --workspace="$WORKSPACE" \
         --iab_labels="$IAB_LABELS" --filename_pattern="$FILENAME_PATTERN" \
-        --output="$FEATURES" ${NUM_WORKERS:+--num_workers="$NUM_WORKERS"}
+        --output="$FEATURES" ${NUM_WORKERS:+--num_workers="$NUM_WORKERS"} \
+        ${MAX_CLIPS_PER_LABEL:+--max_clips_per_label="$MAX_CLIPS_PER_LABEL"}
 fi
 
-echo "== 2/4 zero-shot baseline (pretrained Cnn14, AudioSet classes mapped to IAB labels)"
-if [ -n "$PRETRAINED_CHECKPOINT_PATH" ]; then
+echo "== 2/4 zero-shot baseline (the pretrained tagger, AudioSet classes mapped to IAB labels)"
+if [ -n "$SEED_CSVS" ]; then
+    echo "   skipped: zero-shot scores folds; the seed data's test set is scored after training"
+elif [ -n "$PRETRAINED_CHECKPOINT_PATH" ]; then
     "$PYTHON" "$REPO_DIR/pytorch/main.py" zero_shot --workspace="$WORKSPACE" \
         --features="$FEATURES" "$PRETRAINED_FLAG" --holdout_fold="$HOLDOUT_FOLD" \
         --iab_labels="$IAB_LABELS" --batch_size="$BATCH_SIZE" ${CUDA_FLAG:+"$CUDA_FLAG"}
@@ -94,29 +139,36 @@ else
     echo "   skipped: no PRETRAINED_CHECKPOINT_PATH"
 fi
 
-# One epoch = one pass over the training folds; mixup draws 2 x BATCH_SIZE clips per iteration.
-EPOCH_INFO=$("$PYTHON" - "$FEATURES" "$HOLDOUT_FOLD" "$EPOCHS" "$BATCH_SIZE" <<'EOF'
+# One epoch = one pass over the training clips; mixup draws 2 x BATCH_SIZE clips per iteration.
+EPOCH_INFO=$("$PYTHON" - "$FEATURES" "$HOLDOUT_FOLD" "$EPOCHS" "$BATCH_SIZE" "$AUGMENTATION" \
+    "$EVAL_EPOCHS" <<'PYTHON_END'
 import math, sys
 import h5py
-path, holdout_fold, epochs, batch_size = sys.argv[1:]
+path, holdout_fold, epochs, batch_size, augmentation, eval_epochs = sys.argv[1:]
 with h5py.File(path, "r") as hf:
     folds = hf["fold"][:]
-train_clips = len(folds) * 0.9 if holdout_fold == "all" else (folds != int(holdout_fold)).sum()
-epoch = max(1, math.ceil(train_clips / (2 * int(batch_size))))
-print(epoch, epoch * int(epochs))
-EOF
+    subsets = [value.decode() for value in hf["subset"][:]] if "subset" in hf else []
+if holdout_fold == "subsets":
+    train_clips = subsets.count("train")
+elif holdout_fold == "all":
+    train_clips = len(folds) * 0.9
+else:
+    train_clips = (folds != int(holdout_fold)).sum()
+drawn = int(batch_size) * (2 if augmentation == "mixup" else 1)
+epoch = max(1, math.ceil(train_clips / drawn))
+print(epoch * int(eval_epochs), epoch * int(epochs))
+PYTHON_END
 )
-read -r EPOCH_ITERATIONS STOP_DEFAULT <<< "$EPOCH_INFO"
+read -r EVAL_ITERATIONS STOP_DEFAULT <<< "$EPOCH_INFO"
 STOP_ITERATION="${STOP_ITERATION:-$STOP_DEFAULT}"
 
-echo "== 3/4 fine-tune Transfer_Cnn14, holdout fold $HOLDOUT_FOLD, $STOP_ITERATION iterations" \
-     "(validated every $EPOCH_ITERATIONS)"
+echo "== 3/4 fine-tune (recipe $RECIPE), $HOLDOUT_FOLD, $STOP_ITERATION iterations" \
+     "(validated every $EVAL_ITERATIONS, the best by $SELECT_BY kept)"
 "$PYTHON" "$REPO_DIR/pytorch/main.py" train --workspace="$WORKSPACE" --features="$FEATURES" \
-    --holdout_fold="$HOLDOUT_FOLD" --model_type=Transfer_Cnn14 \
-    ${PRETRAINED_FLAG:+"$PRETRAINED_FLAG"} --loss_type=clip_bce --augmentation=mixup \
-    --learning_rate=1e-4 --batch_size="$BATCH_SIZE" \
-    --stop_iteration="$STOP_ITERATION" --eval_every="$EPOCH_ITERATIONS" \
-    --save_every="$STOP_ITERATION" --keep_best ${CUDA_FLAG:+"$CUDA_FLAG"}
+    "${SPLIT_FLAGS[@]}" ${PRETRAINED_FLAG:+"$PRETRAINED_FLAG"} --loss_type=clip_bce \
+    --augmentation="$AUGMENTATION" --learning_rate=1e-4 --batch_size="$BATCH_SIZE" \
+    --stop_iteration="$STOP_ITERATION" --eval_every="$EVAL_ITERATIONS" \
+    --save_every="$STOP_ITERATION" --keep_best --select_by="$SELECT_BY" ${CUDA_FLAG:+"$CUDA_FLAG"}
 
 echo "== 4/4 plot"
 "$PYTHON" "$REPO_DIR/utils/plot_statistics.py" --workspace="$WORKSPACE"

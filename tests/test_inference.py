@@ -145,7 +145,7 @@ def test_cli_on_a_folder_writes_csv_and_json(checkpoint_path, audio_folder, tmp_
         rows = list(csv.DictReader(f))
     assert [row["file"] for row in rows] == expected_files  # recursive, sorted by path
     assert list(rows[0]) == ["file", "label_1", "prob_1", "label_2", "prob_2", "duration_s",
-                             "windows", "error"]
+                             "windows", "predicted", "error"]
     assert rows[3]["error"] and not rows[3]["label_1"]
     assert [row["windows"] for row in rows[:3]] == ["2", "3", "1"]
 

@@ -67,10 +67,28 @@ def test_the_known_corrupt_clip_may_be_missing():
 def test_split_train_eval_indices_for_folds_and_filtered():
     names = full_gtzan_names()
     folds = np.arange(len(names)) % 10 + 1
-    train, holdout, test = split_train_eval_indices(names, folds, 3, "folds")
+    info = {"audio_names": names, "folds": folds}
+    train, holdout, test = split_train_eval_indices(info, 3, "folds")
     assert test is None and (folds[holdout] == 3).all() and (folds[train] != 3).all()
     assert len(train) + len(holdout) == 1000
-    train, valid, test = split_train_eval_indices(names, folds, None, "filtered")
+    train, valid, test = split_train_eval_indices(info, None, "filtered")
     assert (len(train), len(valid), len(test)) == (443, 197, 290)
     with pytest.raises(UsageError, match="--split=random"):
-        split_train_eval_indices(names, folds, 1, "random")
+        split_train_eval_indices(info, 1, "random")
+
+
+def test_a_test_fold_neither_trains_nor_validates():
+    folds = np.arange(100) % 10 + 1
+    train, valid, test = split_train_eval_indices({"folds": folds}, 3, "folds", test_fold=7)
+    assert (folds[valid] == 3).all() and (folds[test] == 7).all()
+    assert not set(folds[train]) & {3, 7} and len(train) + len(valid) + len(test) == 100
+    with pytest.raises(UsageError, match="--test_fold=3: the same fold as --holdout_fold"):
+        split_train_eval_indices({"folds": folds}, 3, "folds", test_fold=3)
+
+
+def test_packed_subsets_split():
+    info = {"subsets": ["train", "valid", "test", "train", "valid"]}
+    train, valid, test = split_train_eval_indices(info, "subsets", "subsets")
+    assert (train.tolist(), valid.tolist(), test.tolist()) == ([0, 3], [1, 4], [2])
+    with pytest.raises(UsageError, match="packed without subsets"):
+        split_train_eval_indices({"subsets": None}, "subsets", "subsets")

@@ -74,13 +74,21 @@ def probability(text):
     return value
 
 
+def fold_number(text):
+    """1..FOLDS_NUM as an int."""
+    if text.isdigit() and 1 <= int(text) <= FOLDS_NUM:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text}: use 1..{FOLDS_NUM}")
+
+
 def holdout_fold(text):
     """1..FOLDS_NUM as an int, or 'all'."""
     if text == "all":
         return text
-    if text.isdigit() and 1 <= int(text) <= FOLDS_NUM:
-        return int(text)
-    raise argparse.ArgumentTypeError(f"{text}: use 1..{FOLDS_NUM} or all")
+    try:
+        return fold_number(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text}: use 1..{FOLDS_NUM} or all") from None
 
 
 def str2bool(text):

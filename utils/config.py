@@ -46,6 +46,11 @@ def primary_metric(task):
     return "mAP" if task == MULTI_LABEL else "accuracy"
 
 
+# --select_by: the validation metrics a task has (multi-label accuracy is exact match)
+SELECTION_METRICS = {SINGLE_LABEL: ("accuracy", "macro_f1"),
+                     MULTI_LABEL: ("mAP", "macro_f1", "accuracy")}
+
+
 # ---------------------------------------------------------------------------------------------
 # Typed configuration. It travels with the data: the HDF5's attributes and the flags build a
 # RunConfig; training stores it in every checkpoint and in run.json beside statistics.pickle;
@@ -123,6 +128,9 @@ class RunConfig:
     seed: int = 1234
     run_name: str = ""  # names a run apart from others of the same folder (e.g. an lr sweep)
     linear_probe: bool = False  # a linear head fitted on the frozen base's cached embeddings
+    test_fold: int = None  # --split=folds: this fold is the test set (scored once, at the end)
+    select_by: str = None  # the validation metric of --keep_best and early stopping
+    sampler: str = "shuffle"  # or "balanced": every label drawn equally often
     stop_iteration: int = _resumable(2000)
     eval_every: int = _resumable(200)
     save_every: int = _resumable(2000)
@@ -136,6 +144,11 @@ class RunConfig:
     @property
     def primary_metric(self):
         return primary_metric(self.task)
+
+    @property
+    def selection_metric(self):
+        """What --keep_best and early stopping maximise: --select_by, else the primary metric."""
+        return self.select_by or self.primary_metric
 
     @property
     def pretrained(self):

@@ -28,6 +28,9 @@ def read_hdf5_info(hdf5_path):
                 "audio_names": [name.decode() if isinstance(name, bytes) else str(name)
                                 for name in hf["audio_name"][:]],
                 "waveform_bytes": hf["waveform"].size * hf["waveform"].dtype.itemsize,
+                # train / valid / test per clip, when packed with its own split (seed CSVs)
+                "subsets": ([value.decode() if isinstance(value, bytes) else str(value)
+                             for value in hf["subset"][:]] if "subset" in hf else None),
             }
     except (OSError, KeyError) as error:
         raise UsageError(f"--features={hdf5_path}: not a packed waveform file ({error}); "
@@ -146,6 +149,53 @@ class TrainSampler:
     def load_state_dict(self, state):
         self.order = np.asarray(state["order"])
         self.pointer = int(state["pointer"])
+        self.random_state.set_state(state["random_state"])
+
+
+class BalancedTrainSampler(TrainSampler):
+    """Class-balanced batches for multi-label data (--sampler=balanced): each draw picks a
+    label in turn (the labels' order reshuffled every round), then that label's next clip from
+    its own shuffled queue; clips with no label form one more group. Rare labels are thus seen
+    as often as common ones, as PANNs' balanced AudioSet sampler does. A clip with several
+    labels is in each of their queues. Same interface and resumable state as TrainSampler."""
+
+    def __init__(self, train_indices, targets, batch_size, mixup=False, seed=1234):
+        super().__init__(train_indices, batch_size, mixup, seed)
+        positive = np.asarray(targets)[self.train_indices] >= 0.5
+        groups = [self.train_indices[positive[:, label]] for label in range(positive.shape[1])]
+        groups.append(self.train_indices[~positive.any(axis=1)])
+        self.groups = [group for group in groups if len(group)]
+        self.queues = [self.random_state.permutation(group) for group in self.groups]
+        self.queue_pointers = [0] * len(self.groups)
+        self.round = self.random_state.permutation(len(self.groups))
+        self.pointer = 0
+
+    def next_batch(self):
+        batch = []
+        while len(batch) < self.batch_size:
+            if self.pointer == len(self.round):
+                self.round = self.random_state.permutation(len(self.groups))
+                self.pointer = 0
+            group = self.round[self.pointer]
+            self.pointer += 1
+            if self.queue_pointers[group] == len(self.queues[group]):
+                self.queues[group] = self.random_state.permutation(self.groups[group])
+                self.queue_pointers[group] = 0
+            batch.append(int(self.queues[group][self.queue_pointers[group]]))
+            self.queue_pointers[group] += 1
+        return batch
+
+    def state_dict(self):
+        return {"round": self.round.copy(), "pointer": self.pointer,
+                "queues": [queue.copy() for queue in self.queues],
+                "queue_pointers": list(self.queue_pointers),
+                "random_state": self.random_state.get_state()}
+
+    def load_state_dict(self, state):
+        self.round = np.asarray(state["round"])
+        self.pointer = int(state["pointer"])
+        self.queues = [np.asarray(queue) for queue in state["queues"]]
+        self.queue_pointers = [int(value) for value in state["queue_pointers"]]
         self.random_state.set_state(state["random_state"])
 
 

@@ -30,9 +30,9 @@ from utils.audio import (INT16_SCALE, AudioReadError, float32_to_int16, is_audio
                          wav_truncation)
 from utils.folds import folds_from_mapping, multilabel_stratified_folds, read_folds_file, stratified_folds
 from utils.iab_labels import LABEL_SET_SIZES, load_label_set
-from utils.iab_sources import (DEFAULT_FILENAME_PATTERN, audioset_items, csv_items, display_path,
-                               label_counts, label_set_name, mapping_used, mini_data_subset,
-                               resolve_label_names)
+from utils.iab_sources import (DEFAULT_FILENAME_PATTERN, audioset_items, cap_per_label,
+                               csv_items, display_path, label_counts, label_set_name,
+                               mapping_used, mini_data_subset, resolve_label_names, seed_items)
 from utils.runs import default_features_path
 from utils.utilities import (UsageError, atomic_path, atomic_write_text, check_free_space,
                              check_output_file, create_logging, remove_stale_temporaries,
@@ -124,8 +124,11 @@ def write_clip_metadata(hf, audio_names, targets, folds, labels, task, sample_ra
 
 def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RATE,
                  clip_duration=config.GTZAN_CLIP_DURATION, num_workers=1, folds_from=None,
-                 seed=1234, extra_attributes=None, excluded=()):
+                 seed=1234, extra_attributes=None, excluded=(), subset_of=None):
     """Decode `items` [(audio_name, path, target vector)] into `output_path`.
+
+    `subset_of` {path: 'train' | 'valid' | 'test'} also writes each clip's subset (a dataset
+    'subset', for --split=subsets); the folds are assigned in any case.
 
     Unusable files are skipped and listed in a report beside the HDF5, after `excluded`
     [(path, reason)]: what the caller left out before packing (missing audio, no label, ...).
@@ -167,6 +170,9 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
             folds = assign_folds(task, targets, audio_names, folds_from, seed=seed)
             write_clip_metadata(hf, audio_names, targets.reshape(len(kept), classes_num), folds,
                                 labels, task, sample_rate, clip_duration, extra_attributes)
+            if subset_of:
+                hf.create_dataset("subset", data=[subset_of[items[index][1]] for index in kept],
+                                  dtype=h5py.string_dtype())
     _write_report(output_path, list(excluded) + skipped + noted)
     logging.info("packed %d clips (%d skipped) in %.1f s into %s",
                  len(kept), len(skipped), time.time() - started, output_path)
@@ -206,17 +212,32 @@ def pack_audio_files_to_hdf5(args):
 
 
 def report_label_counts(args):
-    """--dry_run: the label counts the segment CSVs give, before and after the ancestor rule."""
+    """--dry_run: the label counts the segment CSVs give, before and after the ancestor rule,
+    and with --max_clips_per_label after the cap (packing drops unlabelled clips unless
+    --keep_unlabelled, so the cap's column counts those only then)."""
     labels = load_label_set(args.iab_labels)
-    union, specific, unlabelled = label_counts(args.segments_csv, args.iab_labels, args.mapping)
-    rows = [("label", "all mids", "most specific", "changed")]
-    rows += [(label, str(u), str(s), f"{s - u:+d}") for label, u, s in zip(labels, union, specific)]
-    rows.append(("(no label)", str(unlabelled[0]), str(unlabelled[1]),
-                 f"{unlabelled[1] - unlabelled[0]:+d}"))
-    width = max(len(row[0]) for row in rows) + 2
+    union, specific, unlabelled, targets = label_counts(args.segments_csv, args.iab_labels,
+                                                        args.mapping)
+    header = ["label", "all mids", "most specific", "changed"]
+    columns = [union.tolist() + [unlabelled[0]], specific.tolist() + [unlabelled[1]]]
+    columns.append([s - u for u, s in zip(*columns)])
+    if args.max_clips_per_label:
+        if not args.keep_unlabelled:
+            targets = targets[targets.any(axis=1)]
+        capped = targets[cap_per_label(targets, args.max_clips_per_label, args.seed)]
+        header.append(f"cap {args.max_clips_per_label}")
+        columns.append(capped.sum(axis=0).astype(int).tolist()
+                       + [int((~capped.any(axis=1)).sum())])
+    names = labels + ["(no label)"]
+    width = max(map(len, names)) + 2
     print(f"clips per IAB label ({args.iab_labels} labels), labels only, no audio read:")
-    for row in rows:
-        print(row[0].ljust(width) + "".join(f"{cell:>15}" for cell in row[1:]))
+    print(header[0].ljust(width) + "".join(f"{cell:>15}" for cell in header[1:]))
+    for index, name in enumerate(names):
+        cells = [f"{column[index]:+d}" if number == 2 else str(column[index])
+                 for number, column in enumerate(columns)]
+        print(name.ljust(width) + "".join(f"{cell:>15}" for cell in cells))
+    if args.max_clips_per_label:
+        print(f"with the cap: {len(capped)} clips")
 
 
 def pack_audioset_to_hdf5(args):
@@ -250,9 +271,27 @@ def pack_csv_to_hdf5(args):
     pack_multi_label(items, labels, summary, args, attributes, "check --audio_dir and the CSV")
 
 
-def pack_multi_label(items, labels, summary, args, attributes, missing_hint):
-    """The multi-label packers' shared end: mini data, nothing-left check, packing, summary log."""
+def cap_items(items, labels, max_clips, seed):
+    """--max_clips_per_label: the cap_per_label subset of `items`, its counts logged."""
+    targets = np.stack([target for _, _, target in items])
+    kept = cap_per_label(targets, max_clips, seed)
+    after = targets[kept].sum(axis=0)
+    logging.info("--max_clips_per_label=%d keeps %d of %d clips; clips per label (before -> "
+                 "after): %s", max_clips, len(kept), len(items), ", ".join(
+                     f"{label} {int(b)} -> {int(a)}"
+                     for label, b, a in zip(labels, targets.sum(axis=0), after)))
+    over = [label for label, count in zip(labels, after) if count > max_clips]
+    if over:
+        logging.info("above the cap through clips that rarer labels needed: %s", "; ".join(over))
+    return [items[index] for index in kept]
+
+
+def pack_multi_label(items, labels, summary, args, attributes, missing_hint, subset_of=None):
+    """The multi-label packers' shared end: cap, mini data, nothing-left check, packing, log."""
     output_path = args.output or default_features_path(args.workspace, args.mini_data)
+    if getattr(args, "max_clips_per_label", None) and items:
+        items = cap_items(items, labels, args.max_clips_per_label, args.seed)
+        attributes = dict(attributes, max_clips_per_label=args.max_clips_per_label)
     if args.mini_data:
         items = mini_data_subset(items, MINI_DATA_CLIPS_PER_CLASS)
     if not items:
@@ -263,7 +302,8 @@ def pack_multi_label(items, labels, summary, args, attributes, missing_hint):
     logging.info("%d clips to pack, %d labels: %s", len(items), len(labels), "; ".join(labels))
     packed, skipped = pack_to_hdf5(items, labels, config.MULTI_LABEL, output_path,
                                    args.sample_rate, args.clip_duration, args.num_workers,
-                                   args.folds_from, args.seed, attributes, summary.excluded)
+                                   args.folds_from, args.seed, attributes, summary.excluded,
+                                   subset_of)
     skipped_paths = {path for path, _ in skipped}
     per_label = np.sum([target for _, path, target in items if path not in skipped_paths], axis=0)
     logging.info("%s, %d unreadable, %d packed; every left-out clip and why: %s",
@@ -275,6 +315,23 @@ def pack_multi_label(items, labels, summary, args, attributes, missing_hint):
         logging.warning("no packed clip has the label(s) %s: they cannot be learned or scored",
                         "; ".join(empty))
     print(f"Wrote {output_path}")
+
+
+def pack_iab_seed_to_hdf5(args):
+    """The original IAB projects' train / validate / test CSVs + a folder of wavs -> multi-label
+    HDF5 with each clip's subset (train with --split=subsets)."""
+    subset_csvs = [(subset, flag, path) for subset, flag, path in (
+        ("train", "--train_csv", args.train_csv), ("valid", "--validate_csv", args.validate_csv),
+        ("test", "--test_csv", args.test_csv)) if path]
+    labels, items, subset_of, summary = seed_items(subset_csvs, args.audio_dir,
+                                                   args.keep_unlabelled)
+    if not args.test_csv:
+        logging.warning("no --test_csv: --split=subsets will have no test set to score")
+    attributes = {"label_set": label_set_name(labels), "mapping": "",
+                  "source": "; ".join(display_path(path) for _, _, path in subset_csvs),
+                  "keep_unlabelled": args.keep_unlabelled}
+    pack_multi_label(items, labels, summary, args, attributes, "check --audio_dir and the IDs",
+                     subset_of)
 
 
 def add_common_packing_flags(parser, clip_duration):
@@ -294,6 +351,13 @@ def add_multi_label_flags(parser):
     parser.add_argument("--keep_unlabelled", action="store_true",
                         help="keep clips with no label (all-zero target) instead of dropping them")
     add_common_packing_flags(parser, config.AUDIOSET_CLIP_DURATION)
+
+
+def add_cap_flag(parser):
+    parser.add_argument("--max_clips_per_label", type=positive_int, default=None,
+                        help="keep at most N clips per label (rarest labels first; a clip counts "
+                             "for each of its labels; deterministic under --seed); the log and "
+                             "--dry_run give the counts")
 
 
 def build_parser():
@@ -324,6 +388,7 @@ def build_parser():
                                "{end} (whole seconds), {start_ms}, {end_ms}; e.g. "
                                "'{ytid}_{start}.wav' (default %(default)s)")
     add_multi_label_flags(audioset)
+    add_cap_flag(audioset)
     audioset.set_defaults(handler=pack_audioset_to_hdf5)
 
     plain = subparsers.add_parser("pack_csv_to_hdf5",
@@ -336,7 +401,18 @@ def build_parser():
                             "(one per line, or a CSV with a 'label' column); default every "
                             "label the CSV uses, sorted")
     add_multi_label_flags(plain)
+    add_cap_flag(plain)
     plain.set_defaults(handler=pack_csv_to_hdf5)
+
+    seed = subparsers.add_parser(
+        "pack_iab_seed_to_hdf5", help="the original IAB projects' CSVs (ID, IAB Vector) with "
+                                      "their train / validate / test sets")
+    seed.add_argument("--train_csv", required=True)
+    seed.add_argument("--validate_csv", required=True, help="selects the checkpoint")
+    seed.add_argument("--test_csv", default=None, help="scored once, at the end of training")
+    seed.add_argument("--audio_dir", required=True, help="the folder of the wav files (ID)")
+    add_multi_label_flags(seed)
+    seed.set_defaults(handler=pack_iab_seed_to_hdf5)
     return parser
 
 

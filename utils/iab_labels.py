@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from utils.config import AUDIOSET_LABELS_CSV, AUDIOSET_ONTOLOGY_JSON, METADATA_DIR
-from utils.utilities import UsageError, open_text
+from utils.utilities import UsageError, named, open_text
 
 LABEL_SET_SIZES = (5, 20)
 LABEL_SEPARATOR = ";"
@@ -38,15 +38,14 @@ def _check_size(num_labels):
     return num_labels
 
 
-def read_csv_rows(path, required_columns):
-    """Rows of a CSV as dicts; a missing file or column is a UsageError naming the file."""
-    if not os.path.isfile(path):
-        raise UsageError(f"{path}: file not found; check the path")
-    with open_text(path, "--mapping") as f:
+def read_csv_rows(path, required_columns, flag=None):
+    """Rows of a CSV as dicts; a missing file, a file not in UTF-8 or a missing column is a
+    UsageError naming the file, and the flag that gave it (none for committed files)."""
+    with open_text(path, flag) as f:
         reader = csv.DictReader(f)
         missing = [c for c in required_columns if c not in (reader.fieldnames or [])]
         if missing:
-            raise UsageError(f"{path}: missing column(s) {', '.join(missing)}; "
+            raise UsageError(f"{named(path, flag)}: missing column(s) {', '.join(missing)}; "
                              f"expected at least {', '.join(required_columns)}")
         return list(reader)
 
@@ -56,9 +55,9 @@ def split_labels(field):
     return [label.strip() for label in (field or "").split(LABEL_SEPARATOR) if label.strip()]
 
 
-def read_label_set_csv(path):
+def read_label_set_csv(path, flag=None):
     """Label names of a label-set CSV, in column order of the model output."""
-    labels = [row["label"].strip() for row in read_csv_rows(path, ("label",))]
+    labels = [row["label"].strip() for row in read_csv_rows(path, ("label",), flag)]
     if not labels or len(set(labels)) != len(labels):
         raise UsageError(f"{path}: the label column must list each label once")
     return labels
@@ -87,7 +86,8 @@ def _read_mapping(num_labels, custom_mapping_path):
     label_index = {label: i for i, label in enumerate(labels)}
     known_mids = {mid for mid, _ in read_audioset_classes()}
     mapping = {}
-    for line, row in enumerate(read_csv_rows(path, REQUIRED_MAPPING_COLUMNS), start=2):
+    flag = "--mapping" if custom_mapping_path else None  # the committed mapping came from no flag
+    for line, row in enumerate(read_csv_rows(path, REQUIRED_MAPPING_COLUMNS, flag), start=2):
         mid = row["mid"].strip()
         if mid not in known_mids:
             raise UsageError(f"{path}, line {line}: mid {mid!r} is not an AudioSet class "
@@ -167,6 +167,31 @@ def most_specific(mids):
     ancestors = ontology_ancestors()
     covered = set().union(*(ancestors.get(mid, frozenset()) for mid in mids)) if mids else set()
     return [mid for mid in mids if mid not in covered]
+
+
+@functools.lru_cache(maxsize=None)
+def class_ancestor_matrix():
+    """(527, 527) bool: [i, j] when AudioSet class j is an ontology ancestor of class i."""
+    classes = [mid for mid, _ in read_audioset_classes()]
+    index = {mid: position for position, mid in enumerate(classes)}
+    matrix = np.zeros((len(classes), len(classes)), dtype=bool)
+    for position, mid in enumerate(classes):
+        for ancestor in ontology_ancestors().get(mid, ()):
+            if ancestor in index:
+                matrix[position, index[ancestor]] = True
+    return matrix
+
+
+def drop_present_ancestors(probabilities, threshold=0.5):
+    """The tagger's (N, 527) outputs with the ancestor rule applied as packing applies it to
+    labels: a class that is an ontology ancestor of another class present in the same clip
+    (probability >= threshold) is set to 0, so the most specific classes decide (a tagger that
+    hears Aircraft also outputs a high Vehicle, which would otherwise reach Automotive)."""
+    probabilities = np.array(probabilities, dtype=np.float64, copy=True)
+    present = probabilities >= threshold
+    covered = (present.astype(np.int64) @ class_ancestor_matrix()) > 0  # ancestors of present
+    probabilities[covered & present] = 0.0
+    return probabilities
 
 
 def mids_to_target(mids, num_labels, mapping_path=None, specific_only=True):

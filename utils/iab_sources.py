@@ -16,9 +16,14 @@ Audio files are found with a filename pattern relative to the audio folder; its 
 
 Plain CSV: rows `file,labels`, labels separated by ';' (e.g. `dog.wav,Pets;Music`); a header
 row (file,labels) and '#' comment lines are optional.
+
+The original IAB projects' CSVs (train / validate / test): columns `ID` (a wav file name in one
+folder) and `IAB Vector` (e.g. "[1, 0, 0, 1, 0]", in the order of metadata/iab_labels_5.csv or
+iab_labels_20.csv); packed with their subsets, for --split=subsets.
 """
 import csv
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -26,7 +31,7 @@ import numpy as np
 from utils.config import METADATA_DIR, REPO_DIR, read_label_list
 from utils.iab_labels import (LABEL_SEPARATOR, LABEL_SET_SIZES, load_label_set, mapping_csv,
                               mids_to_target, read_label_set_csv, split_labels)
-from utils.utilities import UsageError, open_text
+from utils.utilities import UsageError, open_text, require_file
 
 DEFAULT_FILENAME_PATTERN = "Y{ytid}.wav"
 PATTERN_FIELDS = ("ytid", "start", "start_ms", "end", "end_ms")
@@ -176,9 +181,11 @@ def audioset_items(segment_csvs, audio_dir, num_labels, mapping_path=None,
 def label_counts(segment_csvs, num_labels, mapping_path=None):
     """Labels only, no audio: per IAB label, the clips of the segment CSVs it reaches with every
     mid mapped (the union rule) and with the most specific mids only; and the unlabelled clips
-    under each. Returns (union counts, specific counts, [unlabelled union, unlabelled specific])."""
+    under each. Returns (union counts, specific counts, [unlabelled union, unlabelled specific],
+    the clips' targets under the most-specific rule, as packing makes them)."""
     size = len(load_label_set(num_labels))
     union, specific, unlabelled, seen = np.zeros(size), np.zeros(size), [0, 0], set()
+    targets = []
     for csv_path in segment_csvs:
         for segment in read_segments_csv(csv_path):
             if segment.ytid in seen:
@@ -188,7 +195,9 @@ def label_counts(segment_csvs, num_labels, mapping_path=None):
                 target = mids_to_target(segment.mids, num_labels, mapping_path, specific_only=rule)
                 counts += target
                 unlabelled[index] += not target.any()
-    return union.astype(int), specific.astype(int), unlabelled
+            targets.append(target)  # the last one: the most-specific rule
+    return (union.astype(int), specific.astype(int), unlabelled,
+            np.asarray(targets, dtype=np.float32).reshape(-1, size) >= 0.5)
 
 
 def mapping_used(num_labels, mapping_path=None):
@@ -210,7 +219,7 @@ def resolve_label_names(value):
     if os.path.isfile(value):
         with open_text(value, "--labels") as f:
             first_line = f.readline().strip()
-        labels = read_label_set_csv(value) if first_line.split(",")[0] == "label" \
+        labels = read_label_set_csv(value, "--labels") if first_line.split(",")[0] == "label" \
             else read_label_list(value)
     else:
         labels = [name.strip() for name in value.split(",") if name.strip()]
@@ -296,3 +305,106 @@ def mini_data_subset(items, clips_per_label):
             for key in keys:
                 counts[key] = counts.get(key, 0) + 1
     return subset
+
+
+def cap_per_label(targets, max_clips, seed=1234):
+    """Indices (sorted) of the clips kept so that no label has more than `max_clips` clips,
+    where that can be done; deterministic for a seed.
+
+    Labels are filled rarest first. A clip counts toward every label it carries, so a clip
+    kept for a rare label also counts toward the others: a label is filled only up to the cap
+    with what it already has, and can end above it only through clips the rarer labels needed
+    (the caller reports the counts). Within a label, clips carrying fewer labels come first
+    (they push no other label over), in a seeded random order. Clips with no label form one
+    more group, capped the same way.
+    """
+    targets = np.asarray(targets) >= 0.5
+    random_order = np.random.RandomState(seed).permutation(len(targets))
+    groups = [np.flatnonzero(targets[:, label]) for label in range(targets.shape[1])]
+    groups.append(np.flatnonzero(~targets.any(axis=1)))
+    counts = np.zeros(len(groups), dtype=np.int64)
+    rank = np.empty(len(targets), dtype=np.int64)
+    rank[random_order] = np.arange(len(targets))
+    kept = np.zeros(len(targets), dtype=bool)
+    for group in sorted(range(len(groups)), key=lambda g: (len(groups[g]), g)):
+        members = groups[group]
+        members = members[np.lexsort((rank[members], targets[members].sum(axis=1)))]
+        for clip in members:
+            if counts[group] >= max_clips:
+                break
+            if kept[clip]:
+                continue
+            kept[clip] = True
+            labels = np.flatnonzero(targets[clip])
+            counts[labels if len(labels) else [len(groups) - 1]] += 1
+    return np.flatnonzero(kept)
+
+
+# ---------------------------------------------------------------- the original IAB projects' CSVs
+
+SEED_COLUMNS = ("ID", "IAB Vector")
+
+
+def parse_iab_vector(field, where):
+    """'[1, 0, 0, 1, 0]' -> float32 multi-hot; anything else is a UsageError naming the row."""
+    try:
+        values = json.loads(field)
+    except (TypeError, ValueError):
+        values = None
+    if not (isinstance(values, list) and len(values) in LABEL_SET_SIZES
+            and all(value in (0, 1) and not isinstance(value, bool) for value in values)):
+        sizes = " or ".join(map(str, LABEL_SET_SIZES))
+        raise UsageError(f"{where}: IAB Vector {field!r} is not a list of {sizes} zeros and "
+                         "ones, e.g. \"[1, 0, 0, 1, 0]\"; fix the row")
+    return np.asarray(values, dtype=np.float32)
+
+
+def read_seed_csv(path, flag):
+    """[(where, ID, vector)] of one of the original IAB projects' CSVs (columns ID, IAB Vector)."""
+    require_file(path, flag)
+    rows = []
+    with open_text(path, flag) as f:
+        reader = csv.DictReader(f)
+        missing = [column for column in SEED_COLUMNS if column not in (reader.fieldnames or [])]
+        if missing:
+            raise UsageError(f"{flag}={path}: missing column(s) {', '.join(missing)}; the seed "
+                             f"format has columns {', '.join(SEED_COLUMNS)}")
+        for line_number, row in enumerate(reader, start=2):
+            where = f"{path} line {line_number}"
+            rows.append((where, (row["ID"] or "").strip(),
+                         parse_iab_vector(row["IAB Vector"], where)))
+    return rows
+
+
+def seed_items(subset_csvs, audio_dir, keep_unlabelled=False):
+    """(labels, items, {path: subset}, summary) of the seed CSVs, `subset_csvs` being
+    [(subset, flag, path)]. The label set is the committed IAB set of the vectors' length
+    (the original projects' lists, same names and order). An ID is a file name in
+    `audio_dir` (.wav added when it has no extension); an ID in two subsets is an error."""
+    if not os.path.isdir(audio_dir):
+        raise UsageError(f"--audio_dir={audio_dir}: folder not found")
+    summary = SourceSummary(keep_unlabelled=keep_unlabelled)
+    items, subset_of, first_seen, size = [], {}, {}, None
+    for subset, flag, csv_path in subset_csvs:
+        for where, clip_id, target in read_seed_csv(csv_path, flag):
+            summary.rows_read += 1
+            if size is None:
+                size = len(target)
+            elif len(target) != size:
+                raise UsageError(f"{where}: a {len(target)}-label IAB Vector, but earlier rows "
+                                 f"have {size} labels; one file set uses one label set")
+            name = clip_id if os.path.splitext(clip_id)[1] else f"{clip_id}.wav"
+            path = os.path.join(audio_dir, name)
+            if name in first_seen:
+                earlier_subset, earlier_where = first_seen[name]
+                if earlier_subset != subset:
+                    raise UsageError(f"{where}: {clip_id} is also in the {earlier_subset} set "
+                                     f"({earlier_where}); a clip in two sets leaks into the score")
+                summary.duplicate(path, f"listed twice ({where}); kept {earlier_where}")
+                continue
+            first_seen[name] = (subset, where)
+            subset_of[path] = subset
+            summary.admit(items, name, path, target, where, "no label (all-zero IAB Vector)")
+    if size is None:
+        raise UsageError("the seed CSVs have no rows")
+    return load_label_set(size), items, subset_of, summary

@@ -183,3 +183,33 @@ def write_confusion_matrix(matrix, labels, csv_path, png_path=None, normalize=Fa
     if png_path:
         from utils.plot_statistics import save_figure
         save_figure(confusion_matrix_figure(matrix, labels, normalize, title), png_path)
+
+
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
+
+
+def tune_thresholds(probabilities, targets, default=DEFAULT_THRESHOLD, grid=THRESHOLD_GRID):
+    """Per-label decision thresholds that maximise each label's F1 on these clips (meant for
+    the validation set; score the test set with them, never tune on it).
+
+    Each label takes the grid value (0.05..0.95 by 0.01) with the highest F1; among equal F1s
+    the one nearest `default`. A label with no positive clip keeps `default`: nothing to tune on.
+    """
+    probabilities = _check_probabilities(probabilities)
+    positive = np.asarray(targets, dtype=np.float64) >= 0.5
+    thresholds = np.full(probabilities.shape[1], float(default))
+    for label in range(probabilities.shape[1]):
+        if not positive[:, label].any():
+            continue
+        predicted = probabilities[:, label][None, :] >= grid[:, None]  # (grid, clips)
+        true_positive = (predicted & positive[:, label]).sum(axis=1)
+        f1 = 2 * true_positive / (predicted.sum(axis=1) + positive[:, label].sum())
+        best = np.flatnonzero(f1 == f1.max())
+        thresholds[label] = float(grid[best[np.argmin(np.abs(grid[best] - default))]])
+    return thresholds
+
+
+def tuned_scores(probabilities, targets, thresholds):
+    """Macro/micro-F1 and per-label F1 of multi-label outputs at per-label thresholds."""
+    metrics = multi_label_metrics(probabilities, targets, thresholds)
+    return {key: metrics[key] for key in ("macro_f1", "micro_f1", "per_class_f1", "threshold")}

@@ -1,7 +1,10 @@
 """Which clips of a packed HDF5 train, select the checkpoint, and test.
 
-Two ways to split:
-- 'folds': the HDF5's stratified folds; one holdout fold validates, the others train (no test).
+Three ways to split:
+- 'folds': the HDF5's stratified folds; one holdout fold validates, the others train; with a
+  test fold (--test_fold=K) that fold is the test set, scored once at the end, and trains not.
+- 'subsets': the train / valid / test sets the HDF5 was packed with (the original IAB
+  projects' three CSVs: utils/features.py pack_iab_seed_to_hdf5).
 - 'filtered': the artist-filtered GTZAN split of Kereliuk, Sturm & Larsen (2015),
   metadata/gtzan_filtered_{train,valid,test}.txt (443/197/290 clips): no artist appears in two
   subsets, and the 70 repeated or distorted clips are left out, so accuracy is not inflated by
@@ -16,7 +19,7 @@ from utils.config import METADATA_DIR, REPO_DIR, read_label_list
 from utils.data_generator import split_indices
 from utils.utilities import UsageError
 
-SPLITS = ("folds", "filtered")
+SPLITS = ("folds", "filtered", "subsets")
 FILTERED_SUBSETS = ("train", "valid", "test")
 # The GTZAN copy most people download has this clip corrupt: packing skips it, so its absence
 # from the HDF5 is expected rather than a sign of an incomplete file.
@@ -73,16 +76,43 @@ def load_filtered_split(audio_names):
     return split
 
 
-def split_train_eval_indices(audio_names, folds, holdout_fold, split):
-    """(train_indices, eval_indices, test_indices or None) of a packed HDF5.
+def packed_subsets(info, features_path="the HDF5"):
+    """{subset: index array} of an HDF5 packed with its own train / valid / test sets."""
+    if info.get("subsets") is None:
+        raise UsageError(f"--split=subsets: {features_path} was packed without subsets; pack the "
+                         "seed CSVs with utils/features.py pack_iab_seed_to_hdf5, or use "
+                         "--split=folds (with --test_fold for a test set)")
+    subsets = np.asarray(info["subsets"])
+    return {subset: np.flatnonzero(subsets == subset) for subset in FILTERED_SUBSETS}
 
-    'folds': every fold but holdout_fold trains, holdout_fold evaluates, there is no test set.
-    'filtered': the artist-filtered lists' train, valid (choose the checkpoint) and test.
+
+def split_train_eval_indices(info, holdout_fold, split, test_fold=None):
+    """(train_indices, eval_indices, test_indices or None) of a packed HDF5 (its `info`).
+
+    'folds': every fold but holdout_fold (and test_fold) trains, holdout_fold evaluates,
+    test_fold (if any) is the test set. 'filtered' and 'subsets': train, valid (choose the
+    checkpoint) and test.
     """
     if split == "folds":
+        folds = np.asarray(info["folds"])
+        if test_fold is None:
+            train_indices, eval_indices = split_indices(folds, holdout_fold)
+            return train_indices, eval_indices, None
+        if test_fold == holdout_fold:
+            raise UsageError(f"--test_fold={test_fold}: the same fold as --holdout_fold; the test "
+                             "set must not choose the checkpoint")
+        test_indices = np.flatnonzero(folds == test_fold)
+        if len(test_indices) == 0:
+            raise UsageError(f"--test_fold={test_fold}: no clip of the HDF5 is in that fold")
         train_indices, eval_indices = split_indices(folds, holdout_fold)
-        return train_indices, eval_indices, None
+        return np.setdiff1d(train_indices, test_indices), eval_indices, test_indices
     if split == "filtered":
-        subsets = load_filtered_split(audio_names)
-        return subsets["train"], subsets["valid"], subsets["test"]
-    raise UsageError(f"--split={split}: choose one of {', '.join(SPLITS)}")
+        subsets = load_filtered_split(info["audio_names"])
+    elif split == "subsets":
+        subsets = packed_subsets(info)
+    else:
+        raise UsageError(f"--split={split}: choose one of {', '.join(SPLITS)}")
+    if len(subsets["train"]) == 0 or len(subsets["valid"]) == 0:
+        raise UsageError(f"--split={split}: the HDF5 has {len(subsets['train'])} training and "
+                         f"{len(subsets['valid'])} validation clips; both are needed")
+    return subsets["train"], subsets["valid"], subsets["test"] if len(subsets["test"]) else None

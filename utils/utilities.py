@@ -191,22 +191,27 @@ def check_output_file(path, flag):
     check_writable_folder(os.path.dirname(os.path.abspath(path)), f"the folder of {flag}")
 
 
-def open_text(path, flag):
+def named(path, flag):
+    """How a message names a file: with the flag that gave it, if a flag did."""
+    return f"{flag}={path}" if flag else str(path)
+
+
+def open_text(path, flag=None):
     """A UTF-8 text file (a BOM is dropped) as an open text stream; a file in another encoding
-    is a one-line UsageError naming it and the flag."""
+    is a one-line UsageError naming it (and the flag that gave it, if any)."""
     require_file(path, flag)
     with open(path, "rb") as f:
         data = f.read()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise UsageError(f"{flag}={path}: not UTF-8 text (byte 0x{data[error.start]:02x} at "
-                         f"offset {error.start}); save it as UTF-8") from None
+        raise UsageError(f"{named(path, flag)}: not UTF-8 text (byte 0x{data[error.start]:02x} "
+                         f"at offset {error.start}); save it as UTF-8") from None
     return io.StringIO(text, newline="")
 
 
-def require_file(path, flag):
-    """Fail with a usage error naming the flag when a required input file is missing."""
+def require_file(path, flag=None):
+    """Fail with a usage error naming the file (and flag) when a required input is missing."""
     if not path or not os.path.isfile(path):
-        raise UsageError(f"{flag}={path}: file not found; check the path")
+        raise UsageError(f"{named(path, flag)}: file not found; check the path")
     return path
