@@ -30,8 +30,8 @@ import numpy as np
 
 from utils.config import METADATA_DIR, REPO_DIR, read_label_list
 from utils.iab_labels import (LABEL_SEPARATOR, LABEL_SET_SIZES, load_label_set, mapping_csv,
-                              mids_to_target, read_label_set_csv, split_labels)
-from utils.utilities import UsageError, open_text, require_file
+                              mids_to_target, read_csv_rows, read_label_set_csv, split_labels)
+from utils.utilities import UsageError, open_text
 
 DEFAULT_FILENAME_PATTERN = "Y{ytid}.wav"
 PATTERN_FIELDS = ("ytid", "start", "start_ms", "end", "end_ms")
@@ -361,18 +361,10 @@ def parse_iab_vector(field, where):
 
 def read_seed_csv(path, flag):
     """[(where, ID, vector)] of one of the original IAB projects' CSVs (columns ID, IAB Vector)."""
-    require_file(path, flag)
     rows = []
-    with open_text(path, flag) as f:
-        reader = csv.DictReader(f)
-        missing = [column for column in SEED_COLUMNS if column not in (reader.fieldnames or [])]
-        if missing:
-            raise UsageError(f"{flag}={path}: missing column(s) {', '.join(missing)}; the seed "
-                             f"format has columns {', '.join(SEED_COLUMNS)}")
-        for line_number, row in enumerate(reader, start=2):
-            where = f"{path} line {line_number}"
-            rows.append((where, (row["ID"] or "").strip(),
-                         parse_iab_vector(row["IAB Vector"], where)))
+    for line_number, row in enumerate(read_csv_rows(path, SEED_COLUMNS, flag), start=2):
+        where = f"{path} line {line_number}"
+        rows.append((where, (row["ID"] or "").strip(), parse_iab_vector(row["IAB Vector"], where)))
     return rows
 
 
