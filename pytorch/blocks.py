@@ -22,14 +22,15 @@ def init_bn(bn, weight=1.):
     bn.weight.data.fill_(weight)
 
 
-def initialised(sequential):
-    """Initialise the convolutions and batch norms of a published nn.Sequential in place."""
-    for layer in sequential:
+def initialised(layers):
+    """Initialise, in order, the convolutions and batch norms among `layers` (an nn.Sequential,
+    or a block's children) as PANNs does; other modules are left alone. Returns `layers`."""
+    for layer in layers:
         if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
             init_layer(layer)
         elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
             init_bn(layer)
-    return sequential
+    return layers
 
 
 def pool2d(x, pool_size, pool_type="avg"):
@@ -52,10 +53,7 @@ class ConvBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.bn2 = nn.BatchNorm2d(out_channels)
-        for layer in (self.conv1, self.conv2):
-            init_layer(layer)
-        for bn in (self.bn1, self.bn2):
-            init_bn(bn)
+        initialised(self.children())
 
     def forward(self, x, pool_size=(2, 2), pool_type="avg"):
         x = F.relu_(self.bn1(self.conv1(x)))
@@ -70,8 +68,7 @@ class ConvBlock5x5(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 5, 1, 2, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
-        init_layer(self.conv1)
-        init_bn(self.bn1)
+        initialised(self.children())
 
     def forward(self, x, pool_size=(2, 2), pool_type="avg"):
         return pool2d(F.relu_(self.bn1(self.conv1(x))), pool_size, pool_type)
@@ -85,9 +82,7 @@ class AttBlock(nn.Module):
         self.att = nn.Conv1d(n_in, n_out, kernel_size=1, bias=True)
         self.cla = nn.Conv1d(n_in, n_out, kernel_size=1, bias=True)
         self.bn_att = nn.BatchNorm1d(n_out)  # in the checkpoints, unused by the published forward
-        init_layer(self.att)
-        init_layer(self.cla)
-        init_bn(self.bn_att)
+        initialised(self.children())
 
     def forward(self, x):
         """x: (batch, n_in, time) -> (clipwise (batch, n_out), segmentwise (batch, n_out, time))."""
@@ -114,10 +109,8 @@ class BasicBlock(nn.Module):
         dilation = 1 if dims == 2 else 2
         self.conv2 = conv(planes, planes, 3, 1, dilation, dilation=dilation, bias=False)
         self.bn2 = norm(planes)
-        self.downsample = downsample
-        init_layer(self.conv1)
-        init_bn(self.bn1)
-        init_layer(self.conv2)
+        self.downsample = downsample  # initialised by ResNetStack
+        initialised([self.conv1, self.bn1, self.conv2])
         init_bn(self.bn2, weight=0.)  # each residual branch starts as the identity
 
     def forward(self, x):
@@ -152,8 +145,7 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
         for conv in (self.conv1, self.conv2, self.conv3):
             init_layer(conv)
-        init_bn(self.bn1)
-        init_bn(self.bn2)
+        initialised([self.bn1, self.bn2])
         init_bn(self.bn3, weight=0.)
 
     def forward(self, x):
@@ -258,8 +250,7 @@ class Conv1dBlock(nn.Module):
         self.bn1 = nn.BatchNorm1d(out_channels)
         if convs == 2:
             self.bn2 = nn.BatchNorm1d(out_channels)
-        for name, layer in self.named_children():
-            init_layer(layer) if name.startswith("conv") else init_bn(layer)
+        initialised(self.children())
 
     def forward(self, x, pool_size=1):
         x = F.relu_(self.bn1(self.conv1(x)))
@@ -285,8 +276,7 @@ class DaiNetResBlock(nn.Module):
         for index in range(1, 5):
             setattr(self, f"bn{index}", nn.BatchNorm1d(out_channels))
         self.bn_downsample = nn.BatchNorm1d(out_channels)
-        for name, layer in self.named_children():
-            init_layer(layer) if isinstance(layer, nn.Conv1d) else init_bn(layer)
+        initialised(self.children())
         init_bn(self.bn4, weight=0.)
 
     def forward(self, input):

@@ -32,11 +32,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pytorch.checkpoints import save_checkpoint_file
 from pytorch.losses import LOSSES
-from pytorch.pytorch_utils import check_precision, forward_loader, select_device, set_seed
+from pytorch.pytorch_utils import (check_precision, forward_loader, probabilities_from_output,
+                                   select_device, set_seed)
 from pytorch.train import (BestTracker, StatisticsContainer, batch_source, build_model,
                            check_training_classes, checkpoint_bytes, chosen_checkpoint,
                            finish_selection, make_sampler, run_config, score, statistics_meta)
-from utils.config import SINGLE_LABEL
 from utils.data_generator import EvaluateSampler, WaveformDataset
 from utils.runs import STATISTICS_FILE, RunFolder, checkpoint_path, write_run_file
 from utils.splits import split_train_eval_indices
@@ -124,8 +124,7 @@ def folded_state_dict(model, mean, std):
 
 def head_probabilities(model, inputs, task):
     with torch.no_grad():
-        probabilities = model.head(inputs).float()
-    return (probabilities.exp() if task == SINGLE_LABEL else probabilities).cpu().numpy()
+        return probabilities_from_output(model.head(inputs).float(), task).cpu().numpy()
 
 
 def train_probe(args):
