@@ -8,17 +8,23 @@ alike, is read by load_checkpoint_file, under one safety policy:
 
 A training checkpoint carries its RunConfig ('config'), so evaluation and inference need no
 other file. Checkpoints written before RunConfig existed are read through legacy_run_config.
+
+This module works on files and state dicts only: it imports torch and utils, never the models
+(pytorch/restore.py rebuilds a trained model from a checkpoint; the models import this module).
 """
+import hashlib
 import importlib
+import io
 import logging
+import os
 import pickle
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from pytorch.losses import resolve_loss_type
-from utils.config import RunConfig
+from utils.config import RunConfig, resolve_loss_type
 from utils.utilities import UsageError, atomic_path, require_file
 
 
@@ -47,9 +53,14 @@ def _first_line(error):
 def load_checkpoint_file(path, flag="--checkpoint_path", trusted=False):
     """The object saved in `path`, on the CPU. Weights-only unless `trusted`; see the module doc."""
     require_file(path, flag)
+    return _torch_load(path, path, flag, trusted)
+
+
+def _torch_load(source, path, flag, trusted):
+    """torch.load of a file name or a file object (read from `path`) under the policy."""
     try:
         with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=not trusted)
+            return torch.load(source, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as error:  # the restricted unpickler refused something
         if not trusted:
             raise UsageError(
@@ -115,11 +126,36 @@ def load_state_dict_checked(module, state_dict, source):
     module.load_state_dict(state_dict, strict=True)
 
 
+@dataclass(frozen=True)
+class PretrainedFile:
+    """A pretrained checkpoint as read: its state dict and the SHA-256 of its bytes."""
+    state_dict: dict
+    sha256: str
+
+
+_PRETRAINED = {}  # (path, size, mtime, trusted) -> PretrainedFile: the last file read
+
+
+def read_pretrained(path, trusted=False, flag="--pretrained_checkpoint_path"):
+    """The pretrained checkpoint at `path`, read from disk and hashed once per process while the
+    file stays the same: identifying it, loading it and keying the probe's cache share one read
+    (--holdout_fold=all asks for it once per fold)."""
+    require_file(path, flag)
+    stat = os.stat(path)
+    stamp = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, bool(trusted))
+    if stamp not in _PRETRAINED:
+        with open(path, "rb") as f:
+            data = f.read()
+        checkpoint = _torch_load(io.BytesIO(data), path, flag, trusted)
+        _PRETRAINED.clear()  # one at a time: a Cnn14 state dict is 330 MB
+        _PRETRAINED[stamp] = PretrainedFile(checkpoint_state_dict(checkpoint, path),
+                                            hashlib.sha256(data).hexdigest())
+    return _PRETRAINED[stamp]
+
+
 def load_pretrained(tagger, path, trusted=False, flag="--pretrained_checkpoint_path"):
     """Official PANNs weights (or a bare state dict) into an AudioSet tagger, strictly."""
-    checkpoint = load_checkpoint_file(path, flag, trusted)
-    load_state_dict_checked(tagger, checkpoint_state_dict(checkpoint, path), path)
-    return checkpoint
+    load_state_dict_checked(tagger, read_pretrained(path, trusted, flag).state_dict, path)
 
 
 LEGACY_KEYS = ("model", "labels", "task", "audio_settings", "model_type")
@@ -165,25 +201,3 @@ def read_training_checkpoint(path, flag="--checkpoint_path", trusted=False):
     """(checkpoint dict, RunConfig) of a checkpoint written by this project's training."""
     checkpoint = load_checkpoint_file(path, flag, trusted)
     return checkpoint, training_run_config(checkpoint, path, flag)
-
-
-def load_trained_model(path, device, flag="--checkpoint_path", trusted=False,
-                       audioset_tagger=False):
-    """(model in eval mode on `device`, checkpoint dict, RunConfig) from a training checkpoint,
-    or, with `audioset_tagger`, also from an official PANNs checkpoint: its architecture and
-    settings found from its tensors (pytorch/published.py), its labels AudioSet's 527."""
-    from pytorch.models import create_model  # models load weights through this module
-
-    checkpoint = load_checkpoint_file(path, flag, trusted)
-    if audioset_tagger and not is_training_checkpoint(checkpoint):
-        from pytorch.published import audioset_tagger_config, identify
-
-        state_dict = checkpoint_state_dict(checkpoint, path)
-        config = audioset_tagger_config(identify(state_dict, path, flag))
-        checkpoint = {"model": state_dict}
-    else:
-        config = training_run_config(checkpoint, path, flag)
-    model = create_model(config.model_type, **config.audio.front_end(),
-                         classes_num=len(config.labels), task=config.task)
-    load_state_dict_checked(model, checkpoint["model"], path)
-    return model.to(device).eval(), checkpoint, config

@@ -1,6 +1,6 @@
 """--holdout_fold=all: train the ten folds in turn (one fold per GPU where there are several),
 then write the cross-validation summary under WS/results/<configuration>/."""
-import copy
+import dataclasses
 import logging
 import os
 import subprocess
@@ -9,7 +9,6 @@ import time
 
 import torch
 
-from pytorch.train import run_config, train
 from utils import config
 from utils.cv_summary import summarize_folds, write_summary
 from utils.runs import STATISTICS_FILE, configuration_subdir, run_dirs, saved_iterations
@@ -19,7 +18,7 @@ from utils.utilities import UsageError
 MAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "main.py")
 
 
-def fold_command(argv, fold):
+def fold_command(argv, fold, resume_iteration):
     """The user's own command line with --holdout_fold set to one fold."""
     kept = []
     skip_next = False
@@ -30,73 +29,71 @@ def fold_command(argv, fold):
             skip_next = True
         elif not argument.startswith(("--holdout_fold=", "--resume_iteration=")):
             kept.append(argument)
-    return [sys.executable, MAIN_SCRIPT] + kept + [f"--holdout_fold={fold}"]
+    return [sys.executable, MAIN_SCRIPT] + kept + [
+        f"--holdout_fold={fold}", f"--resume_iteration={resume_iteration}"]
 
 
-def train_folds_on_gpus(args, folds, gpus):
+def train_folds_on_gpus(fold_runs, workspace, argv, gpus):
     """One fold per GPU at once, each in its own process; the next fold starts when a GPU frees."""
-    waiting, running, failed = list(folds), {}, []
+    waiting, running, failed = list(fold_runs), {}, []
     while waiting or running:
         while waiting and len(running) < gpus:
             gpu = next(index for index in range(gpus) if index not in running.values())
-            fold = waiting.pop(0)
-            fold_args = copy.copy(args)
-            fold_args.holdout_fold = fold
-            if not continue_fold(fold_args):
-                continue
-            command = fold_command(args.argv, fold) + [
-                f"--resume_iteration={fold_args.resume_iteration}"]
+            fold, resume_iteration = waiting.pop(0)
             environment = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu))
-            process = subprocess.Popen(command, env=environment,
+            process = subprocess.Popen(fold_command(argv, fold.holdout_fold, resume_iteration),
+                                       env=environment,
                                        stdout=subprocess.DEVNULL)  # each fold logs to its file
             running[process] = gpu
-            logging.info("fold %d started on GPU %d", fold, gpu)
+            logging.info("fold %d started on GPU %d", fold.holdout_fold, gpu)
         finished = [process for process in running if process.poll() is not None]
         if running and not finished:
             time.sleep(1)  # whichever fold ends first frees its GPU for the next
         for process in finished:
             del running[process]
             if process.returncode:
-                failed.append(process.args[-1])
+                failed.append(process.args[-2])
     if failed:
         raise UsageError(f"folds failed: {', '.join(failed)}; see their logs under "
-                         f"{args.workspace}/logs/main/")
+                         f"{workspace}/logs/main/")
 
 
-def continue_fold(fold_args):
-    """Where the same --holdout_fold=all command left this fold: False when it finished, else
-    fold_args.resume_iteration is set to its last checkpoint (0 for a fold not started)."""
-    dirs = run_dirs(fold_args.workspace, run_config(fold_args))
+def resume_point(fold_run, workspace):
+    """Where the same --holdout_fold=all command left this fold: None when it finished, else
+    the iteration to resume from (its last checkpoint; 0 for a fold not started)."""
+    dirs = run_dirs(workspace, fold_run)
     statistics_path = os.path.join(dirs["statistics"], STATISTICS_FILE)
     if os.path.isfile(statistics_path) and "finished" in load_statistics(statistics_path):
-        logging.info("fold %s finished before; skipped", fold_args.holdout_fold)
-        return False
+        logging.info("fold %s finished before; skipped", fold_run.holdout_fold)
+        return None
     saved = saved_iterations(dirs["checkpoints"])
     if saved:
-        fold_args.resume_iteration = saved[-1]
-        logging.info("fold %s continues from iteration %d", fold_args.holdout_fold, saved[-1])
-    return True
+        logging.info("fold %s continues from iteration %d", fold_run.holdout_fold, saved[-1])
+        return saved[-1]
+    return 0
 
 
-def train_all_folds(args):
+def train_all_folds(trainer, run, workspace, trust_checkpoint=False, argv=()):
+    """`trainer` (train or train_probe) on every fold of `run` (a RunConfig whose holdout_fold
+    is 'all') but its test fold, skipping finished folds and continuing an interrupted one;
+    then the cross-validation summary."""
     # With a test fold, the other nine take turns validating; the test fold stays held out.
-    folds = [fold for fold in range(1, config.FOLDS_NUM + 1) if fold != args.test_fold]
-    gpus = torch.cuda.device_count() if args.cuda else 0
+    folds = [dataclasses.replace(run, holdout_fold=fold)
+             for fold in range(1, config.FOLDS_NUM + 1) if fold != run.test_fold]
+    gpus = torch.cuda.device_count() if run.cuda else 0
+    to_train = []
+    for fold_run in folds:
+        resume_iteration = resume_point(fold_run, workspace)
+        if resume_iteration is not None:
+            to_train.append((fold_run, resume_iteration))
+            if gpus <= 1 or "WORLD_SIZE" in os.environ:
+                trainer(fold_run, workspace, resume_iteration, trust_checkpoint)
     if gpus > 1 and "WORLD_SIZE" not in os.environ:
-        train_folds_on_gpus(args, folds, gpus)
-    else:
-        for fold in folds:
-            fold_args = copy.copy(args)
-            fold_args.holdout_fold = fold
-            if continue_fold(fold_args):
-                train(fold_args)
+        train_folds_on_gpus(to_train, workspace, argv, gpus)
 
-    run = run_config(args)
-    paths = []
-    for fold in folds:
-        run.holdout_fold = fold
-        paths.append(os.path.join(run_dirs(args.workspace, run)["statistics"], STATISTICS_FILE))
+    paths = [os.path.join(run_dirs(workspace, fold_run)["statistics"], STATISTICS_FILE)
+             for fold_run in folds]
     configuration = configuration_subdir(run)
-    out_dir = os.path.join(args.workspace, "results", configuration)
+    out_dir = os.path.join(workspace, "results", configuration)
     for path in write_summary(summarize_folds(paths), out_dir, title=configuration):
         print(f"wrote {path}")

@@ -15,12 +15,11 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from pytorch.checkpoints import load_trained_model
-from pytorch.pytorch_utils import (PRECISIONS, check_precision, forward_loader, make_loader,
-                                   select_device)
+from pytorch.restore import load_trained_model
+from pytorch.pytorch_utils import forward_loader, make_loader, resolve_precision, select_device
 from utils.config import MULTI_LABEL, SINGLE_LABEL
 from utils.data_generator import EvaluateSampler, WaveformDataset, split_indices
-from utils.arguments import add_trust_flag, non_negative_int, positive_int, probability
+from utils.arguments import add_flags
 from utils.metrics import compute_metrics, tuned_scores, write_confusion_matrix
 from utils.splits import FILTERED_SUBSETS, load_filtered_split, packed_subsets
 from utils.utilities import UsageError, check_writable_folder, write_csv, write_json
@@ -171,8 +170,7 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
     'probabilities' and 'targets' (numpy) and, when `write`, the report 'files'.
     """
     device = select_device(cuda)
-    precision = precision or ("bf16" if device.type == "cuda" else "fp32")  # fast on a GPU
-    check_precision(precision, device)
+    precision = resolve_precision(precision, device)
     model, checkpoint, run = load_trained_model(checkpoint_path, device, trusted=trust_checkpoint)
     features_path = features_path or run.features
     if not features_path:
@@ -257,8 +255,14 @@ def format_report(result):
 
 
 def run_evaluate(args):
+    split, holdout_fold = args.split, args.holdout_fold
+    if holdout_fold == "all":
+        raise UsageError("--holdout_fold=all: evaluation scores one set; --split=all scores "
+                         "every clip")
+    if holdout_fold in SUBSET_SPLITS:  # --holdout_fold=filtered: that split's sets
+        split, holdout_fold = split or holdout_fold, None
     result = evaluate_checkpoint(
-        args.checkpoint_path, args.features, args.split, args.holdout_fold, args.subset,
+        args.checkpoint_path, args.features, split, holdout_fold, args.subset,
         args.batch_size, args.cuda, args.output_dir, args.threshold, args.num_workers,
         trust_checkpoint=args.trust_checkpoint, precision=args.precision)
     print(format_report(result))
@@ -267,27 +271,12 @@ def run_evaluate(args):
 
 def add_evaluate_parser(subparsers):
     parser = subparsers.add_parser("evaluate", help="metrics of a trained checkpoint on a packed HDF5")
-    parser.add_argument("--checkpoint_path", required=True, help="a training checkpoint (.pth)")
-    parser.add_argument("--features", default=None,
-                        help="packed HDF5 (default: the one the checkpoint was trained on)")
-    parser.add_argument("--split", default=None, choices=EVALUATION_SPLITS,
-                        help="folds: one holdout fold; filtered: the artist-filtered GTZAN "
-                             "lists; subsets: the HDF5's own train/valid/test sets; all: every "
-                             "clip (default: the checkpoint's, and its test set)")
-    parser.add_argument("--holdout_fold", type=positive_int, default=None,
-                        help="fold to evaluate with --split=folds (default: the checkpoint's)")
+    add_flags(parser, "checkpoint_path", "features", "split", "holdout_fold", "threshold",
+              "batch_size", "num_workers", "cuda", "precision", "trust_checkpoint",
+              required=("checkpoint_path",))
     parser.add_argument("--subset", default=None, choices=FILTERED_SUBSETS,
                         help="subset to evaluate with --split=filtered or subsets (default: test)")
-    parser.add_argument("--threshold", type=probability, default=None,
-                        help="multi-label decision threshold (default: the checkpoint's, or 0.5)")
-    parser.add_argument("--batch_size", type=positive_int, default=32)
-    parser.add_argument("--num_workers", type=non_negative_int, default=0,
-                        help="HDF5 reading processes")
-    parser.add_argument("--cuda", action="store_true", help="use the GPU when there is one")
-    parser.add_argument("--precision", default=None, choices=list(PRECISIONS),
-                        help="default bf16 on a GPU, else fp32")
     parser.add_argument("--output_dir", default=None,
                         help="default: WS/results/main/<run>/evaluation_<iteration>_<clips>/")
-    add_trust_flag(parser)
     parser.set_defaults(handler=run_evaluate)
     return parser

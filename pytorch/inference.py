@@ -32,12 +32,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pytorch.checkpoints import load_trained_model
+from pytorch.restore import load_trained_model
 from pytorch.models import TransferModel, tagger_of
 from pytorch.pytorch_utils import probabilities_from_output, select_device
 from utils.audio import AudioReadError, fix_length, is_audio_file, stream_audio
 from utils.config import AUDIO_EXTENSIONS, SINGLE_LABEL
-from utils.arguments import add_trust_flag, positive_float, positive_int
+from utils.arguments import add_flags, positive_float, positive_int
 from utils.plot_statistics import save_figure
 from utils.utilities import UsageError, check_output_file, write_csv, write_json
 
@@ -348,8 +348,8 @@ def run_inference(args):
 
 def add_inference_parser(subparsers):
     parser = subparsers.add_parser("inference", help="label audio files with a trained checkpoint")
-    parser.add_argument("--checkpoint_path", required=True,
-                        help="a training checkpoint, or an official PANNs checkpoint (.pth)")
+    add_flags(parser, "checkpoint_path", "batch_size", "cuda", "trust_checkpoint",
+              required=("checkpoint_path",))
     parser.add_argument("--audio_path", required=True,
                         help="an audio file, or a folder searched recursively")
     parser.add_argument("--window", type=positive_float, default=None,
@@ -360,9 +360,5 @@ def add_inference_parser(subparsers):
     parser.add_argument("--top_k", type=positive_int, default=3, help="labels printed per file")
     parser.add_argument("--output", default=None,
                         help="predictions.csv (top-k) or predictions.json (every probability)")
-    parser.add_argument("--batch_size", type=positive_int, default=8,
-                        help="windows per forward pass")
-    parser.add_argument("--cuda", action="store_true", help="use the GPU when there is one")
-    add_trust_flag(parser)
     parser.set_defaults(handler=run_inference)
     return parser

@@ -30,27 +30,19 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from pytorch.checkpoints import save_checkpoint_file
+from pytorch.checkpoints import read_pretrained, save_checkpoint_file
 from pytorch.losses import LOSSES
 from pytorch.pytorch_utils import (check_precision, forward_loader, probabilities_from_output,
                                    select_device, set_seed)
-from pytorch.train import (BestTracker, StatisticsContainer, batch_source, build_model,
-                           check_training_classes, checkpoint_bytes, chosen_checkpoint,
-                           finish_selection, make_sampler, run_config, score, statistics_meta)
-from utils.data_generator import EvaluateSampler, WaveformDataset
-from utils.runs import STATISTICS_FILE, RunFolder, checkpoint_path, write_run_file
-from utils.splits import split_train_eval_indices
-from utils.utilities import atomic_path, create_logging
+from pytorch.run_setup import batch_source, build_model, load_dataset, make_sampler, open_run
+from pytorch.selection import (BEST_CHECKPOINT, Selection, chosen_checkpoint, finish_selection,
+                               score)
+from utils.data_generator import EvaluateSampler
+from utils.runs import STATISTICS_FILE, checkpoint_path
+from utils.statistics_files import StatisticsContainer, statistics_meta
+from utils.utilities import atomic_path
 
 EMBEDDINGS_DIR = "embeddings"
-
-
-def file_digest(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def features_stamp(features_path, clips):
@@ -59,9 +51,10 @@ def features_stamp(features_path, clips):
     return {"features_bytes": stat.st_size, "features_mtime_ns": stat.st_mtime_ns, "clips": clips}
 
 
-def cache_path(run):
+def cache_path(run, trusted=False):
     """The embedding cache of `run`'s HDF5, backbone checkpoint and front end."""
-    key = json.dumps({"checkpoint_sha256": file_digest(run.pretrained_checkpoint_path),
+    sha256 = read_pretrained(run.pretrained_checkpoint_path, trusted).sha256  # read once a run
+    key = json.dumps({"checkpoint_sha256": sha256,
                       "model_type": run.model_type, "audio": run.audio.front_end()},
                      sort_keys=True)
     name = os.path.splitext(os.path.basename(run.features))[0]
@@ -86,10 +79,10 @@ def read_cache(path, key, stamp):
         return None
 
 
-def clip_embeddings(run, dataset, model, batches, device):
+def clip_embeddings(run, dataset, model, batches, device, trusted=False):
     """(clips, embedding_size) float32: from the cache, or computed with `model`'s base and
     cached (written atomically)."""
-    path, key = cache_path(run)
+    path, key = cache_path(run, trusted)
     stamp = features_stamp(run.features, len(dataset))
     embeddings = read_cache(path, key, stamp)
     if embeddings is not None:
@@ -127,85 +120,99 @@ def head_probabilities(model, inputs, task):
         return probabilities_from_output(model.head(inputs).float(), task).cpu().numpy()
 
 
-def train_probe(args):
-    """The linear probe of one holdout fold (or the filtered split), written like a training
-    run of pytorch/train.py; returns (statistics dict, run dirs)."""
-    set_seed(args.seed)
-    device = select_device(args.cuda)
-    dataset = WaveformDataset(args.features, in_memory=args.in_memory, as_int16=True)
-    run = run_config(args, dataset.info)
-    check_precision(run.precision, device)
-    loss_func = LOSSES[run.loss_type]
-    model = build_model(run, device, args.trust_checkpoint)
-    run_folder = RunFolder(args.workspace, run)
-    dirs = run_folder.dirs
-    run_folder.claim(args.resume_iteration, checkpoint_bytes(model))
-    log_path = create_logging(dirs["logs"], "train")
-    write_run_file(run, dirs["statistics"])
-    logging.info("run configuration: %s", run)
+class ProbeHead:
+    """The head being fitted on standardised embeddings, and its checkpoints: each one is the
+    head with the standardisation folded in, an ordinary Transfer_<model> checkpoint."""
 
-    train_indices, holdout_indices, test_indices = split_train_eval_indices(
-        dataset.info, run.holdout_fold, run.split, run.test_fold)
-    check_training_classes(dataset.targets[train_indices], run.labels, run.task)
-    statistics = StatisticsContainer(os.path.join(dirs["statistics"], STATISTICS_FILE),
-                                     meta=statistics_meta(run, world_size=1))
-    embeddings, cache = clip_embeddings(run, dataset, model, batch_source(
-        dataset, device, run.num_workers, run.seed), device)
-    statistics.statistics["meta"].update(linear_probe=True, embedding_cache=cache)
+    def __init__(self, run, model, embeddings, train_indices, checkpoints_dir, device):
+        self.run, self.model, self.checkpoints_dir = run, model, checkpoints_dir
+        self.features = torch.from_numpy(embeddings).to(device)
+        self.mean = self.features[train_indices].mean(dim=0)
+        # a constant dimension stays put
+        self.std = self.features[train_indices].std(dim=0).clamp_min(1e-6)
+        self.standardised = (self.features - self.mean) / self.std
+        self.optimizer = torch.optim.Adam(model.fc_transfer.parameters(), lr=run.learning_rate,
+                                          amsgrad=True)
+        self.best = None  # the Selection's BestTracker, saved with each checkpoint
 
-    features = torch.from_numpy(embeddings).to(device)
-    targets = np.asarray(dataset.targets, dtype=np.float32)
-    train_targets = torch.from_numpy(targets).to(device)
-    mean = features[train_indices].mean(dim=0)
-    std = features[train_indices].std(dim=0).clamp_min(1e-6)  # a constant dimension stays put
-    standardised = (features - mean) / std
-    optimizer = torch.optim.Adam(model.fc_transfer.parameters(), lr=run.learning_rate,
-                                 amsgrad=True)
-    sampler = make_sampler(run, train_indices, dataset.targets)
-    best = BestTracker(run.selection_metric)
+    def probabilities(self, indices, standardised=True):
+        inputs = (self.standardised if standardised else self.features)[indices]
+        return head_probabilities(self.model, inputs, self.run.task)
 
-    def save(name, iteration):
-        path = (os.path.join(dirs["checkpoints"], name) if name
-                else checkpoint_path(dirs["checkpoints"], iteration))
-        save_checkpoint_file({"iteration": iteration, "model": folded_state_dict(model, mean, std),
-                              "best": best.state_dict(), "config": run.to_dict()}, path)
+    def step(self, batch, targets, loss_func):
+        loss = loss_func({"clipwise_output": self.model.head(self.standardised[batch])},
+                         targets[batch])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def save(self, iteration, best=False):
+        path = (os.path.join(self.checkpoints_dir, BEST_CHECKPOINT) if best
+                else checkpoint_path(self.checkpoints_dir, iteration))
+        save_checkpoint_file({"iteration": iteration,
+                              "model": folded_state_dict(self.model, self.mean, self.std),
+                              "best": self.best.state_dict(), "config": self.run.to_dict()}, path)
         logging.info("saved %s", path)
+        return path
 
-    started, stop_early = time.time(), False
+    def fold_into_model(self):
+        self.model.load_state_dict(folded_state_dict(self.model, self.mean, self.std))
+
+
+def fit_head(head, run, selection, split, targets, loss_func):
+    """The probe's loop: Adam steps on the head, validated as training validates; returns
+    (last iteration, stopped early)."""
+    train_indices, holdout_indices, _ = split
+    sampler = make_sampler(run, train_indices, targets)
+    train_targets = torch.from_numpy(targets).to(head.features.device)
+    stop_early = False
     with logging_redirect_tqdm():
         for iteration in tqdm(range(run.stop_iteration + 1), desc="linear probe", unit="it"):
             if iteration % run.eval_every == 0 or iteration == run.stop_iteration:
-                result = score(head_probabilities(model, standardised[holdout_indices], run.task),
-                               targets[holdout_indices], run.task, loss_func, run.threshold)
-                statistics.append("validate", dict(result, iteration=iteration))
-                if best.update(result, iteration) and run.keep_best:
-                    save("best.pth", iteration)
-                logging.info("iteration %d: validation %s %.4f, loss %.4f (%.1f s)", iteration,
-                             best.metric, result[best.metric], result["loss"],
-                             time.time() - started)
-                stop_early = (run.early_stop_patience > 0 and
-                              best.evaluations_without_improvement >= run.early_stop_patience)
+                result = score(head.probabilities(holdout_indices), targets[holdout_indices],
+                               run.task, loss_func, run.threshold)
+                stop_early = selection.after_validation(result, iteration)
             if iteration == run.stop_iteration or stop_early:
-                break
-            batch = sampler.next_batch()
-            loss = loss_func({"clipwise_output": model.head(standardised[batch])},
-                             train_targets[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            statistics.append("train", {"iteration": iteration + 1, "loss": loss.item()})
-    save(None, iteration)
+                return iteration, stop_early
+            loss = head.step(sampler.next_batch(), train_targets, loss_func)
+            selection.statistics.append("train", {"iteration": iteration + 1, "loss": loss})
+
+
+def train_probe(run, workspace, resume_iteration=0, trust_checkpoint=False):
+    """The linear probe of one holdout fold (or split), written like a training run of
+    pytorch/train.py; returns (statistics dict, run dirs)."""
+    set_seed(run.seed)
+    device = select_device(run.cuda)
+    dataset, split = load_dataset(run)
+    check_precision(run.precision, device)
+    loss_func = LOSSES[run.loss_type]
+    model = build_model(run, device, trust_checkpoint)
+    run_folder, log_path = open_run(run, workspace, resume_iteration, model)
+    dirs = run_folder.dirs
+    statistics = StatisticsContainer(os.path.join(dirs["statistics"], STATISTICS_FILE),
+                                     meta=statistics_meta(run))
+    embeddings, cache = clip_embeddings(run, dataset, model, batch_source(
+        dataset, device, run.num_workers, run.seed), device, trust_checkpoint)
+    statistics.update_meta(linear_probe=True, embedding_cache=cache)
+    targets = np.asarray(dataset.targets, dtype=np.float32)
+    head = ProbeHead(run, model, embeddings, split[0], dirs["checkpoints"], device)
+    selection = Selection(run, statistics, lambda iteration: head.save(iteration, best=True))
+    head.best = selection.best
+    started = time.time()
+    iteration, stop_early = fit_head(head, run, selection, split, targets, loss_func)
+    final_path = head.save(iteration)
     logging.info("linear probe fitted in %.1f s", time.time() - started)
 
     # The chosen head (best.pth with --keep_best, else the final one) on the raw embeddings.
-    chosen_path, chosen = chosen_checkpoint(model, dirs, run, best, checkpoint_path(
-        dirs["checkpoints"], iteration))
-    if os.path.basename(chosen_path) != "best.pth":  # best.pth came folded; fold the final head
-        model.load_state_dict(folded_state_dict(model, mean, std))
-    finish_selection(lambda indices: (head_probabilities(model, features[indices], run.task),
+    chosen_path, chosen = chosen_checkpoint(model, dirs["checkpoints"], run, selection.best,
+                                            final_path)
+    if os.path.basename(chosen_path) != BEST_CHECKPOINT:  # best.pth came folded
+        head.fold_into_model()
+    finish_selection(lambda indices: (head.probabilities(indices, standardised=False),
                                       targets[indices]),
-                     chosen_path, chosen, holdout_indices, test_indices, run, loss_func, statistics)
-    statistics.statistics["finished"] = {"iteration": iteration, "early_stop": stop_early}
+                     chosen_path, chosen, split[1], split[2], run, loss_func, statistics)
+    statistics.record("finished", {"iteration": iteration, "early_stop": stop_early})
     statistics.dump()
     logging.info("finished; log %s", log_path)
     run_folder.release()

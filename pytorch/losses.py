@@ -1,9 +1,6 @@
 """Clip-level losses on the model's `clipwise_output`."""
 import torch.nn.functional as F
 
-from utils.config import MULTI_LABEL, SINGLE_LABEL
-from utils.utilities import UsageError
-
 
 def clip_nll(output_dict, target):
     """Cross-entropy of log-softmax outputs against (possibly mixed) one-hot targets, per clip.
@@ -22,16 +19,3 @@ def clip_bce(output_dict, target):
 
 
 LOSSES = {"clip_nll": clip_nll, "clip_bce": clip_bce}
-DEFAULT_LOSS = {SINGLE_LABEL: "clip_nll", MULTI_LABEL: "clip_bce"}
-
-
-def resolve_loss_type(loss_type, task):
-    """The loss the task needs: clip_nll for single-label, clip_bce for multi-label."""
-    if loss_type is None:
-        return DEFAULT_LOSS[task]
-    if loss_type not in LOSSES:
-        raise UsageError(f"--loss_type={loss_type}: choose one of {', '.join(LOSSES)}")
-    if loss_type != DEFAULT_LOSS[task]:
-        raise UsageError(f"--loss_type={loss_type} does not fit a {task} dataset; "
-                         f"use --loss_type={DEFAULT_LOSS[task]}")
-    return loss_type

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from pytorch.blocks import (AttBlock, BasicBlock, Bottleneck, Conv1dBlock, ConvBlock, ConvBlock5x5,
                             DaiNetResBlock, InvertedResidual, ResNetStack, depthwise_separable,
                             init_bn, init_layer, initialised, mobilenet_stem, repeat_frames)
+from pytorch.checkpoints import load_pretrained
 from pytorch.front_end import SpecAugment, logmel, stft_window, torchlibrosa_extractors
 from pytorch.pytorch_utils import do_mixup
 from utils.config import AUDIOSET_CLASSES_NUM, MULTI_LABEL, SINGLE_LABEL, TASKS
@@ -610,6 +611,5 @@ def create_model(model_type, *, sample_rate, window_size, hop_size, mel_bins, fm
     else:
         model = model_class(**audio, classes_num=classes_num)
     if pretrained_checkpoint_path:
-        from pytorch.checkpoints import load_pretrained  # the one loader (it imports this module)
         load_pretrained(tagger_of(model), pretrained_checkpoint_path, trust_checkpoint)
     return model

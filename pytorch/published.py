@@ -11,6 +11,7 @@
 - the hop, which no tensor holds: the published one (10 ms).
 Networks without an STFT (LeeNet, DaiNet, Res1dNet, Wavegram_Cnn14) take their published settings.
 """
+import csv
 import functools
 import json
 import logging
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pytorch.checkpoints import read_pretrained
 from utils.config import (AUDIOSET_CLIP_DURATION, AUDIOSET_LABELS_CSV, METADATA_DIR, MULTI_LABEL,
                           AudioConfig, RunConfig)
 from utils.utilities import UsageError
@@ -126,27 +128,21 @@ def identify(state_dict, path, flag="--pretrained_checkpoint_path"):
 
 
 def identify_checkpoint(path, trusted=False, flag="--pretrained_checkpoint_path"):
-    """identify() on the state dict of the checkpoint file at `path` (read once per process
-    while the file stays the same: --holdout_fold=all asks for every fold)."""
-    from pytorch.checkpoints import checkpoint_state_dict, load_checkpoint_file
-
-    stat = os.stat(path) if os.path.isfile(path) else None
-    stamp = (os.path.abspath(path), stat and stat.st_size, stat and stat.st_mtime_ns)
-    if stamp not in _IDENTIFIED:
-        state_dict = checkpoint_state_dict(load_checkpoint_file(path, flag, trusted), path)
-        identified = identify(state_dict, path, flag)
+    """identify() on the state dict of the checkpoint file at `path` (the file is read once
+    per process: pytorch/checkpoints.read_pretrained)."""
+    pretrained = read_pretrained(path, trusted, flag)
+    if _IDENTIFIED.get(pretrained.sha256, (None,))[0] != path:
+        identified = identify(pretrained.state_dict, path, flag)
         logging.info("%s: %s (%s)", path, identified.name, "; ".join(identified.notes))
-        _IDENTIFIED[stamp] = identified
-    return _IDENTIFIED[stamp]
+        _IDENTIFIED[pretrained.sha256] = (path, identified)
+    return _IDENTIFIED[pretrained.sha256][1]
 
 
-_IDENTIFIED = {}
+_IDENTIFIED = {}  # sha256 -> (path, Identified): the file name may decide the architecture
 
 
 def audioset_labels():
     """The 527 AudioSet display names in the taggers' output order."""
-    import csv
-
     with open(AUDIOSET_LABELS_CSV, encoding="utf-8", newline="") as f:
         return [row["display_name"] for row in csv.DictReader(f)]
 

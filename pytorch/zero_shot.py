@@ -20,10 +20,10 @@ from tqdm import tqdm
 
 from pytorch.models import TAGGERS, create_model
 from pytorch.published import identify_checkpoint
-from pytorch.pytorch_utils import PRECISIONS, forward_loader, make_loader, select_device
+from pytorch.pytorch_utils import forward_loader, make_loader, resolve_precision, select_device
 from utils import config
 from utils.data_generator import EvaluateSampler, WaveformDataset, split_indices
-from utils.arguments import add_trust_flag, holdout_fold, non_negative_int, positive_int, probability
+from utils.arguments import add_flags
 from utils.config import AudioConfig
 from utils.iab_labels import (LABEL_SET_SIZES, drop_present_ancestors, load_label_set,
                               mapping_matrix)
@@ -85,64 +85,74 @@ def results_path(workspace, holdout_fold, num_labels, mapping_path):
                         label_set, "metrics.json")
 
 
-def validate_zero_shot_args(args):
-    require_file(args.pretrained_checkpoint_path, "--pretrained_checkpoint_path")
-    if args.mapping:
-        require_file(args.mapping, "--mapping")
-    args.features = args.features or default_features_path(args.workspace)
-
-
-def run_zero_shot(args):
-    """Score the mapped AudioSet tagger on the holdout fold; returns (metrics dict, JSON path)."""
-    validate_zero_shot_args(args)
-    create_logging(os.path.join(args.workspace, "logs", "zero_shot"), "zero_shot")
-    dataset = WaveformDataset(args.features, in_memory=False)  # only the holdout fold is read
-    info = dataset.info
-    num_labels = iab_label_set_of(info["labels"], args.iab_labels, args.features)
-    if info["task"] != config.MULTI_LABEL:
-        raise UsageError(f"--features={args.features}: packed as {info['task']}; the IAB labels "
-                         "are multi-label, repack it")
+def zero_shot_tagger(args, info, features, device):
+    """(model_type, the official tagger with its checkpoint's front end, on `device`)."""
     found = identify_checkpoint(args.pretrained_checkpoint_path, args.trust_checkpoint)
     if found.audio["sample_rate"] != info["sample_rate"]:
         raise UsageError(f"--pretrained_checkpoint_path={args.pretrained_checkpoint_path}: "
                          f"{found.name} takes {found.audio['sample_rate']} Hz audio, but "
-                         f"--features={args.features} holds {info['sample_rate']} Hz; repack it "
+                         f"--features={features} holds {info['sample_rate']} Hz; repack it "
                          f"with utils/features.py --sample_rate={found.audio['sample_rate']}")
-    args.model_type = args.model_type or found.name
-    matrix = mapping_matrix(num_labels, args.mapping)
-    holdout_indices = np.arange(len(dataset)) if args.holdout_fold == "all" \
-        else split_indices(info["folds"], args.holdout_fold)[1]
-
-    device = select_device(args.cuda)
+    model_type = args.model_type or found.name
+    if model_type not in AUDIOSET_TAGGERS:
+        raise UsageError(f"--model_type={model_type}: zero-shot needs a plain AudioSet tagger "
+                         f"(its 527 outputs), one of {', '.join(AUDIOSET_TAGGERS)}")
     # The tagger's front end as its checkpoint holds it (pytorch/published.py).
     audio = AudioConfig(**dict(found.audio, clip_samples=info["clip_samples"]))
     model = create_model(
-        args.model_type, **audio.front_end(), classes_num=config.AUDIOSET_CLASSES_NUM,
+        model_type, **audio.front_end(), classes_num=config.AUDIOSET_CLASSES_NUM,
         task=config.MULTI_LABEL, pretrained_checkpoint_path=args.pretrained_checkpoint_path,
-        trust_checkpoint=args.trust_checkpoint).to(device)
+        trust_checkpoint=args.trust_checkpoint)
+    return model_type, model.to(device)
+
+
+def run_zero_shot(args):
+    """Score the mapped AudioSet tagger on the holdout fold; returns (metrics dict, JSON path)."""
+    require_file(args.pretrained_checkpoint_path, "--pretrained_checkpoint_path")
+    if args.mapping:
+        require_file(args.mapping, "--mapping")
+    if args.holdout_fold in ("filtered", "subsets"):
+        raise UsageError(f"--holdout_fold={args.holdout_fold}: zero-shot scores a fold (1..10) "
+                         "or every clip (all)")
+    features = args.features or default_features_path(args.workspace)
+    holdout_fold = args.holdout_fold or 1
+    threshold = args.threshold or 0.5
+    create_logging(os.path.join(args.workspace, "logs", "zero_shot"), "zero_shot")
+    dataset = WaveformDataset(features, in_memory=False)  # only the holdout fold is read
+    info = dataset.info
+    num_labels = iab_label_set_of(info["labels"], args.iab_labels, features)
+    if info["task"] != config.MULTI_LABEL:
+        raise UsageError(f"--features={features}: packed as {info['task']}; the IAB labels "
+                         "are multi-label, repack it")
+    matrix = mapping_matrix(num_labels, args.mapping)
+    holdout_indices = np.arange(len(dataset)) if holdout_fold == "all" \
+        else split_indices(info["folds"], holdout_fold)[1]
+
+    device = select_device(args.cuda)
+    model_type, model = zero_shot_tagger(args, info, features, device)
     loader = make_loader(dataset, EvaluateSampler(holdout_indices, args.batch_size),
                          args.num_workers, seed=0, device=device)
     _, audioset_probabilities, targets = forward_loader(
         model, tqdm(loader, desc="zero-shot", unit="batch"), device, config.MULTI_LABEL,
-        args.precision)
+        resolve_precision(args.precision, device))
     # The ancestor rule, as packing applies it to the targets: present ancestors do not count.
     probabilities = map_audioset_to_labels(
-        drop_present_ancestors(audioset_probabilities, args.threshold), matrix)
-    metrics = compute_metrics(config.MULTI_LABEL, probabilities, targets, args.threshold)
+        drop_present_ancestors(audioset_probabilities, threshold), matrix)
+    metrics = compute_metrics(config.MULTI_LABEL, probabilities, targets, threshold)
 
     labels = info["labels"]
-    output_path = results_path(args.workspace, args.holdout_fold, num_labels, args.mapping)
+    output_path = results_path(args.workspace, holdout_fold, num_labels, args.mapping)
     record = dict(metrics, labels=labels, label_set=f"iab{num_labels}",
                   mapping=mapping_used(num_labels, args.mapping), clips=len(targets),
-                  holdout_fold=args.holdout_fold, features=os.path.abspath(args.features),
-                  model_type=args.model_type,
+                  holdout_fold=holdout_fold, features=os.path.abspath(features),
+                  model_type=model_type,
                   pretrained_checkpoint_path=os.path.abspath(args.pretrained_checkpoint_path))
     write_json(record, output_path)
 
     logging.info("zero-shot %s, holdout fold %s (%d clips), %d IAB labels: mAP %.4f, macro-F1 "
-                 "%.4f, micro-F1 %.4f (threshold %g)", args.model_type, args.holdout_fold,
+                 "%.4f, micro-F1 %.4f (threshold %g)", model_type, holdout_fold,
                  len(targets), num_labels, metrics["mAP"], metrics["macro_f1"],
-                 metrics["micro_f1"], args.threshold)
+                 metrics["micro_f1"], threshold)
     for label, ap, f1, positives in zip(labels, metrics["per_class_ap"], metrics["per_class_f1"],
                                         (targets >= 0.5).sum(axis=0)):
         logging.info("  %-28s AP %.4f  F1 %.4f  (%d positive clips)", label, ap, f1, positives)
@@ -153,26 +163,13 @@ def run_zero_shot(args):
 def add_zero_shot_parser(subparsers):
     parser = subparsers.add_parser(
         "zero_shot", help="score the pretrained AudioSet tagger, mapped to IAB labels, untrained")
-    parser.add_argument("--workspace", required=True)
-    parser.add_argument("--features", default=None,
-                        help="packed IAB HDF5 (default WS/features/waveform.h5)")
-    parser.add_argument("--pretrained_checkpoint_path", required=True,
-                        help="official PANNs checkpoint, e.g. Cnn14_mAP=0.431.pth")
-    parser.add_argument("--model_type", default=None, choices=AUDIOSET_TAGGERS,
-                        help="default: the model the checkpoint's tensors say it is")
-    parser.add_argument("--holdout_fold", type=holdout_fold, default=1,
-                        help="1..10: the fold scored, as training's; all: every clip")
+    add_flags(parser, "workspace", "features", "pretrained_checkpoint_path", "model_type",
+              "holdout_fold", "threshold", "batch_size", "num_workers", "cuda", "precision",
+              "trust_checkpoint", required=("workspace", "pretrained_checkpoint_path"))
     parser.add_argument("--iab_labels", type=int, choices=LABEL_SET_SIZES, default=None,
                         help="the IAB set the file holds (default: recognised from its labels)")
     parser.add_argument("--mapping", default=None,
                         help="your own AudioSet->IAB mapping CSV (default "
                              "metadata/audioset_to_iab_N.csv)")
-    parser.add_argument("--threshold", type=probability, default=0.5,
-                        help="decision threshold for F1")
-    parser.add_argument("--batch_size", type=positive_int, default=32)
-    parser.add_argument("--cuda", action="store_true", help="use the GPU when there is one")
-    parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
-    parser.add_argument("--num_workers", type=non_negative_int, default=2)
-    add_trust_flag(parser)
     parser.set_defaults(handler=run_zero_shot)
     return parser

@@ -48,8 +48,9 @@ from tqdm import tqdm
 from pytorch.losses import LOSSES
 from pytorch.pytorch_utils import (Mixup, check_precision, forward_loader, make_loader,
                                    waveform_to_tensor)
-from pytorch.train import (batch_source, build_model, configure_backends, make_optimizer,
-                           train_step, wrap_model)
+from pytorch.distributed import wrap_model
+from pytorch.run_setup import batch_source, build_model, configure_backends, make_optimizer
+from pytorch.train import train_step
 from utils import config
 from utils.audio import int16_to_float32
 from utils.arguments import Parser, non_negative_int, positive_float, positive_int

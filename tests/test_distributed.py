@@ -33,7 +33,7 @@ from pytorch import main as main_script
 from pytorch.checkpoints import load_checkpoint_file
 from helpers import REPO_DIR, load_statistics, run_dir, visible_files
 from pytorch.pytorch_utils import Mixup
-from pytorch.train import rank_mixup_lambda
+from pytorch.distributed import rank_mixup_lambda
 
 MAIN = os.path.join(REPO_DIR, "pytorch", "main.py")
 COMMON = ["--model_type=Transfer_Cnn6", "--batch_size=4", "--learning_rate=1e-3",

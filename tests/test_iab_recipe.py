@@ -12,7 +12,7 @@ from helpers import run_script, write_tone
 from pytorch import main
 from pytorch.checkpoints import load_checkpoint_file
 from pytorch.evaluate import evaluate_checkpoint
-from pytorch.train import BestTracker
+from pytorch.selection import BestTracker
 from utils.data_generator import BalancedTrainSampler
 from utils.iab_labels import load_label_set
 from utils.iab_sources import cap_per_label

@@ -7,7 +7,7 @@ import pytest
 import soundfile
 import torch
 
-from pytorch.checkpoints import load_trained_model
+from pytorch.restore import load_trained_model
 from helpers import run_script, tone, write_tone
 from pytorch.inference import (predict_file, predict_paths, stream_windows, window_samples_of)
 from pytorch.main import main

@@ -15,7 +15,7 @@ import pytest
 import soundfile
 
 from helpers import REPO_DIR, make_class_folders, run_dir, run_script, visible_files
-from pytorch import cross_validation, main as main_script, train as train_module
+from pytorch import main as main_script, train as train_module
 from pytorch.inference import find_audio_files
 from utils.features import one_hot, pack_to_hdf5, scan_class_folders
 from utils.runs import LOCK_FILE
@@ -181,15 +181,15 @@ def test_sigterm_stops_training_cleanly(tmp_path, features):
 
 def test_all_folds_continue_where_they_stopped(tmp_path, features, monkeypatch, capsys):
     trained = []
-    real_train = cross_validation.train
+    real_train = main_script.train
 
-    def train_until_fold_3(args):
-        if args.holdout_fold == 3 and not trained.count(3):
+    def train_until_fold_3(run, *args):
+        if run.holdout_fold == 3 and not trained.count(3):
             trained.append(3)
             raise KeyboardInterrupt
-        trained.append(args.holdout_fold)
-        return real_train(args)
-    monkeypatch.setattr(cross_validation, "train", train_until_fold_3)
+        trained.append(run.holdout_fold)
+        return real_train(run, *args)
+    monkeypatch.setattr(main_script, "train", train_until_fold_3)
     command = ["train", f"--workspace={tmp_path}", f"--features={features}",
                "--model_type=Transfer_Cnn6", "--batch_size=4", "--num_workers=0",
                "--holdout_fold=all", "--stop_iteration=1", "--eval_every=1", "--save_every=1",

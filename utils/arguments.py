@@ -81,14 +81,19 @@ def fold_number(text):
     raise argparse.ArgumentTypeError(f"{text}: use 1..{FOLDS_NUM}")
 
 
+NAMED_HOLDOUTS = ("all", "filtered", "subsets")
+
+
 def holdout_fold(text):
-    """1..FOLDS_NUM as an int, or 'all'."""
-    if text == "all":
+    """1..FOLDS_NUM as an int, or 'all' (every fold in turn), or a named split's validation set
+    ('filtered', 'subsets': the same as --split=filtered or subsets)."""
+    if text in NAMED_HOLDOUTS:
         return text
     try:
         return fold_number(text)
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"{text}: use 1..{FOLDS_NUM} or all") from None
+        raise argparse.ArgumentTypeError(
+            f"{text}: use 1..{FOLDS_NUM} or {', '.join(NAMED_HOLDOUTS)}") from None
 
 
 def str2bool(text):
@@ -100,7 +105,50 @@ def str2bool(text):
     raise argparse.ArgumentTypeError(f"{text}: expected True or False")
 
 
-def add_trust_flag(parser):
-    parser.add_argument("--trust_checkpoint", action="store_true",
-                        help="the checkpoint files come from a source you trust: allow them to "
-                             "hold pickled Python objects (loading such a file runs code)")
+# Every flag that more than one command takes, declared once: one type, one default, one
+# meaning. A command lists the ones it takes (add_flags); a default of None means "decided by
+# the command from the data or the checkpoint", as each help says.
+SHARED_FLAGS = {
+    "workspace": dict(help="the workspace: features/, statistics/, checkpoints/, logs/, results/"),
+    "features": dict(default=None, help="a packed HDF5 (default: WS/features/waveform.h5, or "
+                                        "for a checkpoint the file it was trained on)"),
+    "holdout_fold": dict(type=holdout_fold, default=None,
+                         help=f"1..{FOLDS_NUM}: the fold held out (training default 1; "
+                              "evaluation: the checkpoint's); all: every fold in turn; "
+                              "filtered, subsets: those splits' validation sets"),
+    "split": dict(default=None, choices=["folds", "filtered", "subsets", "all"],
+                  help="folds: the HDF5's 10 folds; filtered: GTZAN's artist-filtered lists "
+                       "(Kereliuk, Sturm & Larsen 2015); subsets: the train/valid/test sets the "
+                       "HDF5 was packed with (seed CSVs); all: every clip (evaluation only). "
+                       "Default: folds for training, the checkpoint's for evaluation"),
+    "model_type": dict(default=None, help="a published PANNs model, or Transfer_ + one (default: "
+                                          "what the checkpoint holds)"),
+    "pretrained_checkpoint_path": dict(default=None, help="an official PANNs checkpoint: its "
+                                                          "tensors give the architecture and front end"),
+    "checkpoint_path": dict(help="a training checkpoint (.pth) or, for tagging, an official one"),
+    "batch_size": dict(type=positive_int, default=32,
+                       help="clips per batch (inference: windows per forward pass)"),
+    "num_workers": dict(type=non_negative_int, default=2,
+                        help="processes reading the HDF5 (data held in memory needs none)"),
+    "cuda": dict(action="store_true", help="use the GPU when there is one"),
+    "precision": dict(default=None, choices=["fp32", "bf16", "fp16"],
+                      help="default bf16 with --cuda on a GPU, else fp32"),
+    "threshold": dict(type=probability, default=None,
+                      help="multi-label decision threshold (default 0.5, or the checkpoint's)"),
+    "trust_checkpoint": dict(action="store_true",
+                             help="the checkpoint files come from a source you trust: allow "
+                                  "them to hold pickled Python objects (loading such a file "
+                                  "runs code)"),
+    "filter": dict(nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="keep runs whose run.json has KEY=VALUE, e.g. learning_rate=0.0005"),
+}
+
+
+def add_flags(parser, *names, required=()):
+    """Add the shared flags `names` to a parser; those in `required` must be given."""
+    for name in names:
+        options = dict(SHARED_FLAGS[name])
+        if name in required:
+            options.pop("default", None)
+            options["required"] = True
+        parser.add_argument(f"--{name}", **options)

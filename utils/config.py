@@ -7,6 +7,8 @@ import dataclasses
 import logging
 import os
 
+from utils.utilities import UsageError
+
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METADATA_DIR = os.path.join(REPO_DIR, "metadata")
 
@@ -39,6 +41,22 @@ def read_label_list(path):
 
 
 GTZAN_LABELS = read_label_list(os.path.join(METADATA_DIR, "gtzan_labels.txt"))
+
+
+# The clip losses (pytorch/losses.py) each task trains with.
+DEFAULT_LOSS = {SINGLE_LABEL: "clip_nll", MULTI_LABEL: "clip_bce"}
+
+
+def resolve_loss_type(loss_type, task):
+    """The loss the task needs: clip_nll for single-label, clip_bce for multi-label."""
+    if loss_type is None:
+        return DEFAULT_LOSS[task]
+    if loss_type not in DEFAULT_LOSS.values():
+        raise UsageError(f"--loss_type={loss_type}: choose one of {', '.join(DEFAULT_LOSS.values())}")
+    if loss_type != DEFAULT_LOSS[task]:
+        raise UsageError(f"--loss_type={loss_type} does not fit a {task} dataset; "
+                         f"use --loss_type={DEFAULT_LOSS[task]}")
+    return loss_type
 
 
 def primary_metric(task):

@@ -6,6 +6,7 @@ A user may pass their own mapping CSV (same columns) instead of the committed on
 """
 import csv
 import functools
+import json
 import os
 
 import numpy as np
@@ -134,8 +135,6 @@ def mapping_matrix(num_labels, mapping_path=None):
 @functools.lru_cache(maxsize=None)
 def ontology_ancestors():
     """{mid: frozenset of its ancestors' mids} from metadata/audioset_ontology.json."""
-    import json
-
     with open_text(AUDIOSET_ONTOLOGY_JSON, "ontology") as f:
         nodes = json.load(f)
     parents = {}

@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, precision_recall_fscore_support
 
 from utils.config import MULTI_LABEL, SINGLE_LABEL
+from utils.plot_statistics import save_figure
 from utils.utilities import atomic_write_text
 
 DEFAULT_THRESHOLD = 0.5
@@ -181,7 +182,6 @@ def write_confusion_matrix(matrix, labels, csv_path, png_path=None, normalize=Fa
         raise ValueError(f"confusion matrix shape {matrix.shape} does not match {len(labels)} labels")
     atomic_write_text(confusion_matrix_csv(matrix, labels, normalize), csv_path)
     if png_path:
-        from utils.plot_statistics import save_figure
         save_figure(confusion_matrix_figure(matrix, labels, normalize, title), png_path)
 
 

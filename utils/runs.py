@@ -7,6 +7,7 @@ original recipe's scheme
 never parsed back: statistics/.../run.json holds the config, and everything downstream (plots,
 CV summary, evaluation) reads that.
 """
+import fcntl
 import json
 import logging
 import os
@@ -158,8 +159,6 @@ class RunFolder:
         return self.dirs
 
     def _take_lock(self):
-        import fcntl
-
         path = os.path.join(self.dirs["checkpoints"], LOCK_FILE)
         handle = open(path, "a")
         try:

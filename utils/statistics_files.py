@@ -5,6 +5,7 @@ it (utils.runs). A run is described from run.json, never from its folder names; 
 written before run.json existed is described by the 'meta' it holds, and its own folder is its
 configuration. Runs that differ only in holdout_fold belong to the same configuration.
 """
+import datetime
 import math
 import numbers
 import os
@@ -12,7 +13,7 @@ import pickle
 
 from utils.config import SINGLE_LABEL, primary_metric
 from utils.runs import configuration_subdir, describe, find_runs, read_run_file
-from utils.utilities import UsageError, safe_pickle_load
+from utils.utilities import UsageError, atomic_pickle_dump, safe_pickle_load
 
 FOLD_KEY = "holdout_fold"
 MODEL_KEY = "model_type"
@@ -139,3 +140,48 @@ def metric_curve(stats, key, section="validate"):
                     if "iteration" in entry and isinstance(entry.get(key), numbers.Real)
                     and math.isfinite(entry[key]))
     return [iteration for iteration, _ in points], [value for _, value in points]
+
+
+def statistics_meta(run, world_size=1):
+    """What a statistics pickle says about the run that wrote it."""
+    return {"task": run.task, "labels": run.labels, "holdout_fold": run.holdout_fold,
+            "split": run.split, "model_type": run.model_type, "loss_type": run.loss_type,
+            "primary_metric": run.primary_metric, "world_size": world_size}
+
+
+class StatisticsContainer:
+    """The writer of the original's statistics pickle, {'validate': [...], 'train': [...]}, plus
+    'meta' and, at the end of a run, 'thresholds', 'test' and 'finished'. Every change goes
+    through its methods; dump() writes the pickle and a timestamped backup, atomically."""
+
+    def __init__(self, path, meta):
+        self.path = path
+        self.backup_path = "{}_{}.pickle".format(
+            os.path.splitext(path)[0], datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+        self.statistics = {"validate": [], "train": [], "meta": meta}
+
+    def append(self, kind, entry):
+        self.statistics[kind].append(entry)
+
+    def record(self, key, value):
+        """A whole-run entry: 'thresholds', 'test' or 'finished'."""
+        self.statistics[key] = value
+
+    def update_meta(self, **values):
+        self.statistics["meta"].update(values)
+
+    def last_train_loss(self):
+        trained = self.statistics["train"]
+        return trained[-1]["loss"] if trained else None
+
+    def dump(self):
+        atomic_pickle_dump(self.statistics, self.path)
+        atomic_pickle_dump(self.statistics, self.backup_path)
+
+    def load_until(self, iteration):
+        """On resume: keep what was recorded up to the checkpoint's iteration."""
+        if not os.path.isfile(self.path):
+            return
+        old = load_statistics(self.path)
+        for kind in ("validate", "train"):
+            self.statistics[kind] = [e for e in old[kind] if e["iteration"] <= iteration]

@@ -1,0 +1,89 @@
+"""The RunConfig of a training command: the data's settings from the packed HDF5, the
+architecture and front end from the pretrained checkpoint unless flags say otherwise, the rest
+from the flags. Built once, by the command line (pytorch/main.py); everything after reads the
+RunConfig, never the flags."""
+import logging
+import os
+
+import torch
+
+from pytorch.pytorch_utils import fast_defaults
+from pytorch.published import identify_checkpoint
+from utils import config
+from utils.config import AudioConfig, RunConfig, resolve_loss_type
+from utils.data_generator import read_hdf5_info
+from utils.utilities import UsageError
+
+FRONT_END_FLAGS = ("window_size", "hop_size", "mel_bins", "fmin", "fmax")
+IN_MEMORY = {"auto": "auto", "yes": True, "no": False}
+
+
+def architecture(flags, sample_rate, trusted):
+    """(model_type, front-end settings): given flags first, then what the pretrained checkpoint
+    holds (pytorch/published.py), then the Cnn14 defaults."""
+    found, pretrained = None, flags.get("pretrained_checkpoint_path")
+    if pretrained:
+        try:
+            found = identify_checkpoint(pretrained, trusted)
+        except UsageError as error:
+            if not flags.get("model_type"):
+                raise
+            # Not a published model: the flags say what it is, and loading checks it strictly.
+            logging.warning("%s; using --model_type=%s and the front-end flags", error,
+                            flags["model_type"])
+    if found and found.audio["sample_rate"] != sample_rate:
+        # Repacking resamples once, with soxr VHQ, and the HDF5 then records the rate;
+        # resampling on load would cost every epoch and hide the mismatch.
+        raise UsageError(
+            f"--pretrained_checkpoint_path={pretrained}: {found.name} was trained on "
+            f"{found.audio['sample_rate']} Hz audio, but --features={flags['features']} holds "
+            f"{sample_rate} Hz; repack the audio with utils/features.py --sample_rate="
+            f"{found.audio['sample_rate']} and pass that file as --features")
+    defaults = found.audio if found else AudioConfig().front_end()
+    front_end = {key: defaults[key] if flags.get(key) is None else flags[key]
+                 for key in FRONT_END_FLAGS}
+    model_type = flags.get("model_type") or (
+        f"Transfer_{found.name}" if found else "Transfer_Cnn14")
+    return model_type, front_end
+
+
+def device_defaults(flags):
+    """--precision, --compile, --channels_last: as given, else fast on a GPU (one rule,
+    pytorch_utils.fast_defaults)."""
+    device = torch.device("cuda" if flags.get("cuda") and torch.cuda.is_available() else "cpu")
+    defaults = fast_defaults(device)
+    return {key: defaults[key] if flags.get(key) is None else flags[key] for key in defaults}
+
+
+def train_run_config(flags, info=None):
+    """The RunConfig of one training run. `flags`: the train command's values by name (the
+    features path resolved, holdout_fold set); `info`: the HDF5's (read when not given)."""
+    info = info or read_hdf5_info(flags["features"])
+    trusted = bool(flags.get("trust_checkpoint"))
+    model_type, front_end = architecture(flags, info["sample_rate"], trusted)
+    audio = AudioConfig(sample_rate=info["sample_rate"], clip_samples=info["clip_samples"],
+                        **front_end)
+    values = {name: flags[name] for name in RunConfig.__dataclass_fields__
+              if flags.get(name) is not None}
+    pretrained = flags.get("pretrained_checkpoint_path")
+    values.update(device_defaults(flags))
+    values.update(model_type=model_type, task=info["task"], labels=list(info["labels"]),
+                  audio=audio, features=os.path.abspath(flags["features"]),
+                  clips=len(info["audio_names"]),
+                  pretrained_checkpoint_path=os.path.abspath(pretrained) if pretrained else None,
+                  loss_type=resolve_loss_type(flags.get("loss_type"), info["task"]),
+                  spec_augment=not flags.get("no_spec_augment", False),
+                  in_memory=IN_MEMORY.get(flags.get("in_memory", "auto"), flags.get("in_memory")))
+    select_by = flags.get("select_by")
+    if select_by and select_by not in config.SELECTION_METRICS[info["task"]]:
+        raise UsageError(f"--select_by={select_by}: a {info['task']} run is scored by "
+                         f"{', '.join(config.SELECTION_METRICS[info['task']])}")
+    probe = bool(flags.get("linear_probe"))
+    values["learning_rate"] = flags.get("learning_rate") or (1e-3 if probe else 1e-4)
+    if probe:
+        if not pretrained:
+            raise UsageError("--linear_probe: needs --pretrained_checkpoint_path, the backbone "
+                             "whose embeddings it probes")
+        # The head alone learns, on embeddings of the clips as they are.
+        values.update(freeze_base=True, augmentation="none", spec_augment=False)
+    return RunConfig(**values)
