@@ -146,12 +146,6 @@ def test_two_process_resume_replays_the_uninterrupted_run(tmp_path, features):
     assert len(checkpoint["rank_rng"]) == 2  # each rank's random states
 
 
-def main_has_flag(flag):
-    with open(MAIN) as f:
-        return f'"{flag}"' in f.read()
-
-
-@pytest.mark.skipif(not main_has_flag("--sync_batchnorm"), reason="main.py has no --sync_batchnorm")
 def test_sync_batchnorm_on_cpus_is_a_usage_error(tmp_path, features):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node=2", MAIN, "train", f"--workspace={tmp_path}",

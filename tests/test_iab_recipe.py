@@ -233,6 +233,7 @@ def test_seed_recipe_script_end_to_end(tmp_path):
     """scripts/iab.sh with the seed CSVs and RECIPE=seed: packs their sets, trains on train,
     chooses by validation macro-F1 and scores the test set once."""
     import subprocess
+    import sys
     from helpers import REPO_DIR
 
     write_seed(tmp_path, counts=(8, 4, 4))
@@ -241,7 +242,8 @@ def test_seed_recipe_script_end_to_end(tmp_path):
         ["bash", os.path.join(REPO_DIR, "scripts", "iab.sh"), f"AUDIO_DIR={tmp_path}/wavs",
          f"SEED_CSVS={seed_csvs}", "RECIPE=seed", f"WORKSPACE={tmp_path}/ws", "CUDA=0",
          "EPOCHS=1", "BATCH_SIZE=4", "NUM_WORKERS=1"],
-        capture_output=True, text=True, cwd=REPO_DIR)
+        capture_output=True, text=True, cwd=REPO_DIR,
+        env=dict(os.environ, PYTHON=sys.executable))  # this interpreter: nothing to install
     assert result.returncode == 0, result.stderr[-2000:]
     assert "best by macro_f1" in result.stdout or "the best by macro_f1 kept" in result.stdout
     [statistics_path] = list((tmp_path / "ws").glob("statistics/**/statistics.pickle"))

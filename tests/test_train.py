@@ -46,10 +46,19 @@ def test_training_writes_statistics_and_checkpoints(tmp_path, features, augmenta
     assert os.path.isfile(os.path.join(run_dir(tmp_path, "logs", augmentation=augmentation), "train.log"))
 
 
-def test_transfer_cnn14_trains(tmp_path, features):
-    train(tmp_path, features, "--stop_iteration=2", "--eval_every=2", model="Transfer_Cnn14")
+@pytest.mark.slow
+def test_transfer_cnn14_trains_its_base_and_head_not_the_audioset_classifier(tmp_path, features):
+    train(tmp_path, features, "--stop_iteration=2", "--eval_every=2", "--save_every=1",
+          model="Transfer_Cnn14")
     statistics = load_statistics(tmp_path, model="Transfer_Cnn14")
     assert len(statistics["train"]) == 2 and np.isfinite(statistics["train"][-1]["loss"])
+    first, second = (load_checkpoint_file(os.path.join(
+        run_dir(tmp_path, "checkpoints", model="Transfer_Cnn14"), f"{i}_iterations.pth"))["model"]
+        for i in (1, 2))
+    for key in ("fc_transfer.weight", "base.conv_block1.conv1.weight", "base.fc1.weight"):
+        assert not torch.equal(first[key], second[key]), key  # every part the step trains
+    torch.testing.assert_close(first["base.fc_audioset.weight"], second["base.fc_audioset.weight"],
+                               rtol=0, atol=0)  # unused by the head: no gradient, no change
 
 
 def test_resume_replays_the_uninterrupted_run(tmp_path, features):

@@ -129,7 +129,8 @@ SHARED_FLAGS = {
     "batch_size": dict(type=positive_int, default=32,
                        help="clips per batch (inference: windows per forward pass)"),
     "num_workers": dict(type=non_negative_int, default=2,
-                        help="processes reading the HDF5 (data held in memory needs none)"),
+                        help="worker processes that decode or read the data (0 or 1: none; "
+                             "training data held in memory needs none)"),
     "cuda": dict(action="store_true", help="use the GPU when there is one"),
     "precision": dict(default=None, choices=["fp32", "bf16", "fp16"],
                       help="default bf16 with --cuda on a GPU, else fp32"),

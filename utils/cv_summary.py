@@ -27,7 +27,7 @@ if __name__ == "__main__":  # as a script: import from the repository root, neve
 import numpy as np
 
 from utils.config import MULTI_LABEL, SINGLE_LABEL
-from utils.arguments import Parser
+from utils.arguments import Parser, add_flags
 from utils.plot_statistics import group_by_configuration, mean_curve, save_figure
 from utils.statistics_files import (fold_sort_key, load_statistics, metric_curve, parse_filters,
                                     require_statistics, runs_from_paths)
@@ -230,10 +230,7 @@ def write_summary(rows, out_dir, title=None):
 
 def parse_arguments(argv=None):
     parser = Parser(description=__doc__.split("\n")[0])
-    parser.add_argument("--workspace", required=True, help="workspace holding statistics/main/...")
-    parser.add_argument("--model_type")
-    parser.add_argument("--filter", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="keep runs whose path has KEY=VALUE, e.g. pretrain=True")
+    add_flags(parser, "workspace", "model_type", "filter", required=("workspace",))
     parser.add_argument("--out_dir", help="where to write (default WS/results/<configuration>); "
                                           "requires exactly one matching configuration")
     return parser.parse_args(argv)

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from utils import config
-from utils.arguments import Parser, int_range, non_negative_int, positive_float, positive_int
+from utils.arguments import Parser, add_flags, int_range, non_negative_int, positive_float, positive_int
 from utils.audio import (INT16_SCALE, AudioReadError, float32_to_int16, is_audio_file, read_clip,
                          wav_truncation)
 from utils.folds import folds_from_mapping, multilabel_stratified_folds, read_folds_file, stratified_folds
@@ -335,13 +335,13 @@ def pack_iab_seed_to_hdf5(args):
 
 
 def add_common_packing_flags(parser, clip_duration):
-    parser.add_argument("--workspace", required=True)
+    add_flags(parser, "workspace", required=("workspace",))
     parser.add_argument("--output", default=None, help="HDF5 path (default WS/features/waveform.h5)")
     parser.add_argument("--mini_data", action="store_true", help="a small file for quick checks")
     parser.add_argument("--sample_rate", type=int_range(8000), default=config.SAMPLE_RATE)
     parser.add_argument("--clip_duration", type=positive_float, default=clip_duration,
                         help="seconds")
-    parser.add_argument("--num_workers", type=positive_int, default=os.cpu_count() or 1)
+    add_flags(parser, "num_workers")
     parser.add_argument("--folds_from", default=None, help="CSV of name,fold to fix the folds")
     parser.add_argument("--seed", type=non_negative_int, default=1234,
                         help="seed of the fold assignment")

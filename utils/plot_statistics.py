@@ -21,7 +21,7 @@ if __name__ == "__main__":  # as a script: import from the repository root, neve
 import numpy as np
 
 from utils.config import MULTI_LABEL
-from utils.arguments import Parser
+from utils.arguments import Parser, add_flags
 from utils.statistics_files import (FOLD_KEY, Run, MODEL_KEY, metric_curve, parse_filters,
                                     require_statistics, runs_from_paths)
 from utils.utilities import UsageError, atomic_path, run_cli
@@ -158,11 +158,7 @@ def plot_statistics(runs, output_prefix, compare=False):
 
 def parse_arguments(argv=None):
     parser = Parser(description=__doc__.split("\n")[0])
-    parser.add_argument("--workspace", help="workspace holding statistics/main/...")
-    parser.add_argument("--holdout_fold", default="all", help="a fold number, 'filtered', or 'all'")
-    parser.add_argument("--model_type")
-    parser.add_argument("--filter", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="keep runs whose path has KEY=VALUE, e.g. pretrain=True")
+    add_flags(parser, "workspace", "holdout_fold", "model_type", "filter")
     parser.add_argument("--statistics_paths", nargs="+", metavar="PICKLE",
                         help="plot these files instead of searching the workspace")
     parser.add_argument("--output", help="output path without extension "
