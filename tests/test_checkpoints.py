@@ -43,6 +43,7 @@ def test_a_pickle_that_runs_code_is_refused_unless_trusted(tmp_path):
     assert marker.exists()  # the trusted load did run it: the policy is what kept it out
 
 
+@pytest.mark.slow
 def test_cli_refuses_the_code_pickle_in_one_line(tmp_path):
     path, marker = tmp_path / "evil.pth", tmp_path / "marker"
     write_code_pickle(path, marker)
@@ -107,6 +108,7 @@ def test_a_checkpoint_missing_newer_fields_loads_with_defaults(tmp_path, caplog)
     assert "a_flag_since_renamed" in text
 
 
+@pytest.mark.slow
 def test_a_checkpoint_written_before_run_configs_still_evaluates(single_label, tmp_path):  # noqa: F811
     """The format of earlier releases: labels, task, audio_settings, model_type and the flags."""
     legacy = str(tmp_path / "legacy.pth")

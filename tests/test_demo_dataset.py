@@ -54,6 +54,7 @@ def test_files_are_mono_16bit_at_the_requested_rate_and_length(dataset):
         assert np.sqrt(np.mean(audio ** 2)) > 0.02  # music throughout, not a blip
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_whatever_the_worker_count(dataset, tmp_path):
     _, first = dataset
     second = make_demo_dataset(str(tmp_path), sample_rate=16000, num_workers=2, **SMALL)

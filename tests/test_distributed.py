@@ -73,6 +73,7 @@ def test_rank_shares_of_mixup_weights_are_the_global_draw():
     np.testing.assert_array_equal(np.concatenate(shares), single)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("augmentation, streamed", [("mixup", False), ("none", True)])
 def test_two_processes_match_one(tmp_path, features, augmentation, streamed):
     """Same losses and trained head; rank 0 alone wrote statistics, checkpoints and the log.
@@ -117,6 +118,7 @@ def test_two_processes_match_one(tmp_path, features, augmentation, streamed):
     assert "2 process(es)" in log
 
 
+@pytest.mark.slow
 def test_two_process_resume_replays_the_uninterrupted_run(tmp_path, features):
     """Full training (BatchNorm in train mode, dropout, SpecAugment, mixup) under 2 processes:
     resuming from the 2-process checkpoint at iteration 2 replays iterations 3 and 4 exactly."""
@@ -146,6 +148,7 @@ def test_two_process_resume_replays_the_uninterrupted_run(tmp_path, features):
     assert len(checkpoint["rank_rng"]) == 2  # each rank's random states
 
 
+@pytest.mark.slow
 def test_sync_batchnorm_on_cpus_is_a_usage_error(tmp_path, features):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node=2", MAIN, "train", f"--workspace={tmp_path}",
@@ -156,6 +159,7 @@ def test_sync_batchnorm_on_cpus_is_a_usage_error(tmp_path, features):
     assert not os.path.exists(os.path.join(tmp_path, "checkpoints"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
 def test_two_gpus_match_one_gpu(tmp_path, features):
     """NCCL on two GPUs against one GPU (looser: cuDNN picks kernels per batch size)."""

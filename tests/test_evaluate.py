@@ -201,6 +201,7 @@ def test_multi_label_reports_map_and_f1_like_scikit_learn(tmp_path):
     assert not (tmp_path / "out" / "confusion_matrix.csv").exists()
 
 
+@pytest.mark.slow
 def test_cli_missing_checkpoint_exits_2_with_one_line(tmp_path):
     missing = run_script("pytorch/main.py", "evaluate", f"--checkpoint_path={tmp_path / 'no.pth'}")
     assert missing.returncode == 2
@@ -208,6 +209,7 @@ def test_cli_missing_checkpoint_exits_2_with_one_line(tmp_path):
         f"error: --checkpoint_path={tmp_path / 'no.pth'}: file not found; check the path"]
 
 
+@pytest.mark.slow
 def test_cli_prints_the_table_and_writes_the_reports(single_label, tmp_path, capsys):
     main(["evaluate", f"--checkpoint_path={single_label['checkpoint']}", "--split=all",
           f"--output_dir={tmp_path}"])

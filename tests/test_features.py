@@ -35,6 +35,7 @@ def pack(dataset_dir, workspace, *extra):
                       "--clip_duration=2.5", "--num_workers=2", *extra)
 
 
+@pytest.mark.slow
 def test_pack_messy_folder(messy_dataset, tmp_path):
     workspace = tmp_path / "ws"
     result = pack(messy_dataset, workspace)

@@ -50,6 +50,7 @@ def test_log_mel_equals_torchlibrosa(settings):
                                    rtol=0, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_official_state_dict_is_unchanged_and_loads_strictly(tmp_path):
     model = create_model("Cnn14", **SETTINGS[0], classes_num=527)
     keys = list(model.state_dict())

@@ -115,6 +115,7 @@ def test_pack_audioset_targets_report_and_folds(audioset):
             "Music 8") in log
 
 
+@pytest.mark.slow
 def test_pack_audioset_start_pattern_keep_unlabelled_20_labels(audioset):
     workspace = audioset / "ws"
     result = pack_audioset(audioset, workspace, f"--audio_dir={audioset / 'audio_by_start'}",

@@ -110,6 +110,7 @@ def test_cap_gives_the_requested_counts_deterministically():
     assert unlabelled[kept].sum() == min(50, unlabelled.sum())
 
 
+@pytest.mark.slow
 def test_cap_when_packing_and_in_the_dry_run(tmp_path):
     car, dog, music = "/m/0k4j", "/m/0bt9lr", "/m/04rlf"
     lines = ["# YTID, start_seconds, end_seconds, positive_labels"]
@@ -159,6 +160,7 @@ def test_select_by_picks_the_best_of_that_metric():
         assert tracker.best_iteration == expected
 
 
+@pytest.mark.slow
 def test_select_by_in_training_keeps_the_checkpoint_of_the_best_macro_f1(tmp_path, features):
     main.main(["train", f"--workspace={tmp_path}", f"--features={features}",
                "--model_type=Transfer_Cnn6", "--batch_size=4", "--num_workers=0",
@@ -171,6 +173,7 @@ def test_select_by_in_training_keeps_the_checkpoint_of_the_best_macro_f1(tmp_pat
     assert load_checkpoint_file(str(best))["iteration"] == validate[int(np.argmax(scores))]["iteration"]
 
 
+@pytest.mark.slow
 def test_select_by_map_is_refused_for_single_label(tmp_path, features):
     result = run_script("pytorch/main.py", "train", f"--workspace={tmp_path}",
                         f"--features={features}", "--select_by=mAP")
@@ -229,6 +232,7 @@ def test_committed_csv_errors_do_not_blame_a_flag(tmp_path):
         read_label_set_csv(str(bad), "--labels")
 
 
+@pytest.mark.slow
 def test_seed_recipe_script_end_to_end(tmp_path):
     """scripts/iab.sh with the seed CSVs and RECIPE=seed: packs their sets, trains on train,
     chooses by validation macro-F1 and scores the test set once."""

@@ -128,6 +128,7 @@ def audio_folder(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_cli_on_a_folder_writes_csv_and_json(checkpoint_path, audio_folder, tmp_path, capsys):
     csv_path, json_path = tmp_path / "out" / "p.csv", tmp_path / "out" / "p.json"
     result = run_script("pytorch/main.py", "inference", f"--checkpoint_path={checkpoint_path}",
@@ -168,6 +169,7 @@ def test_cli_on_a_folder_writes_csv_and_json(checkpoint_path, audio_folder, tmp_
      "--checkpoint_path={tmp}/none.pth: file not found; check the path"),
     ("audio_path", "{tmp}/nothing", "--audio_path={tmp}/nothing: no such file or folder"),
 ])
+@pytest.mark.slow
 def test_cli_missing_inputs_exit_2_with_one_line(checkpoint_path, tmp_path, flag, value, words):
     args = {"checkpoint_path": checkpoint_path, "audio_path": write_tone(str(tmp_path / "ok.wav"))}
     args[flag] = value.format(tmp=tmp_path)

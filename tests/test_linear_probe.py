@@ -68,6 +68,7 @@ def test_probe_checkpoint_evaluates_as_the_probe_scored_it(setup):
     np.testing.assert_allclose(evaluated["confusion_matrix"], last["confusion_matrix"])
 
 
+@pytest.mark.slow
 def test_cache_is_shared_and_invalidated(setup):
     probe(setup, "--holdout_fold=1")
     cache_dir = setup / "features" / "embeddings"
@@ -86,6 +87,7 @@ def test_cache_is_shared_and_invalidated(setup):
     assert "another HDF5 or backbone; recomputing" in log_of(setup, 4)
 
 
+@pytest.mark.slow
 def test_probe_needs_a_backbone(tmp_path, features):
     result = run_script("pytorch/main.py", "train", "--linear_probe", f"--workspace={tmp_path}",
                         f"--features={features}")

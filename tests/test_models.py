@@ -77,6 +77,7 @@ def test_cnn6_state_dict_matches_published_layout():
     assert state_entries(Cnn6(**AUDIO)) == published_cnn6_entries()
 
 
+@pytest.mark.slow
 def test_official_format_checkpoint_loads_into_transfer_base(cnn14, tmp_path):
     # Make the saved weights distinguishable from a fresh initialisation, BN statistics too.
     with torch.no_grad():

@@ -169,6 +169,7 @@ def test_write_summary_files(tmp_path):
         assert f.read(8) == PNG_MAGIC
 
 
+@pytest.mark.slow
 def test_cv_summary_cli_rebuilds_summary_per_configuration(tmp_path):
     write_folds(tmp_path)
     write_folds(tmp_path, batch_size=16)

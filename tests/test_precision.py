@@ -70,6 +70,7 @@ def test_bf16_on_cpu_keeps_the_front_end_in_fp32(tmp_path, features, fp32_losses
     np.testing.assert_allclose(losses[0], fp32_losses[0], rtol=0.05)
 
 
+@pytest.mark.slow
 def test_fp16_on_cpu_is_refused_in_one_line(tmp_path, features):
     result = run_script("pytorch/main.py", "train", f"--workspace={tmp_path}",
                         f"--features={features}", "--model_type=Transfer_Cnn6",
@@ -79,6 +80,7 @@ def test_fp16_on_cpu_is_refused_in_one_line(tmp_path, features):
     assert "--precision=fp16 needs a CUDA GPU" in message and "bf16" in message
 
 
+@pytest.mark.slow
 def test_channels_last_on_cpu_trains_like_the_default(tmp_path, features, monkeypatch):
     """Dropout draws its mask in memory order, so a channels-last activation gets another mask:
     the comparison runs without dropout and SpecAugment (frozen base, head trained)."""
@@ -100,6 +102,7 @@ def test_channels_last_on_cpu_trains_like_the_default(tmp_path, features, monkey
     np.testing.assert_allclose(losses, plain, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_compile_on_cpu_trains_like_eager(tmp_path, features, fp32_losses, monkeypatch):
     """The model as train.py compiles it (mixup weights, SpecAugment's graph breaks), traced by
     dynamo and run through aot_eager: same losses as eager."""
@@ -108,6 +111,7 @@ def test_compile_on_cpu_trains_like_eager(tmp_path, features, fp32_losses, monke
     np.testing.assert_allclose(losses, fp32_losses, rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not RUN_SLOW, reason="inductor on the CPU takes ~1 min; set RUN_SLOW=1")
 def test_compile_with_inductor_on_cpu(tmp_path, features, fp32_losses, monkeypatch):
     # Inductor draws dropout masks from its own generator; fallback_random makes it use

@@ -37,7 +37,13 @@ def test_every_published_model_is_here():
     assert len(MODELS) == 25
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+def quick_tier(*names):
+    """Every published model for the full suite; the quick tier takes `names` only."""
+    return [name if name in names else pytest.param(name, marks=pytest.mark.slow)
+            for name in MODELS]
+
+
+@pytest.mark.parametrize("name", quick_tier("Cnn6", "MobileNetV1"))
 def test_found_from_its_checkpoint_and_tags_audio(name, tmp_path, capsys):
     model = build(name)
     published = MODELS[name]
@@ -72,7 +78,7 @@ def test_found_from_its_checkpoint_and_tags_audio(name, tmp_path, capsys):
         assert (tmp_path / "tags_framewise" / "clip.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", quick_tier("Cnn14", "LeeNet11", "Res1dNet31", "MobileNetV2"))
 def test_shortest_input(name):
     """min_samples is what the network's pooling takes: it runs there, fails one sample less."""
     model = build(name)
@@ -95,6 +101,7 @@ def test_same_tensors_without_a_name_give_cnn14_with_a_warning(caplog):
         "Cnn14_DecisionLevelAvg"
 
 
+@pytest.mark.slow
 def test_sample_rate_and_band_come_from_the_mel_matrix():
     """Cnn14 and Cnn14_16k differ in their STFT and mel shapes; a 16 kHz Cnn14 with another
     band is refused rather than guessed."""
@@ -150,6 +157,7 @@ def test_the_checkpoint_alone_sets_up_training_evaluation_and_inference(tmp_path
     assert labelled["files"][0]["windows"] == 2  # 1.5 s in 1-s training windows: 0-1 s, 0.5-1.5 s
 
 
+@pytest.mark.slow
 def test_a_16k_checkpoint_with_32k_data_says_to_repack(tmp_path, features):
     torch.save({"model": build("Cnn14_16k").state_dict()}, tmp_path / "model.pth")
     result = run_script("pytorch/main.py", "train", f"--workspace={tmp_path}",

@@ -40,6 +40,7 @@ def statistics_of(workspace, **kwargs):
     return run_dir(workspace, "statistics", augmentation="none", **kwargs)
 
 
+@pytest.mark.slow
 def test_runs_with_other_settings_never_share_a_folder(tmp_path, features):
     train(tmp_path, features)
     with pytest.raises(UsageError, match=r"other settings \(--learning_rate 0.001 -> 0.01\).*--run_name"):
@@ -57,6 +58,7 @@ def test_runs_with_other_settings_never_share_a_folder(tmp_path, features):
         train(tmp_path, features)
 
 
+@pytest.mark.slow
 def test_a_second_process_on_the_same_run_is_refused_at_once(tmp_path, features):
     folder = checkpoints_of(tmp_path)
     os.makedirs(folder)
@@ -94,6 +96,7 @@ def test_outputs_are_checked_before_training(tmp_path, features, monkeypatch):
     assert not os.path.exists(os.path.join(statistics_of(tmp_path / "full"), "statistics.pickle"))
 
 
+@pytest.mark.slow
 def test_a_failed_save_is_retried_and_a_failed_final_save_names_the_last_good(
         tmp_path, features, monkeypatch, capsys):
     real_save = train_module.save_checkpoint_file
@@ -116,6 +119,7 @@ def test_a_failed_save_is_retried_and_a_failed_final_save_names_the_last_good(
         train(tmp_path / "two", features, "--stop_iteration=4", "--save_every=2")
 
 
+@pytest.mark.slow
 def test_resume_checks_the_run_still_matches(tmp_path, features, capsys):
     train(tmp_path, features)
     with pytest.raises(UsageError, match=r"--learning_rate 0.001 -> 0.0005"):
@@ -161,6 +165,7 @@ def test_stale_temporaries_of_killed_writers_are_removed(tmp_path, features):
     assert not os.path.exists(stale)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_training_cleanly(tmp_path, features):
     process = subprocess.Popen(
         [sys.executable, os.path.join(REPO_DIR, "pytorch/main.py"), "train",
@@ -179,6 +184,7 @@ def test_sigterm_stops_training_cleanly(tmp_path, features):
         assert not [name for name in os.listdir(run_dir(tmp_path, kind)) if name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_all_folds_continue_where_they_stopped(tmp_path, features, monkeypatch, capsys):
     trained = []
     real_train = main_script.train
@@ -208,6 +214,7 @@ def test_all_folds_continue_where_they_stopped(tmp_path, features, monkeypatch, 
 
 @pytest.mark.parametrize("flag", ["--learning_rate=nan", "--learning_rate=inf", "--seed=-1",
                                   "--threshold=1.5", "--batch_size=0"])
+@pytest.mark.slow
 def test_bad_numbers_are_one_line_errors(tmp_path, features, flag):
     result = run_script("pytorch/main.py", "train", f"--workspace={tmp_path}",
                         f"--features={features}", flag)
@@ -216,6 +223,7 @@ def test_bad_numbers_are_one_line_errors(tmp_path, features, flag):
     assert result.stderr.startswith(f"error: {flag}")
 
 
+@pytest.mark.slow
 def test_file_system_faults_are_one_line_errors(tmp_path, features):
     # An output folder that is a file: evaluation finds it when writing its reports.
     train(tmp_path, features)
@@ -235,6 +243,7 @@ def test_file_system_faults_are_one_line_errors(tmp_path, features):
         f"error: --output={folder}: is a folder; give a file name"]
 
 
+@pytest.mark.slow
 def test_packing_checks_its_output_first_and_a_failed_repack_keeps_the_old_report(tmp_path):
     data = make_class_folders(str(tmp_path / "data"), classes=("a", "b"), clips_per_class=2)
     os.makedirs(os.path.join(data, "empty"))  # a class folder without audio: warned about

@@ -61,6 +61,7 @@ def test_transfer_cnn14_trains_its_base_and_head_not_the_audioset_classifier(tmp
                                rtol=0, atol=0)  # unused by the head: no gradient, no change
 
 
+@pytest.mark.slow
 def test_resume_replays_the_uninterrupted_run(tmp_path, features):
     common = ["--stop_iteration=6", "--eval_every=2", "--save_every=3", "--augmentation=mixup"]
     train(tmp_path / "straight", features, *common)
@@ -79,6 +80,7 @@ def test_resume_replays_the_uninterrupted_run(tmp_path, features):
         torch.testing.assert_close(final[0][key], final[1][key], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_frozen_pretrained_base_stays_put(tmp_path, features):
     pretrained = create_model("Cnn6", **AUDIO, classes_num=527)
     checkpoint_path = tmp_path / "Cnn6_mAP=0.343.pth"
@@ -93,6 +95,7 @@ def test_frozen_pretrained_base_stays_put(tmp_path, features):
                            create_model("Transfer_Cnn6", **AUDIO, classes_num=3).state_dict()["fc_transfer.weight"])
 
 
+@pytest.mark.slow
 def test_mismatched_pretrained_checkpoint_fails_clearly(tmp_path, features):
     state = create_model("Cnn6", **AUDIO, classes_num=527).state_dict()
     state["fc1.weight"] = state["fc1.weight"][:, :10]
@@ -113,6 +116,7 @@ def test_mismatched_pretrained_checkpoint_fails_clearly(tmp_path, features):
     ("--features=/nonexistent.h5", "--features"),
     ("--batch_size=0", "--batch_size"),
 ])
+@pytest.mark.slow
 def test_bad_flags_exit_2_with_one_line(tmp_path, features, flag, expected):
     result = run_script("pytorch/main.py", "train", f"--workspace={tmp_path}",
                         f"--features={features}", "--model_type=Transfer_Cnn6", flag)
@@ -131,6 +135,7 @@ def test_keep_best_and_early_stop(tmp_path, features):
     assert load_checkpoint_file(os.path.join(checkpoints, "best.pth"))["iteration"] == 0
 
 
+@pytest.mark.slow
 def test_all_folds_then_summary(tmp_path, features):
     train(tmp_path, features, "--holdout_fold=all", "--stop_iteration=1", "--eval_every=1",
           "--augmentation=none")
@@ -164,6 +169,7 @@ def write_fake_gtzan(path, seconds=0.7, sample_rate=32000):
     return path
 
 
+@pytest.mark.slow
 def test_filtered_split_trains_on_train_and_reports_test(tmp_path):
     features = write_fake_gtzan(str(tmp_path / "gtzan.h5"))
     train(tmp_path, features, "--split=filtered", "--stop_iteration=1", "--eval_every=1",
@@ -174,3 +180,41 @@ def test_filtered_split_trains_on_train_and_reports_test(tmp_path):
     assert sum(statistics["validate"][-1]["confusion_matrix"][0]) == 23  # blues in valid
     test = statistics["test"]
     assert np.sum(test["confusion_matrix"]) == 290 and test["chosen"].startswith("best.pth")
+
+
+def parsed_run(workspace, features, *flags):
+    """The RunConfig main.py builds for a train command line (no training)."""
+    from pytorch.configure import train_run_config
+    args = main_script.build_parser().parse_args(
+        ["train", f"--workspace={workspace}", f"--features={features}", *flags])
+    return train_run_config(main_script.train_flags(args))
+
+
+def test_the_command_line_builds_one_run_config(tmp_path, features):
+    run = parsed_run(tmp_path, features, "--holdout_fold=filtered", "--model_type=Transfer_Cnn6")
+    assert (run.split, run.holdout_fold, run.learning_rate, run.threshold) == (
+        "filtered", "filtered", 1e-4, 0.5)
+    run = parsed_run(tmp_path, features, "--in_memory=no", "--precision=bf16")
+    assert (run.in_memory, run.precision, run.compile, run.channels_last) == (False, "bf16", False, False)
+    from utils.utilities import UsageError
+    with pytest.raises(UsageError, match="--holdout_fold=filtered goes with --split=filtered"):
+        parsed_run(tmp_path, features, "--holdout_fold=filtered", "--split=subsets")
+
+
+def test_all_folds_resume_where_each_fold_stopped(tmp_path, features):
+    import dataclasses
+    import pickle
+    from pytorch.cross_validation import fold_command, resume_point
+    from utils.runs import run_dirs
+    command = fold_command(["train", "--holdout_fold", "all", "--resume_iteration=3", "--cuda"], 4, 7)
+    assert command[2:] == ["train", "--cuda", "--holdout_fold=4", "--resume_iteration=7"]
+    run = parsed_run(tmp_path, features, "--holdout_fold=all", "--model_type=Transfer_Cnn6")
+    folds = [dataclasses.replace(run, holdout_fold=fold) for fold in (1, 2, 3)]
+    dirs = [run_dirs(tmp_path, fold) for fold in folds]
+    os.makedirs(dirs[1]["checkpoints"])
+    for iteration in (5, 10):
+        open(os.path.join(dirs[1]["checkpoints"], f"{iteration}_iterations.pth"), "wb").close()
+    os.makedirs(dirs[2]["statistics"])
+    with open(os.path.join(dirs[2]["statistics"], "statistics.pickle"), "wb") as f:
+        pickle.dump({"validate": [], "train": [], "finished": {"iteration": 4}}, f)
+    assert [resume_point(fold, tmp_path) for fold in folds] == [0, 10, None]
