@@ -12,12 +12,14 @@ other file. Checkpoints written before RunConfig existed are read through legacy
 This module works on files and state dicts only: it imports torch and utils, never the models
 (pytorch/restore.py rebuilds a trained model from a checkpoint; the models import this module).
 """
+import errno
 import hashlib
 import importlib
 import io
 import logging
 import os
 import pickle
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -74,9 +76,16 @@ def _torch_load(source, path, flag, trusted):
 
 
 def save_checkpoint_file(checkpoint, path):
-    """torch.save, atomically: a killed save never leaves a file that looks finished."""
+    """torch.save, atomically: a killed save never leaves a file that looks finished. A failed
+    write is an OSError naming `path` (torch reports a full disk as a RuntimeError)."""
     with atomic_path(path) as temp_path:
-        torch.save(checkpoint, temp_path)
+        try:
+            torch.save(checkpoint, temp_path)
+        except RuntimeError as error:
+            free = shutil.disk_usage(os.path.dirname(os.path.abspath(temp_path))).free
+            reason = ("No space left on device" if free < 2**20
+                      else f"write failed: {_first_line(error)[:200]}")
+            raise OSError(errno.ENOSPC if free < 2**20 else errno.EIO, reason, path) from None
 
 
 def checkpoint_state_dict(checkpoint, path):
@@ -112,9 +121,22 @@ def load_state_dict_checked(module, state_dict, source):
         problems.append(f"unexpected keys: {_first(unexpected)}")
     if mismatched:
         problems.append(f"shape mismatches: {_first(mismatched)}")
+    # Floating tensors of another precision (an fp16 copy of a checkpoint) are cast on loading;
+    # an integer tensor where weights belong is not a checkpoint of this model.
+    retyped = [f"{key}: {state_dict[key].dtype} vs {expected[key].dtype}" for key in expected
+               if key in state_dict and state_dict[key].dtype != expected[key].dtype
+               and not (state_dict[key].is_floating_point() and expected[key].is_floating_point())]
+    if retyped:
+        problems.append(f"dtype mismatches: {_first(retyped)}")
     if problems:
         raise UsageError(f"{source} does not fit {type(module).__name__} "
                          f"(wrong model type or audio settings?): " + "; ".join(problems))
+    non_finite = [key for key, value in state_dict.items()
+                  if value.is_floating_point() and not torch.isfinite(value).all()]
+    if non_finite:
+        raise UsageError(f"{source}: {len(non_finite)} tensor(s) hold NaN or inf "
+                         f"({_first(non_finite)}); the file is damaged or its training diverged: "
+                         "use an earlier checkpoint")
 
     # The checkpoint's mel filters replace the ones built from fmin/fmax/sample_rate, as in the
     # published code; the pretrained convolutions were trained on those filters.

@@ -40,7 +40,7 @@ from pytorch.selection import (BEST_CHECKPOINT, Selection, chosen_checkpoint, fi
 from utils.data_generator import EvaluateSampler
 from utils.runs import STATISTICS_FILE, checkpoint_path
 from utils.statistics_files import StatisticsContainer, statistics_meta
-from utils.utilities import atomic_path
+from utils.utilities import UsageError, atomic_path
 
 EMBEDDINGS_DIR = "embeddings"
 
@@ -62,8 +62,14 @@ def cache_path(run, trusted=False):
     return os.path.join(os.path.dirname(run.features), EMBEDDINGS_DIR, f"{name}.{digest}.h5"), key
 
 
-def read_cache(path, key, stamp):
-    """The cached embeddings, or None when there is no valid cache."""
+def array_digest(array):
+    """The SHA-256 of an array's values: a cache whose rows were edited or reordered differs."""
+    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float32).tobytes()).hexdigest()
+
+
+def read_cache(path, key, stamp, width):
+    """The cached embeddings, or None when there is no valid cache: another HDF5 or backbone,
+    another shape, edited values, or non-finite ones are all recomputed."""
     if not os.path.isfile(path):
         return None
     try:
@@ -73,10 +79,16 @@ def read_cache(path, key, stamp):
                                               for name, value in stamp.items()):
                 logging.info("%s was computed for another HDF5 or backbone; recomputing", path)
                 return None
-            return hf["embedding"][:]
+            embeddings = hf["embedding"][:]
     except (OSError, KeyError):
         logging.warning("%s is unreadable; recomputing it", path)
         return None
+    if (embeddings.shape != (stamp["clips"], width) or attrs.get("sha256") != array_digest(embeddings)
+            or not np.isfinite(embeddings).all()):
+        logging.warning("%s holds other values than were computed (shape %s, expected %s); "
+                        "recomputing it", path, embeddings.shape, (stamp["clips"], width))
+        return None
+    return embeddings
 
 
 def clip_embeddings(run, dataset, model, batches, device, trusted=False):
@@ -84,7 +96,8 @@ def clip_embeddings(run, dataset, model, batches, device, trusted=False):
     cached (written atomically)."""
     path, key = cache_path(run, trusted)
     stamp = features_stamp(run.features, len(dataset))
-    embeddings = read_cache(path, key, stamp)
+    width = model.fc_transfer.in_features
+    embeddings = read_cache(path, key, stamp, width)
     if embeddings is not None:
         logging.info("embeddings of %d clips read from %s", len(embeddings), path)
         return embeddings, path
@@ -94,11 +107,17 @@ def clip_embeddings(run, dataset, model, batches, device, trusted=False):
         _, embeddings, _ = forward_loader(
             model.base, tqdm(loader, desc="embeddings", unit="batch"), device, run.task,
             run.precision, key="embedding")
+    if not np.isfinite(embeddings).all():
+        bad = int((~np.isfinite(embeddings)).any(axis=1).sum())
+        raise UsageError(f"--pretrained_checkpoint_path={run.pretrained_checkpoint_path}: the "
+                         f"backbone gives NaN or inf embeddings for {bad} clip(s); check the "
+                         "checkpoint and the audio")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with atomic_path(path) as temp_path:
         with h5py.File(temp_path, "w") as hf:
             hf.create_dataset("embedding", data=embeddings.astype(np.float32))
-            hf.attrs.update(dict(stamp, key=key, model_type=run.model_type,
+            hf.attrs.update(dict(stamp, key=key, sha256=array_digest(embeddings),
+                                 model_type=run.model_type,
                                  pretrained_checkpoint_path=run.pretrained_checkpoint_path))
     logging.info("embeddings of %d clips computed in %.1f s, cached in %s", len(embeddings),
                  time.time() - started, path)
@@ -145,7 +164,11 @@ class ProbeHead:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return loss.item()
+        value = loss.item()
+        if not np.isfinite(value):
+            raise UsageError(f"the probe's training loss became {value}; stopped without saving "
+                             "it: lower --learning_rate")
+        return value
 
     def save(self, iteration, best=False):
         path = (os.path.join(self.checkpoints_dir, BEST_CHECKPOINT) if best

@@ -31,7 +31,8 @@ def open_run(run, workspace, resume_iteration, model, is_master=True):
     run_folder = RunFolder(workspace, run)
     log_path = None
     if is_master:
-        run_folder.claim(resume_iteration, checkpoint_bytes(model))
+        run_folder.claim(resume_iteration, checkpoint_bytes(model),
+                         checkpoints_to_write(run, resume_iteration))
         log_path = create_logging(run_folder.dirs["logs"], "train")
         write_run_file(run, run_folder.dirs["statistics"])
     logging.info("run configuration: %s", run)
@@ -130,6 +131,14 @@ def checkpoint_bytes(model):
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     return int(1.1 * (weights + 3 * trainable)) + 2**20
+
+
+def checkpoints_to_write(run, resume_iteration):
+    """How many checkpoint files the run adds (none is removed): one every save_every
+    iterations after resume_iteration, the final one, and best.pth with --keep_best."""
+    periodic = run.stop_iteration // run.save_every - resume_iteration // run.save_every
+    final = 0 if run.stop_iteration % run.save_every == 0 else 1
+    return periodic + final + int(run.keep_best)
 
 
 def check_resumable(checkpoint, run, path):

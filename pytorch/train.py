@@ -76,8 +76,8 @@ class Checkpointer:
                 else checkpoint_path(self.checkpoints_dir, checkpoint["iteration"]))
         try:
             save_checkpoint_file(checkpoint, path)
-        except (OSError, RuntimeError) as error:  # torch reports a full disk as RuntimeError
-            reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+        except OSError as error:
+            reason = error.strerror or str(error)
             self.failed = f"{path}: {reason}"
             logging.error("could not save %s (%s); training goes on, the next save retries "
                           "(last good checkpoint: %s)", path, reason, self.last or "none yet")
@@ -125,18 +125,20 @@ class TrainingRun:
         self.selection = Selection(run, self.statistics, self.save_best)
         self.pending_losses = []
         if resume_iteration > 0:
-            self.resume(trust_checkpoint)
+            self.resume()
         elif self.rank > 0:  # dropout and SpecAugment differ per rank (rank 0: as one process)
             torch.manual_seed(run.seed + self.rank)
         self.model = wrap_model(self.raw_model, self.device, self.world_size, run.compile)
         self.open_loaders()
 
-    def resume(self, trust_checkpoint):
+    def resume(self):
         path = checkpoint_path(self.dirs["checkpoints"], self.iteration)
         if not os.path.isfile(path):
             raise UsageError(f"--resume_iteration={self.iteration}: no checkpoint {path}")
-        # On the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest over.
-        checkpoint = load_checkpoint_file(path, "--resume_iteration", trust_checkpoint)
+        # Weights-only whatever --trust_checkpoint says: that trusts the file the user named,
+        # and this project's own checkpoints never need more. On the CPU: RNG states must stay
+        # CPU tensors; load_state_dict moves the rest over.
+        checkpoint = load_checkpoint_file(path, "--resume_iteration")
         check_resumable(checkpoint, self.run, path)
         self.raw_model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -251,16 +253,18 @@ def train(run, workspace, resume_iteration=0, trust_checkpoint=False):
     started = time.time()
     progress = tqdm(total=run.stop_iteration, initial=training.iteration, desc="training",
                     unit="it", disable=not training.is_master)
-    with logging_redirect_tqdm():
-        while True:
-            stopped_early = training.validate_if_due()
-            at_end = training.iteration >= run.stop_iteration or stopped_early
-            training.save_if_due(at_end)
-            if at_end:
-                break
-            training.step()
-            progress.update(1)
-    progress.close()
+    try:
+        with logging_redirect_tqdm():
+            while True:
+                stopped_early = training.validate_if_due()
+                at_end = training.iteration >= run.stop_iteration or stopped_early
+                training.save_if_due(at_end)
+                if at_end:
+                    break
+                training.step()
+                progress.update(1)
+    finally:
+        progress.close()  # before any error line, which then stays the last one
     training.finish(stopped_early)
     logging.info("finished at iteration %d in %.1f s; log %s", training.iteration,
                  time.time() - started, training.log_path)

@@ -132,7 +132,7 @@ class RunFolder:
         self.config = config
         self._lock = None
 
-    def claim(self, resume_iteration, checkpoint_bytes):
+    def claim(self, resume_iteration, checkpoint_bytes, checkpoints=1):
         for kind, folder in self.dirs.items():
             check_writable_folder(folder, f"the run's {kind} folder")
         self._take_lock()
@@ -155,7 +155,9 @@ class RunFolder:
             applied = stored.differences(self.config, resumable=True)
             if applied:
                 logging.info("resuming with changed settings: %s", format_changes(applied))
-        check_free_space(self.dirs["checkpoints"], checkpoint_bytes)
+        what = ("a checkpoint" if checkpoints == 1 else f"the {checkpoints} checkpoints this run "
+                "writes (fewer: raise --save_every)")
+        check_free_space(self.dirs["checkpoints"], checkpoints * checkpoint_bytes, what)
         return self.dirs
 
     def _take_lock(self):

@@ -60,9 +60,12 @@ def atomic_path(final_path):
         dir=folder, prefix=f".{os.path.basename(final_path)}.", suffix=".tmp")
     os.close(handle)
     try:
-        yield temp_path
-        with open(temp_path, "rb+") as f:  # on disk before the name says it is finished
-            os.fsync(f.fileno())
+        try:
+            yield temp_path
+            with open(temp_path, "rb+") as f:  # on disk before the name says it is finished
+                os.fsync(f.fileno())
+        except OSError as error:  # a write error names no file: name the one being written
+            raise OSError(error.errno, error.strerror or str(error), final_path) from None
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
@@ -168,8 +171,9 @@ def check_writable_folder(folder, what):
 def check_free_space(folder, needed_bytes, what="a checkpoint"):
     free = shutil.disk_usage(folder).free
     if free < needed_bytes:
-        raise UsageError(f"{folder}: {free / 2**20:.0f} MiB free, but {what} needs about "
-                         f"{needed_bytes / 2**20:.0f} MiB; free some space or write elsewhere")
+        raise UsageError(f"{folder}: {free / 2**20:.0f} MiB free, but about "
+                         f"{needed_bytes / 2**20:.0f} MiB needed for {what}; free some space or "
+                         "write elsewhere")
 
 
 def remove_stale_temporaries(folders, prefix="."):

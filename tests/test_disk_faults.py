@@ -1,0 +1,104 @@
+"""Full disks for real: small tmpfs mounts (root only; skipped elsewhere) under the run's
+folders. torch reports a full disk during a save as a RuntimeError, not an OSError; these tests
+let it."""
+import os
+import subprocess
+
+import pytest
+
+from helpers import run_dir, visible_files
+from pytorch import main as main_script, train as train_module
+from pytorch.run_setup import checkpoint_bytes
+from pytorch.models import create_model
+from utils.utilities import UsageError
+
+AUDIO = dict(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000)
+COMMON = ["--model_type=Transfer_Cnn6", "--batch_size=4", "--num_workers=0", "--holdout_fold=1",
+          "--augmentation=none", "--no_spec_augment", "--eval_every=100"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """mount(size_bytes, folder): a tmpfs of that size at `folder`, unmounted afterwards."""
+    mounted = []
+
+    def mount(size_bytes, folder):
+        os.makedirs(folder, exist_ok=True)
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs",
+                                 str(folder)], capture_output=True, text=True)
+        if result.returncode:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()}): needs root")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def one_checkpoint_bytes():
+    model = create_model("Transfer_Cnn6", **AUDIO, classes_num=3)
+    return checkpoint_bytes(model)
+
+
+def train(workspace, features, *extra):
+    main_script.main(["train", f"--workspace={workspace}", f"--features={features}", *COMMON,
+                      *extra])
+
+
+def test_room_for_every_checkpoint_the_run_writes_is_checked_first(tmp_path, features, small_disk):
+    # Room for two checkpoints, but --save_every=5 to --stop_iteration=15 writes three.
+    small_disk(int(2.5 * one_checkpoint_bytes()), tmp_path / "checkpoints")
+    with pytest.raises(UsageError, match=r"needed for the 3 checkpoints this run writes"):
+        train(tmp_path, features, "--save_every=5", "--stop_iteration=15")
+    assert not os.path.exists(os.path.join(run_dir(tmp_path, "statistics", augmentation="none"),
+                                           "statistics.pickle"))
+
+
+def test_a_disk_that_fills_during_a_save_loses_nothing(tmp_path, features, small_disk,
+                                                        monkeypatch, capsys):
+    """The pre-flight passes; then another writer fills the disk before the second save."""
+    folder = small_disk(int(3.5 * one_checkpoint_bytes()), tmp_path / "checkpoints")
+    real_save = train_module.save_checkpoint_file
+
+    def save_after_the_disk_filled(checkpoint, path):
+        if checkpoint["iteration"] == 4:
+            with open(os.path.join(folder, "filler"), "wb", buffering=0) as filler:
+                try:
+                    while True:
+                        filler.write(b"\0" * 2**20)
+                except OSError:  # ENOSPC: the disk is full now
+                    pass
+        real_save(checkpoint, path)  # torch.save itself meets the full disk
+    monkeypatch.setattr(train_module, "save_checkpoint_file", save_after_the_disk_filled)
+    with pytest.raises(UsageError, match=r"final checkpoint could not be saved .*No space left on "
+                                         r"device.*last good one is .*2_iterations.pth"):
+        train(tmp_path, features, "--save_every=2", "--stop_iteration=4")
+    checkpoints = run_dir(tmp_path, "checkpoints", augmentation="none")
+    assert visible_files(checkpoints) == ["2_iterations.pth"]  # no half-written file left
+    assert not [name for name in os.listdir(checkpoints) if name.endswith(".tmp")]
+
+
+def test_a_full_statistics_disk_is_one_line_naming_the_file(tmp_path, features, small_disk):
+    """The statistics folder fills while training: one line, exit 2, naming the file."""
+    import sys
+    from helpers import REPO_DIR
+    statistics = small_disk(64 * 1024, tmp_path / "statistics")
+    filler = os.path.join(statistics, "filler")
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    os.truncate(filler, os.path.getsize(filler) - 4096)  # room for run.json, not for more
+    result = subprocess.run([sys.executable, os.path.join(REPO_DIR, "pytorch", "main.py"), "train",
+                             f"--workspace={tmp_path}", f"--features={features}", *COMMON,
+                             "--stop_iteration=2", "--save_every=2", "--eval_every=1"],
+                            capture_output=True, text=True, cwd=REPO_DIR)
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
+    assert last.startswith("error: ") and "statistics" in last and "No space left" in last
