@@ -69,7 +69,7 @@ def train_run_config(flags, info=None):
     values.update(device_defaults(flags))
     values.update(model_type=model_type, task=info["task"], labels=list(info["labels"]),
                   audio=audio, features=os.path.abspath(flags["features"]),
-                  clips=len(info["audio_names"]),
+                  clips=len(info["audio_names"]), data_digest=info["digest"],
                   pretrained_checkpoint_path=os.path.abspath(pretrained) if pretrained else None,
                   loss_type=resolve_loss_type(flags.get("loss_type"), info["task"]),
                   spec_augment=not flags.get("no_spec_augment", False),

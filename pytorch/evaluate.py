@@ -75,8 +75,18 @@ def select_indices(info, split, holdout_fold, subset):
     return np.arange(len(info["audio_names"]))
 
 
-def check_compatible(run, info, features_path):
-    """The HDF5 must hold the classes, task and sample rate the model was trained on."""
+def check_compatible(run, info, features_path, split):
+    """The HDF5 must hold the classes, task and sample rate the model was trained on; held-out
+    clips of a repacked training file may be clips the model trained on."""
+    if run.data_digest and info["digest"] != run.data_digest and split != "all":
+        same_path = os.path.abspath(features_path) == os.path.abspath(run.features)
+        message = (f"--features={features_path}: its clips, folds or targets differ from the data "
+                   f"the checkpoint was trained on, so its {split} held-out clips may be clips "
+                   "the model trained on")
+        if same_path:
+            raise UsageError(f"{message} (the file was repacked); evaluate on the file it was "
+                             "trained on, or pass --split=all to score every clip knowingly")
+        logging.warning("%s", message)
     if list(run.labels) != list(info["labels"]):
         raise UsageError(
             f"--features={features_path}: its labels ({', '.join(info['labels'])}) differ from "
@@ -181,7 +191,7 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
         threshold = run.threshold
 
     dataset = WaveformDataset(features_path, in_memory=False)
-    check_compatible(run, dataset.info, features_path)
+    check_compatible(run, dataset.info, features_path, split)
     indices = select_indices(dataset.info, split, holdout_fold, subset)
     selection = selection_name(split, holdout_fold, subset)
     if len(indices) == 0:

@@ -20,7 +20,7 @@ from pytorch.linear_probe import train_probe
 from pytorch.train import train
 from pytorch.zero_shot import add_zero_shot_parser
 from utils import config
-from utils.arguments import (Parser, add_flags, fold_number, non_negative_int, positive_float,
+from utils.arguments import (Parser, add_flags, float_range, fold_number, non_negative_int,
                              positive_int, str2bool)
 from utils.runs import checkpoint_path, default_features_path, run_dirs, saved_iterations
 from utils.statistics_files import parse_filters, require_statistics
@@ -85,8 +85,9 @@ def add_train_parser(subparsers):
                         help="clip_nll (single-label) or clip_bce (multi-label); default by task")
     parser.add_argument("--augmentation", default="mixup", choices=["none", "mixup"])
     parser.add_argument("--no_spec_augment", action="store_true", help="switch SpecAugment off")
-    parser.add_argument("--learning_rate", type=positive_float, default=None,
-                        help="default 1e-4 (1e-3 with --linear_probe)")
+    # Above 1, Adam's step overflows float32 (and no fine-tuning wants it).
+    parser.add_argument("--learning_rate", type=float_range(1e-12, 1.0), default=None,
+                        help="default 1e-4 (1e-3 with --linear_probe); 1e-12 to 1")
     parser.add_argument("--linear_probe", action="store_true",
                         help="fit only a linear head on the frozen backbone's embeddings, "
                              "computed once and cached beside the HDF5 (pytorch/linear_probe.py)")

@@ -44,9 +44,9 @@ def open_run(run, workspace, resume_iteration, model, is_master=True):
 def load_dataset(run):
     """The run's packed clips (int16: half the memory) and its train/holdout/test indices."""
     dataset = WaveformDataset(run.features, in_memory=run.in_memory, as_int16=True)
-    if run.clips and len(dataset) != run.clips:
-        raise UsageError(f"--features={run.features}: holds {len(dataset)} clips, the run was "
-                         f"configured for {run.clips}; it changed while the run started")
+    if run.data_digest and dataset.info["digest"] != run.data_digest:
+        raise UsageError(f"--features={run.features}: its clips, folds or targets changed while "
+                         "the run started; start it again")
     split = split_train_eval_indices(dataset.info, run.holdout_fold, run.split, run.test_fold)
     check_training_classes(dataset.targets[split[0]], run.labels, run.task)
     return dataset, split

@@ -82,3 +82,24 @@ def test_evaluate_sampler_yields_holdout_once_in_order():
 def test_missing_holdout_fold_is_a_usage_error():
     with pytest.raises(UsageError, match="holdout_fold=4"):
         split_indices(np.array([1, 2, 3]), 4)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda hf: hf.attrs.__setitem__("task", "regression"), "task 'regression' is neither"),
+    (lambda hf: hf.__delitem__("target"), "not a packed waveform file"),
+    (lambda hf: (hf.__delitem__("target"), hf.create_dataset("target", data=np.zeros((30, 2)))),
+     r"targets of shape \(30, 2\) do not fit its 3 labels"),
+    (lambda hf: (hf.__delitem__("waveform"), hf.create_dataset("waveform", data=np.zeros((29, 8), np.int16))),
+     "30 clip names but 29 waveforms"),
+    (lambda hf: hf["fold"].__setitem__(0, 99), r"folds outside 1..10"),
+    (lambda hf: hf["audio_name"].__setitem__(1, hf["audio_name"][0]), "clip names repeat"),
+])
+def test_a_damaged_hdf5_is_one_line(tmp_path, features, damage, message):
+    import shutil
+    import h5py
+    path = str(tmp_path / "damaged.h5")
+    shutil.copy(features, path)
+    with h5py.File(path, "a") as hf:
+        damage(hf)
+    with pytest.raises(UsageError, match=f"--features={path}: .*{message}"):
+        WaveformDataset(path)

@@ -213,7 +213,7 @@ def test_all_folds_continue_where_they_stopped(tmp_path, features, monkeypatch, 
 
 
 @pytest.mark.parametrize("flag", ["--learning_rate=nan", "--learning_rate=inf", "--seed=-1",
-                                  "--threshold=1.5", "--batch_size=0"])
+                                  "--threshold=1.5", "--batch_size=0", "--learning_rate=1e38"])
 @pytest.mark.slow
 def test_bad_numbers_are_one_line_errors(tmp_path, features, flag):
     result = run_script("pytorch/main.py", "train", f"--workspace={tmp_path}",
@@ -221,6 +221,15 @@ def test_bad_numbers_are_one_line_errors(tmp_path, features, flag):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith(f"error: {flag}")
+
+
+@pytest.mark.slow
+def test_an_extreme_clip_duration_is_one_line(tmp_path):
+    folders = make_class_folders(str(tmp_path / "data"), clips_per_class=2)
+    result = run_script("utils/features.py", "pack_audio_files_to_hdf5", f"--dataset_dir={folders}",
+                        f"--workspace={tmp_path}", "--clip_duration=1e-9")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --clip_duration=1e-9: must be between 0.1 and 3600 (see --help)"
 
 
 @pytest.mark.slow
@@ -316,3 +325,32 @@ def test_packing_onto_a_full_disk_is_refused_before_decoding(tmp_path, monkeypat
         pack_to_hdf5([(name, path, one_hot(index, 2)) for name, path, index in found], labels,
                      "single_label", str(tmp_path / "w.h5"), clip_duration=1.0)
     assert os.listdir(tmp_path) == ["data"]  # no HDF5, no temporary, no report
+
+
+@pytest.mark.slow
+def test_data_is_identified_by_its_content_not_its_path(tmp_path):
+    """A file repacked at the same path with other folds is other data (resume and evaluate
+    refuse it); the same data copied to another path is the same run."""
+    import shutil
+    folders = make_class_folders(str(tmp_path / "data"), classes=("high", "low", "mid"),
+                                 clips_per_class=10)
+    labels, found = scan_class_folders(folders)
+    items = [(clip, path, one_hot(index, 3)) for clip, path, index in found]
+    workspace = tmp_path / "ws"
+    packed = str(workspace / "features" / "waveform.h5")
+    pack_to_hdf5(items, labels, "single_label", packed, clip_duration=1.0, seed=1234)
+    train(workspace, packed)
+
+    moved = tmp_path / "moved"  # a workspace copied to another machine
+    shutil.copytree(workspace, moved)
+    train(moved, str(moved / "features" / "waveform.h5"), "--resume_iteration=2",
+          "--stop_iteration=4")
+    assert visible_files(checkpoints_of(moved)) == ["2_iterations.pth", "4_iterations.pth"]
+
+    pack_to_hdf5(items, labels, "single_label", packed, clip_duration=1.0, seed=99)
+    with pytest.raises(UsageError, match=r"other settings \(the packed data"):
+        train(workspace, packed, "--resume_iteration=2", "--stop_iteration=4")
+    result = run_script("pytorch/main.py", "evaluate", "--checkpoint_path=" + os.path.join(
+        checkpoints_of(workspace), "2_iterations.pth"))
+    assert result.returncode == 2 and "(the file was repacked)" in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]

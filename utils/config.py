@@ -128,11 +128,14 @@ class RunConfig:
     task: str
     labels: list
     audio: AudioConfig
-    features: str
+    features: str = dataclasses.field(metadata={"resumable": True})  # where it lies now
     holdout_fold: object  # 1..10, or 'filtered' for the artist-filtered split
     loss_type: str
     split: str = "folds"
-    clips: int = 0  # clips in the HDF5: a repacked file of another size is another run
+    clips: int = 0  # clips in the HDF5
+    # What identifies the data (utils/data_generator.data_digest: names, folds, targets): a
+    # repacked file at the same path is other data; the same file copied elsewhere is not.
+    data_digest: str = dataclasses.field(default="", metadata={"unknown_when_empty": True})
     pretrained_checkpoint_path: str = None
     freeze_base: bool = False
     augmentation: str = "mixup"
@@ -189,6 +192,8 @@ class RunConfig:
             if resumable is not None and field.metadata.get("resumable", False) != resumable:
                 continue
             mine, theirs = getattr(self, field.name), getattr(other, field.name)
+            if field.metadata.get("unknown_when_empty") and not (mine and theirs):
+                continue  # written before the field existed: nothing to compare
             if mine != theirs:
                 changed[field.name] = (mine, theirs)
         return changed

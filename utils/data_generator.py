@@ -1,18 +1,25 @@
 """Reading a packed HDF5 for training and evaluation: the dataset and the batch samplers."""
+import hashlib
 import os
 
 import h5py
 import numpy as np
 
 from utils.audio import int16_to_float32
+from utils.config import FOLDS_NUM, TASKS
 from utils.utilities import UsageError
 
 # Load the whole file into memory when it is smaller than this share of the available RAM.
 IN_MEMORY_RAM_FRACTION = 0.5
 
 
+def _strings(values):
+    return [value.decode() if isinstance(value, bytes) else str(value) for value in values]
+
+
 def read_hdf5_info(hdf5_path):
-    """The configuration the packed file carries: labels, task, sample rate, clip length, folds."""
+    """The configuration the packed file carries (labels, task, sample rate, clip length, folds,
+    targets), checked for consistency, and its `digest`: what identifies the data."""
     if not os.path.isfile(hdf5_path):
         raise UsageError(f"--features={hdf5_path}: file not found; pack it first with "
                          "utils/features.py (or pass --features)")
@@ -25,17 +32,58 @@ def read_hdf5_info(hdf5_path):
                 "sample_rate": int(attrs["sample_rate"]),
                 "clip_samples": int(attrs["clip_samples"]),
                 "folds": hf["fold"][:],
-                "audio_names": [name.decode() if isinstance(name, bytes) else str(name)
-                                for name in hf["audio_name"][:]],
+                "audio_names": _strings(hf["audio_name"][:]),
+                "targets": hf["target"][:].astype(np.float32),
+                "waveform_shape": hf["waveform"].shape,
                 "waveform_bytes": hf["waveform"].size * hf["waveform"].dtype.itemsize,
                 # train / valid / test per clip, when packed with its own split (seed CSVs)
-                "subsets": ([value.decode() if isinstance(value, bytes) else str(value)
-                             for value in hf["subset"][:]] if "subset" in hf else None),
+                "subsets": _strings(hf["subset"][:]) if "subset" in hf else None,
             }
-    except (OSError, KeyError) as error:
+    except (OSError, KeyError, ValueError, TypeError) as error:
         raise UsageError(f"--features={hdf5_path}: not a packed waveform file ({error}); "
                          "repack it with utils/features.py") from None
+    problem = hdf5_problem(info)
+    if problem:
+        raise UsageError(f"--features={hdf5_path}: {problem}; repack it with utils/features.py")
+    info["digest"] = data_digest(info)
     return info
+
+
+def hdf5_problem(info):
+    """What makes a packed file's contents inconsistent, or None."""
+    clips = len(info["audio_names"])
+    if info["task"] not in TASKS:
+        return f"task {info['task']!r} is neither {' nor '.join(TASKS)}"
+    if info["targets"].ndim != 2 or info["targets"].shape[1] != len(info["labels"]):
+        return (f"targets of shape {info['targets'].shape} do not fit its "
+                f"{len(info['labels'])} labels")
+    lengths = {"waveforms": info["waveform_shape"][0], "targets": len(info["targets"]),
+               "folds": len(info["folds"])}
+    if info["subsets"] is not None:
+        lengths["subsets"] = len(info["subsets"])
+    uneven = [f"{count} {kind}" for kind, count in lengths.items() if count != clips]
+    if uneven:
+        return f"{clips} clip names but {', '.join(uneven)}"
+    if clips and not np.isin(info["folds"], np.arange(1, FOLDS_NUM + 1)).all():
+        return f"folds outside 1..{FOLDS_NUM} ({sorted(set(info['folds'].tolist()))[:5]})"
+    if len(set(info["audio_names"])) != clips:
+        repeated = sorted({name for name in info["audio_names"]
+                           if info["audio_names"].count(name) > 1})[:3] if clips < 10**5 else []
+        return f"clip names repeat ({', '.join(repeated) or 'several'})"
+    if not np.isfinite(info["targets"]).all():
+        return "targets hold NaN or inf"
+    return None
+
+
+def data_digest(info):
+    """SHA-256 of the clips' names, folds, targets and subsets: the same data has the same
+    digest wherever the file lies; a repack with other folds or labels has another."""
+    digest = hashlib.sha256()
+    digest.update("\n".join(info["audio_names"]).encode())
+    digest.update(np.asarray(info["folds"], dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(info["targets"], dtype=np.float32).tobytes())
+    digest.update("\n".join(info["subsets"] or []).encode())
+    return digest.hexdigest()
 
 
 def available_ram_bytes():
@@ -64,8 +112,8 @@ class WaveformDataset:
         if in_memory == "auto":
             in_memory = info["waveform_bytes"] < IN_MEMORY_RAM_FRACTION * available_ram_bytes()
         self.in_memory = bool(in_memory)
+        self.targets = info["targets"]
         with h5py.File(hdf5_path, "r") as hf:
-            self.targets = hf["target"][:].astype(np.float32)
             self.waveforms = hf["waveform"][:] if self.in_memory else None
         self._file = None
 

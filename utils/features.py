@@ -25,7 +25,8 @@ import numpy as np
 from tqdm import tqdm
 
 from utils import config
-from utils.arguments import Parser, add_flags, int_range, non_negative_int, positive_float, positive_int
+from utils.arguments import (Parser, add_flags, float_range, int_range, non_negative_int,
+                             positive_int)
 from utils.audio import (INT16_SCALE, AudioReadError, float32_to_int16, is_audio_file, read_clip,
                          wav_truncation)
 from utils.folds import folds_from_mapping, multilabel_stratified_folds, read_folds_file, stratified_folds
@@ -35,8 +36,8 @@ from utils.iab_sources import (DEFAULT_FILENAME_PATTERN, audioset_items, cap_per
                                mapping_used, mini_data_subset, resolve_label_names, seed_items)
 from utils.runs import default_features_path
 from utils.utilities import (UsageError, atomic_path, atomic_write_text, check_free_space,
-                             check_output_file, create_logging, remove_stale_temporaries,
-                             require_file, run_cli)
+                             check_output_file, create_folder, create_logging,
+                             remove_stale_temporaries, require_file, run_cli)
 
 MINI_DATA_CLIPS_PER_CLASS = 10
 SILENT = "packed, but its clip is all silence (is it the right file?)"
@@ -140,7 +141,7 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
     clip_samples = int(round(sample_rate * clip_duration))
     classes_num = len(labels)
     # Before decoding anything: the disk can hold the output.
-    folder = os.path.dirname(os.path.abspath(output_path))
+    folder = create_folder(os.path.dirname(os.path.abspath(output_path)))
     remove_stale_temporaries([folder], prefix=f".{os.path.basename(output_path)}.")
     check_free_space(folder, int(1.05 * len(items) * clip_samples * 2) + 2**20, "the HDF5")
     jobs = [(index, path, sample_rate, clip_samples) for index, (_, path, _) in enumerate(items)]
@@ -339,8 +340,10 @@ def add_common_packing_flags(parser, clip_duration):
     parser.add_argument("--output", default=None, help="HDF5 path (default WS/features/waveform.h5)")
     parser.add_argument("--mini_data", action="store_true", help="a small file for quick checks")
     parser.add_argument("--sample_rate", type=int_range(8000), default=config.SAMPLE_RATE)
-    parser.add_argument("--clip_duration", type=positive_float, default=clip_duration,
-                        help="seconds")
+    # From a tenth of a second (a few STFT frames; each model checks its own shortest input at
+    # training) to an hour of audio per clip.
+    parser.add_argument("--clip_duration", type=float_range(0.1, 3600), default=clip_duration,
+                        help="seconds (0.1 to 3600)")
     add_flags(parser, "num_workers")
     parser.add_argument("--folds_from", default=None, help="CSV of name,fold to fix the folds")
     parser.add_argument("--seed", type=non_negative_int, default=1234,

@@ -116,7 +116,9 @@ def saved_iterations(checkpoints_dir):
 
 def format_changes(changes):
     """{field: (old, new)} as '--field old -> new, ...' for one-line refusals."""
-    return ", ".join(f"--{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
+    return ", ".join(
+        "the packed data (its clip names, folds or targets: repacked?)" if name == "data_digest"
+        else f"--{name} {old!r} -> {new!r}" for name, (old, new) in changes.items())
 
 
 class RunFolder:
