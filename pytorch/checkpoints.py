@@ -219,6 +219,24 @@ def training_run_config(checkpoint, path, flag="--checkpoint_path"):
                          f"({error})") from None
 
 
+def stored_thresholds(checkpoint, config, path):
+    """The per-label thresholds tuned at the end of a multi-label run, or None; checked: one
+    number per label, each strictly between 0 and 1 (anything else predicts nothing or all)."""
+    values = checkpoint.get("thresholds") if isinstance(checkpoint, Mapping) else None
+    if values is None:
+        return None
+    try:
+        thresholds = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        thresholds = None
+    if (thresholds is None or thresholds.shape != (len(config.labels),)
+            or not ((thresholds > 0) & (thresholds < 1)).all()):
+        raise UsageError(f"{path}: its stored thresholds ({str(values)[:80]}) are not one number "
+                         f"in (0, 1) for each of its {len(config.labels)} labels; the file is "
+                         "damaged: use another checkpoint")
+    return thresholds
+
+
 def read_training_checkpoint(path, flag="--checkpoint_path", trusted=False):
     """(checkpoint dict, RunConfig) of a checkpoint written by this project's training."""
     checkpoint = load_checkpoint_file(path, flag, trusted)

@@ -15,6 +15,7 @@ import os
 import numpy as np
 from tqdm import tqdm
 
+from pytorch.checkpoints import stored_thresholds
 from pytorch.restore import load_trained_model
 from pytorch.pytorch_utils import forward_loader, make_loader, resolve_precision, select_device
 from utils.config import MULTI_LABEL, SINGLE_LABEL
@@ -182,6 +183,7 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
     device = select_device(cuda)
     precision = resolve_precision(precision, device)
     model, checkpoint, run = load_trained_model(checkpoint_path, device, trusted=trust_checkpoint)
+    thresholds = stored_thresholds(checkpoint, run, checkpoint_path)
     features_path = features_path or run.features
     if not features_path:
         raise UsageError("the checkpoint does not record the HDF5 it was trained on; pass --features")
@@ -209,9 +211,9 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
 
     metrics = compute_metrics(task, probabilities, targets, threshold, labels=run.labels)
     tuned = None
-    if task == MULTI_LABEL and checkpoint.get("thresholds") is not None:
+    if task == MULTI_LABEL and thresholds is not None:
         # Per-label thresholds tuned on the validation clips at the end of training.
-        tuned = tuned_scores(probabilities, targets, checkpoint["thresholds"])
+        tuned = tuned_scores(probabilities, targets, thresholds)
     result = dict(
         metrics, checkpoint_path=os.path.abspath(checkpoint_path), iteration=iteration,
         model_type=run.model_type, features=os.path.abspath(features_path),

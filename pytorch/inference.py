@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pytorch.checkpoints import stored_thresholds
 from pytorch.restore import load_trained_model
 from pytorch.models import TransferModel, tagger_of
 from pytorch.pytorch_utils import probabilities_from_output, select_device
@@ -310,7 +311,8 @@ def run_inference(args):
     device = select_device(args.cuda)
     model, checkpoint, run = load_trained_model(args.checkpoint_path, device,
                                                 trusted=args.trust_checkpoint, audioset_tagger=True)
-    thresholds = checkpoint.get("thresholds")  # tuned per label on validation, multi-label only
+    # tuned per label on validation, multi-label only
+    thresholds = stored_thresholds(checkpoint, run, args.checkpoint_path)
     sample_rate = run.audio.sample_rate
     if whole_file(model, args.window):
         window_samples = hop_samples = None

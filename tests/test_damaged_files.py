@@ -129,3 +129,17 @@ def test_an_edited_embedding_cache_is_recomputed(tmp_path, features):
         probe(damage)
         with h5py.File(cache, "r") as hf:
             np.testing.assert_array_equal(hf["embedding"][:], original)  # recomputed, as it was
+
+
+@pytest.mark.parametrize("values", [[0.5, 0.5], ["a", "b", "c"], [0.5, float("nan"), 0.5],
+                                    [0.5, -0.1, 0.5], [0.5, 1.0, 0.5], 0.5])
+def test_stored_thresholds_of_the_wrong_length_or_value_are_refused(values):
+    from pytorch.checkpoints import stored_thresholds
+    from utils.config import AudioConfig, RunConfig
+    run = RunConfig(model_type="Transfer_Cnn6", task="multi_label", labels=["a", "b", "c"],
+                    audio=AudioConfig(), features="", holdout_fold=1, loss_type="clip_bce")
+    with pytest.raises(UsageError, match=r"best.pth: its stored thresholds .* for each of its 3 labels"):
+        stored_thresholds({"thresholds": values}, run, "best.pth")
+    np.testing.assert_array_equal(stored_thresholds({"thresholds": [0.2, 0.5, 0.9]}, run, "x"),
+                                  [0.2, 0.5, 0.9])
+    assert stored_thresholds({}, run, "x") is None

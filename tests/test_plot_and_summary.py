@@ -99,6 +99,19 @@ def test_find_statistics_parses_paths_and_filters(tmp_path):
         find_statistics(str(tmp_path), filters={"pretrian": "True"})
 
 
+def test_one_damaged_run_does_not_hide_the_others(tmp_path, caplog):
+    paths = write_folds(tmp_path)
+    with open(paths[1], "wb") as f:
+        f.write(b"\x80\x04trunc")  # a statistics pickle cut short
+    with open(os.path.join(os.path.dirname(paths[2]), "run.json"), "w") as f:
+        f.write("{not json")
+    runs = find_statistics(str(tmp_path))
+    assert [run.fold for run in runs] == ["1"]
+    warned = [record.getMessage() for record in caplog.records]
+    assert any(paths[1] in message and "skipped" in message for message in warned)
+    assert any("run.json" in message and "skipped" in message for message in warned)
+
+
 def test_load_statistics_tolerates_old_pickles_and_names_bad_files(tmp_path):
     old = tmp_path / "old.pickle"
     old.write_bytes(pickle.dumps({"validate": [{"iteration": 0, "accuracy": 0.1}]}))

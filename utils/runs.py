@@ -92,7 +92,12 @@ def find_runs(workspace):
     runs = []
     for folder, _, names in os.walk(root):
         if STATISTICS_FILE in names:
-            runs.append((read_run_file(folder), os.path.join(folder, STATISTICS_FILE)))
+            try:
+                config = read_run_file(folder)
+            except UsageError as error:  # one damaged file must not hide the others
+                logging.warning("%s; skipped", error)
+                continue
+            runs.append((config, os.path.join(folder, STATISTICS_FILE)))
     if any(config is None for config, _ in runs):
         logging.info("some statistics under %s have no %s (written before it existed); they "
                      "are described by their own metadata", root, RUN_FILE)

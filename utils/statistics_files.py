@@ -6,6 +6,7 @@ written before run.json existed is described by the 'meta' it holds, and its own
 configuration. Runs that differ only in holdout_fold belong to the same configuration.
 """
 import datetime
+import logging
 import math
 import numbers
 import os
@@ -88,7 +89,12 @@ def find_statistics(workspace, holdout_fold=None, model_type=None, filters=None)
         wanted[FOLD_KEY] = holdout_fold
     if model_type:
         wanted[MODEL_KEY] = model_type
-    runs = [Run(path, config) for config, path in find_runs(workspace)]
+    runs = []
+    for config, path in find_runs(workspace):
+        try:
+            runs.append(Run(path, config))
+        except UsageError as error:  # one damaged file must not hide the others
+            logging.warning("%s; skipped", error)
     known_keys = set().union(*(run.info for run in runs))
     unknown = sorted(key for key in (filters or {}) if key not in known_keys)
     if runs and unknown:
