@@ -354,3 +354,48 @@ def test_data_is_identified_by_its_content_not_its_path(tmp_path):
         checkpoints_of(workspace), "2_iterations.pth"))
     assert result.returncode == 2 and "(the file was repacked)" in result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a command as another user")
+def test_a_user_who_does_not_own_the_install(tmp_path):
+    """As an unprivileged user (setpriv): librosa's numba cache goes to the user's own folder,
+    and a file the user may not read is reported as such, not as undecodable."""
+    import shutil
+    import tempfile
+    import torch
+    from pytorch.models import Cnn6
+    shared = tempfile.mkdtemp(prefix="shared_install_test.")
+    try:
+        os.chmod(shared, 0o777)
+        folders = make_class_folders(os.path.join(shared, "data"), clips_per_class=3)
+        locked = os.path.join(folders, "high", "high.00001.wav")
+        os.chmod(locked, 0)
+        torch.save({"model": Cnn6(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64,
+                                  fmin=50, fmax=14000).state_dict()},
+                   os.path.join(shared, "Cnn6_mAP=0.343.pth"))
+        for root, dirs, files in os.walk(shared):
+            for name in dirs + [f for f in files if os.path.join(root, f) != locked]:
+                os.chmod(os.path.join(root, name), 0o777)
+        environment = {key: value for key, value in os.environ.items()
+                       if key != "NUMBA_CACHE_DIR"}
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                     sys.executable]
+        packed = subprocess.run(as_nobody + [
+            "utils/features.py", "pack_audio_files_to_hdf5", f"--dataset_dir={folders}",
+            # no worker pool: this sandbox's interpreter lies under /root, which its re-spawned
+            # helper processes cannot reach as another user
+            f"--workspace={shared}/ws", "--clip_duration=1", "--num_workers=0"],
+            capture_output=True, text=True,
+            cwd=REPO_DIR, env=environment)
+        assert packed.returncode == 0, packed.stderr[-2000:]
+        with open(os.path.join(shared, "ws", "features", "waveform_report.tsv")) as f:
+            report = f.read()
+        assert "high.00001.wav" in report and "permission denied" in report
+        tagged = subprocess.run(as_nobody + [
+            "pytorch/main.py", "inference", f"--checkpoint_path={shared}/Cnn6_mAP=0.343.pth",
+            f"--audio_path={folders}/low/low.00000.wav"], capture_output=True, text=True,
+            cwd=REPO_DIR, env=environment)
+        assert tagged.returncode == 0 and "cannot cache" not in tagged.stderr, tagged.stderr[-2000:]
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

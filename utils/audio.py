@@ -51,11 +51,18 @@ def load_audio(path, sample_rate):
         raise AudioReadError(f"cannot decode: {error}") from None
 
 
-def _load_audio(path, sample_rate):
+def check_readable(path):
+    """The reasons a file cannot be decoded that are not the decoder's, said as such."""
     if not os.path.isfile(path):
         raise AudioReadError("file not found")
+    if not os.access(path, os.R_OK):
+        raise AudioReadError("permission denied (not readable by this user)")
     if os.path.getsize(path) == 0:
         raise AudioReadError("empty file (0 bytes)")
+
+
+def _load_audio(path, sample_rate):
+    check_readable(path)
     data, source_rate = _decode(path)
     if data.shape[0] == 0:
         raise AudioReadError("no audio samples (zero length)")
@@ -76,8 +83,7 @@ def stream_audio(path, sample_rate, block_seconds=STREAM_BLOCK_SECONDS):
     memory is bounded by the block, not the file. Formats libsndfile cannot read (MP3 through
     audioread, M4A, ...) are decoded whole. Failures are AudioReadErrors, as in load_audio."""
     try:
-        if not os.path.isfile(path) or os.path.getsize(path) == 0:
-            raise AudioReadError("file not found" if not os.path.isfile(path) else "empty file (0 bytes)")
+        check_readable(path)
         try:
             sound = soundfile.SoundFile(path)
         except Exception:
