@@ -36,7 +36,7 @@ from pytorch.checkpoints import stored_thresholds
 from pytorch.restore import load_trained_model
 from pytorch.models import TransferModel, tagger_of
 from pytorch.pytorch_utils import probabilities_from_output, select_device
-from utils.audio import AudioReadError, fix_length, is_audio_file, stream_audio
+from utils.audio import AudioReadError, fix_length, stream_audio, walk_audio_files
 from utils.config import AUDIO_EXTENSIONS, SINGLE_LABEL
 from utils.arguments import add_flags, positive_float, positive_int
 from utils.plot_statistics import save_figure
@@ -216,15 +216,16 @@ def predict_paths(model, run, paths, window=None, hop=None, top_k=3, batch_size=
 
 
 def find_audio_files(audio_path):
-    """A file as given, or a folder's audio files (recursively, sorted by path)."""
+    """A file as given, or a folder's audio files (recursively, sorted by path, each file once;
+    folders that cannot be read are said in a warning)."""
     if os.path.isfile(audio_path):
         return [audio_path]
     if not os.path.isdir(audio_path):
         raise UsageError(f"--audio_path={audio_path}: no such file or folder")
-    paths = sorted(os.path.join(folder, name)
-                   for folder, _, names in os.walk(audio_path, followlinks=True)
-                   for name in names
-                   if is_audio_file(os.path.join(folder, name)))
+    paths, unreadable = walk_audio_files(audio_path)
+    for folder, reason in unreadable:
+        print(f"warning: {folder}: cannot be read ({reason}); its files are skipped",
+              file=sys.stderr)
     if not paths:
         raise UsageError(f"--audio_path={audio_path}: no audio files in this folder "
                          f"(looked for {' '.join(AUDIO_EXTENSIONS)})")

@@ -317,6 +317,41 @@ def test_silent_clips_are_reported_and_inference_follows_symlinked_folders(tmp_p
         "b.00000.wav", "b.00001.wav", "cut.wav"]
 
 
+def test_folder_walks_visit_each_file_once_and_say_what_they_cannot_read(tmp_path, capsys):
+    data = make_class_folders(str(tmp_path / "data"), classes=("a", "b"), clips_per_class=3)
+    os.symlink(data, os.path.join(data, "a", "loop"))  # a real link loop: data/a/loop -> data
+    os.symlink(os.path.join(data, "b"), os.path.join(data, "b_again"))  # b listed twice
+    found = find_audio_files(data)
+    assert len(found) == 6 == len({os.path.realpath(path) for path in found})
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a command as another user")
+def test_an_unreadable_folder_is_reported_not_skipped_silently():
+    """As an unprivileged user (root reads every folder): the walk says what it cannot read."""
+    import shutil
+    import tempfile
+    shared = tempfile.mkdtemp(prefix="walk_test.")
+    try:
+        data = make_class_folders(os.path.join(shared, "data"), classes=("a", "b"),
+                                  clips_per_class=2)
+        for root, dirs, files in os.walk(shared):
+            for name in dirs + files:
+                os.chmod(os.path.join(root, name), 0o777)
+        os.chmod(shared, 0o777)
+        os.chmod(os.path.join(data, "b"), 0)
+        result = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+             "import sys; from pytorch.inference import find_audio_files; "
+             "print(len(find_audio_files(sys.argv[1])))", data],
+            capture_output=True, text=True, cwd=REPO_DIR)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip() == "2"
+        assert f"warning: {data}/b: cannot be read (Permission denied)" in result.stderr
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
 def test_packing_onto_a_full_disk_is_refused_before_decoding(tmp_path, monkeypatch):
     data = make_class_folders(str(tmp_path / "data"), classes=("a", "b"), clips_per_class=2)
     labels, found = scan_class_folders(data)

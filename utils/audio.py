@@ -51,6 +51,27 @@ def load_audio(path, sample_rate):
         raise AudioReadError(f"cannot decode: {error}") from None
 
 
+def walk_audio_files(root):
+    """(audio files under `root`, sorted; [(folder, reason)] of folders that could not be read).
+    Links are followed, but each real folder and each real file is visited once, so a link
+    loop ends and a file linked twice is listed once."""
+    unreadable, folders_seen, files_seen, paths = [], set(), set(), []
+    for folder, subfolders, names in os.walk(
+            root, followlinks=True,
+            onerror=lambda error: unreadable.append((error.filename, error.strerror))):
+        real = os.path.realpath(folder)
+        if real in folders_seen:
+            subfolders[:] = []  # a link back to a folder already walked
+            continue
+        folders_seen.add(real)
+        for name in names:
+            path = os.path.join(folder, name)
+            if is_audio_file(path) and os.path.realpath(path) not in files_seen:
+                files_seen.add(os.path.realpath(path))
+                paths.append(path)
+    return sorted(paths), unreadable
+
+
 def check_readable(path):
     """The reasons a file cannot be decoded that are not the decoder's, said as such."""
     if not os.path.isfile(path):
