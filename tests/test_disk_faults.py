@@ -102,3 +102,34 @@ def test_a_full_statistics_disk_is_one_line_naming_the_file(tmp_path, features, 
     last = result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr
     assert last.startswith("error: ") and "statistics" in last and "No space left" in last
+
+
+def test_a_disk_that_fills_while_packing_is_one_line_and_leaves_nothing(tmp_path, small_disk):
+    """Another writer fills the disk once the packer's temporary HDF5 appears: exit 2, one
+    line, the failed report, no temporary, no leaked worker semaphores, no segfault."""
+    import sys
+    import time
+    from helpers import REPO_DIR, make_class_folders
+    data = make_class_folders(str(tmp_path / "data"), clips_per_class=20, seconds=30.0)
+    features = small_disk(90 * 2**20, tmp_path / "ws" / "features")  # the pre-flight passes
+    packer = subprocess.Popen(
+        [sys.executable, os.path.join(REPO_DIR, "utils", "features.py"), "pack_audio_files_to_hdf5",
+         f"--dataset_dir={data}", f"--workspace={tmp_path / 'ws'}", "--clip_duration=30",
+         "--num_workers=2"], cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(name.endswith(".tmp") for name in os.listdir(features)):
+        time.sleep(0.05)
+    with open(os.path.join(features, "filler"), "wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 2**20)
+        except OSError:
+            pass
+    _, stderr = packer.communicate(timeout=300)
+    assert packer.returncode == 2, stderr[-3000:]
+    assert "Traceback" not in stderr and "leaked semaphore" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert errors == [stderr.strip().splitlines()[-1]]
+    assert f"{features}/waveform.h5: No space left on device while packing" in errors[0]
+    assert sorted(os.listdir(features)) == ["filler", "waveform_failed_report.tsv"]

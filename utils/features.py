@@ -11,9 +11,12 @@ The HDF5 holds audio_name, waveform (int16, one clip per chunk), target, fold, a
 sample_rate, clip_samples, labels and task as attributes, so training needs no other file.
 """
 import argparse
+import contextlib
+import errno
 import logging
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 
@@ -145,26 +148,18 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
     remove_stale_temporaries([folder], prefix=f".{os.path.basename(output_path)}.")
     check_free_space(folder, int(1.05 * len(items) * clip_samples * 2) + 2**20, "the HDF5")
     jobs = [(index, path, sample_rate, clip_samples) for index, (_, path, _) in enumerate(items)]
-    skipped, noted = [], []  # left out; packed but listed in the report too
-    kept = []
     started = time.time()
+    decoded = DecodedClips(items, len(jobs))
     with atomic_path(output_path) as temp_path:
-        with h5py.File(temp_path, "w") as hf:
+        hf = h5py.File(temp_path, "w")
+        try:
             waveforms = create_waveform_dataset(hf, len(items), clip_samples)
-            for index, clip, reason in tqdm(_decoded_clips(jobs, num_workers), total=len(jobs),
-                                            desc="packing", unit="clip"):
-                if clip is None:
-                    skipped.append((items[index][1], reason))
-                    logging.warning("skipped %s: %s", items[index][1], reason)
-                    continue
-                if reason:  # packed, but worth a look
-                    noted.append((items[index][1], reason))
-                    logging.warning("%s: %s", items[index][1], reason)
-                waveforms[len(kept)] = clip
-                kept.append(index)
-            if not kept:
-                failed_report = _write_report(output_path, list(excluded) + skipped, failed=True)
+            decoded.write_into(waveforms, _decoded_clips(jobs, num_workers), temp_path)
+            if not decoded.kept:
+                failed_report = _write_report(output_path, list(excluded) + decoded.skipped,
+                                              failed=True)
                 raise UsageError(f"no usable audio among {len(items)} files; see {failed_report}")
+            kept = decoded.kept
             waveforms.resize((len(kept), clip_samples))
             audio_names = [items[index][0] for index in kept]
             targets = np.stack([np.asarray(items[index][2], dtype=np.float32) for index in kept])
@@ -174,10 +169,73 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
             if subset_of:
                 hf.create_dataset("subset", data=[subset_of[items[index][1]] for index in kept],
                                   dtype=h5py.string_dtype())
-    _write_report(output_path, list(excluded) + skipped + noted)
+        except OSError as error:  # a full disk, mostly: HDF5 can no longer close this file
+            abandon_hdf5(hf, temp_path)
+            report = _write_report_if_possible(output_path, list(excluded) + decoded.skipped)
+            reason = os.strerror(error.errno) if error.errno else "write failed"
+            raise OSError(error.errno, f"{reason} while packing (nothing was kept; report: "
+                          f"{report})", output_path) from None
+        finally:
+            hf.close()  # after abandon_hdf5: already closed, a no-op
+    _write_report(output_path, list(excluded) + decoded.skipped + decoded.noted)
     logging.info("packed %d clips (%d skipped) in %.1f s into %s",
-                 len(kept), len(skipped), time.time() - started, output_path)
-    return len(kept), skipped
+                 len(decoded.kept), len(decoded.skipped), time.time() - started, output_path)
+    return len(decoded.kept), decoded.skipped
+
+
+# Free space kept for HDF5 to write its metadata when the file is closed.
+HDF5_CLOSE_RESERVE = 8 * 2**20
+
+
+class DecodedClips:
+    """The clips decoding gives, written in order: which items were kept, skipped or noted."""
+
+    def __init__(self, items, total):
+        self.items, self.total = items, total
+        self.kept, self.skipped, self.noted = [], [], []
+
+    def write_into(self, waveforms, clips, temp_path):
+        """Each usable clip into the next row of `waveforms`. Stops with ENOSPC while the disk
+        still has room for HDF5 to close the file (HDF5 itself failing on a full disk leaves a
+        file it cannot close, and the library then crashes the interpreter at exit)."""
+        folder = os.path.dirname(os.path.abspath(temp_path))
+        reserve = 2 * waveforms.shape[1] * waveforms.dtype.itemsize + HDF5_CLOSE_RESERVE
+        # closing: a failed write stops the worker pool now, not when the generator is collected
+        with contextlib.closing(clips):
+            for index, clip, reason in tqdm(clips, total=self.total, desc="packing", unit="clip"):
+                path = self.items[index][1]
+                if clip is None:
+                    self.skipped.append((path, reason))
+                    logging.warning("skipped %s: %s", path, reason)
+                    continue
+                if reason:  # packed, but worth a look
+                    self.noted.append((path, reason))
+                    logging.warning("%s: %s", path, reason)
+                if shutil.disk_usage(folder).free < reserve:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), temp_path)
+                waveforms[len(self.kept)] = clip
+                self.kept.append(index)
+
+
+def abandon_hdf5(hf, temp_path):
+    """Close an HDF5 file whose writes failed. HDF5 flushes its metadata on closing; on a full
+    disk that fails too, and the library then crashes the interpreter at exit (a segfault).
+    Giving the file's own space back first lets the close succeed; the file is discarded."""
+    try:
+        os.truncate(temp_path, 0)
+    except OSError:
+        pass
+    try:
+        hf.close()
+    except (OSError, RuntimeError, ValueError) as error:
+        logging.warning("could not close %s cleanly (%s)", temp_path, " ".join(str(error).split()))
+    os.remove(temp_path)  # its room goes to the report
+
+def _write_report_if_possible(hdf5_path, skipped):
+    try:
+        return _write_report(hdf5_path, skipped, failed=True)
+    except OSError as error:
+        return f"not written either ({error.strerror})"
 
 
 def _write_report(hdf5_path, skipped, failed=False):

@@ -35,8 +35,9 @@ def run_cli(main_function):
         sys.exit(2)
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
-        print(f"error: {where}{error.strerror or error}; check the path, its permissions and the "
-              "free space", file=sys.stderr)
+        reason = " ".join(str(error.strerror or error).split())  # libraries' messages span lines
+        print(f"error: {where}{reason}; check the path, its permissions and the free space",
+              file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
