@@ -221,3 +221,34 @@ def test_recipe_script_requires_its_variables(tmp_path):
                              f"SEGMENTS_CSV={tmp_path}/x.csv", "IAB_LABELS=7"],
                             capture_output=True, text=True, env=env)
     assert result.returncode == 2 and "IAB_LABELS=7" in result.stderr
+
+
+@pytest.mark.parametrize("train_rows, test_rows, message", [
+    (['clip000,"[1, 0, 0, 0, 0]"'], ['./clip000,"[1, 0, 0, 0, 0]"'], "also in the train set"),
+    (['../outside,"[1, 0, 0, 0, 0]"'], [], "leads outside --audio_dir"),
+    (['/etc/hostname,"[1, 0, 0, 0, 0]"'], [], "leads outside --audio_dir"),
+    (['clip000,"[1, 0, 0, 0, 0]"', 'clip000.wav,"[0, 1, 0, 0, 0]"'], [], "another IAB Vector"),
+])
+def test_seed_ids_name_one_file_in_the_audio_folder(tmp_path, train_rows, test_rows, message):
+    from utils.iab_sources import seed_items
+    from utils.utilities import UsageError
+    (tmp_path / "wavs").mkdir()
+    write_tone(str(tmp_path / "wavs" / "clip000.wav"), 440.0, 0.5, 32000)
+    write_tone(str(tmp_path / "outside.wav"), 440.0, 0.5, 32000)
+    csvs = []
+    for subset, rows in (("train", train_rows), ("test", test_rows)):
+        (tmp_path / f"{subset}.csv").write_text("\n".join(["ID,IAB Vector"] + rows) + "\n")
+        csvs.append((subset, f"--{subset}_csv", str(tmp_path / f"{subset}.csv")))
+    with pytest.raises(UsageError, match=message):
+        seed_items(csvs, str(tmp_path / "wavs"))
+
+
+def test_folds_from_refuses_a_name_listed_in_two_folds(tmp_path):
+    from utils.folds import read_folds_file
+    from utils.utilities import UsageError
+    path = tmp_path / "folds.csv"
+    path.write_text("name,fold\nblues/0.wav,1\ndisco/0.wav,2\nblues/0.wav,1\n")
+    assert read_folds_file(str(path)) == {"blues/0.wav": 1, "disco/0.wav": 2}
+    path.write_text("name,fold\nblues/0.wav,1\nblues/0.wav,3\n")
+    with pytest.raises(UsageError, match="line 3 puts blues/0.wav in fold 3, line 2 in fold 1"):
+        read_folds_file(str(path))

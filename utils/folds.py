@@ -44,17 +44,21 @@ def read_folds_file(path):
     """Read a user's `name,fold` CSV (header optional) into {audio_name: fold}."""
     if not os.path.isfile(path):
         raise UsageError(f"--folds_from={path}: file not found")
-    mapping = {}
+    mapping, lines = {}, {}
     with open_text(path, "--folds_from") as f:
         for line_number, row in enumerate(csv.reader(f), start=1):
             if not row or row[0].startswith("#"):
                 continue
             try:
-                mapping[row[0].strip()] = int(row[1])
+                name, fold = row[0].strip(), int(row[1])
             except (IndexError, ValueError):
                 if line_number == 1:
                     continue  # a header row
                 raise UsageError(f"--folds_from={path}: line {line_number} is not 'name,fold'")
+            if mapping.get(name, fold) != fold:
+                raise UsageError(f"--folds_from={path}: line {line_number} puts {name} in fold "
+                                 f"{fold}, line {lines[name]} in fold {mapping[name]}; keep one")
+            mapping[name], lines[name] = fold, line_number
     return mapping
 
 

@@ -368,6 +368,17 @@ def read_seed_csv(path, flag):
     return rows
 
 
+def confined_path(audio_dir, name, where, clip_id):
+    """The real path of file `name` of --audio_dir; an ID that leads outside it (../, an
+    absolute path, a link out) is refused."""
+    folder = os.path.realpath(audio_dir)
+    real = os.path.realpath(os.path.join(folder, name))
+    if os.path.commonpath([folder, real]) != folder:
+        raise UsageError(f"{where}: ID {clip_id!r} leads outside --audio_dir={audio_dir}; IDs "
+                         "name files in that folder")
+    return real
+
+
 def seed_items(subset_csvs, audio_dir, keep_unlabelled=False):
     """(labels, items, {path: subset}, summary) of the seed CSVs, `subset_csvs` being
     [(subset, flag, path)]. The label set is the committed IAB set of the vectors' length
@@ -387,14 +398,18 @@ def seed_items(subset_csvs, audio_dir, keep_unlabelled=False):
                                  f"have {size} labels; one file set uses one label set")
             name = clip_id if os.path.splitext(clip_id)[1] else f"{clip_id}.wav"
             path = os.path.join(audio_dir, name)
-            if name in first_seen:
-                earlier_subset, earlier_where = first_seen[name]
+            real = confined_path(audio_dir, name, where, clip_id)
+            if real in first_seen:  # the same file, however its ID spells it
+                earlier_subset, earlier_where, earlier_target = first_seen[real]
                 if earlier_subset != subset:
                     raise UsageError(f"{where}: {clip_id} is also in the {earlier_subset} set "
                                      f"({earlier_where}); a clip in two sets leaks into the score")
+                if not np.array_equal(earlier_target, target):
+                    raise UsageError(f"{where}: {clip_id} is listed again with another IAB "
+                                     f"Vector than at {earlier_where}; keep one row")
                 summary.duplicate(path, f"listed twice ({where}); kept {earlier_where}")
                 continue
-            first_seen[name] = (subset, where)
+            first_seen[real] = (subset, where, target)
             subset_of[path] = subset
             summary.admit(items, name, path, target, where, "no label (all-zero IAB Vector)")
     if size is None:
