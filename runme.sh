@@ -22,7 +22,7 @@ for argument in "$@"; do
         --holdout_fold=*) HOLDOUT_FOLD="${argument#*=}" ;;
         --stop_iteration=*) STOP_ITERATION="${argument#*=}" ;;
         --seed=*) SEED="${argument#*=}" ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "error: unknown argument $argument (see ./runme.sh --help)" >&2; exit 2 ;;
     esac
 done

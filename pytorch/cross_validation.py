@@ -13,7 +13,7 @@ from utils import config
 from utils.cv_summary import summarize_folds, write_summary
 from utils.runs import STATISTICS_FILE, configuration_subdir, run_dirs, saved_iterations
 from utils.statistics_files import load_statistics
-from utils.utilities import UsageError
+from utils.utilities import UsageError, create_logging
 
 MAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "main.py")
 
@@ -83,6 +83,9 @@ def train_all_folds(trainer, run, workspace, trust_checkpoint=False, argv=()):
     gpus = torch.cuda.device_count() if run.cuda else 0
     to_train = []
     for fold_run in folds:
+        # Where each fold stands goes to the console and to WS/logs/main/cross_validation.log
+        # (each fold's training then logs to its own train.log).
+        create_logging(os.path.join(workspace, "logs", "main"), "cross_validation")
         resume_iteration = resume_point(fold_run, workspace)
         if resume_iteration is not None:
             to_train.append((fold_run, resume_iteration))

@@ -40,7 +40,7 @@ from pytorch.selection import (BEST_CHECKPOINT, Selection, chosen_checkpoint, fi
 from utils.data_generator import EvaluateSampler
 from utils.runs import STATISTICS_FILE, checkpoint_path
 from utils.statistics_files import StatisticsContainer, statistics_meta
-from utils.utilities import UsageError, atomic_path
+from utils.utilities import UsageError, atomic_path, remove_stale_temporaries
 
 EMBEDDINGS_DIR = "embeddings"
 
@@ -113,6 +113,7 @@ def clip_embeddings(run, dataset, model, batches, device, trusted=False):
                          f"backbone gives NaN or inf embeddings for {bad} clip(s); check the "
                          "checkpoint and the audio")
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    remove_stale_temporaries([os.path.dirname(path)], prefix=f".{os.path.basename(path)}.")
     with atomic_path(path) as temp_path:
         with h5py.File(temp_path, "w") as hf:
             hf.create_dataset("embedding", data=embeddings.astype(np.float32))
@@ -212,6 +213,9 @@ def train_probe(run, workspace, resume_iteration=0, trust_checkpoint=False):
     loss_func = LOSSES[run.loss_type]
     model = build_model(run, device, trust_checkpoint)
     run_folder, log_path = open_run(run, workspace, resume_iteration, model)
+    if resume_iteration:
+        logging.warning("--resume_iteration=%d: a linear probe is never resumed; it is refitted "
+                        "from its cached embeddings (seconds), with the same seed", resume_iteration)
     dirs = run_folder.dirs
     statistics = StatisticsContainer(os.path.join(dirs["statistics"], STATISTICS_FILE),
                                      meta=statistics_meta(run))

@@ -34,6 +34,8 @@ def open_run(run, workspace, resume_iteration, model, is_master=True):
         run_folder.claim(resume_iteration, checkpoint_bytes(model),
                          checkpoints_to_write(run, resume_iteration))
         log_path = create_logging(run_folder.dirs["logs"], "train")
+        for path in run_folder.removed_temporaries:  # found before the log file was open
+            logging.info("removed %s, left by an interrupted write", path)
         write_run_file(run, run_folder.dirs["statistics"])
     logging.info("run configuration: %s", run)
     if run.pretrained_checkpoint_path:

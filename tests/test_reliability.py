@@ -163,6 +163,8 @@ def test_stale_temporaries_of_killed_writers_are_removed(tmp_path, features):
     open(stale, "wb").write(b"x" * 1000)
     train(tmp_path, features)
     assert not os.path.exists(stale)
+    with open(os.path.join(run_dir(tmp_path, "logs", augmentation="none"), "train.log")) as f:
+        assert f"removed {stale}, left by an interrupted write" in f.read()
 
 
 @pytest.mark.slow
@@ -207,6 +209,8 @@ def test_all_folds_continue_where_they_stopped(tmp_path, features, monkeypatch, 
     main_script.main(command)
     assert trained == [1, 2, 3] + list(range(3, 11))
     assert "fold 1 finished before; skipped" in capsys.readouterr().err
+    with open(os.path.join(tmp_path, "logs", "main", "cross_validation.log")) as f:
+        assert "fold 1 finished before; skipped" in f.read()  # in the log file too
     assert os.path.isfile(os.path.join(
         tmp_path, "results", "Transfer_Cnn6", "pretrain=False", "loss_type=clip_nll",
         "augmentation=none", "batch_size=4", "freeze_base=False", "cv_summary.csv"))

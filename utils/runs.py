@@ -137,13 +137,14 @@ class RunFolder:
     def __init__(self, workspace, config):
         self.dirs = run_dirs(workspace, config)
         self.config = config
+        self.removed_temporaries = []
         self._lock = None
 
     def claim(self, resume_iteration, checkpoint_bytes, checkpoints=1):
         for kind, folder in self.dirs.items():
             check_writable_folder(folder, f"the run's {kind} folder")
         self._take_lock()
-        remove_stale_temporaries(self.dirs.values())
+        self.removed_temporaries = remove_stale_temporaries(self.dirs.values())
         stored = read_run_file(self.dirs["statistics"])
         saved = saved_iterations(self.dirs["checkpoints"])
         if stored is not None:

@@ -178,15 +178,19 @@ def check_free_space(folder, needed_bytes, what="a checkpoint"):
 
 
 def remove_stale_temporaries(folders, prefix="."):
-    """Temporary files that killed writers left (atomic writes name them .<file>.*.tmp); only
-    those starting with `prefix` (e.g. one output's own)."""
+    """Remove the temporary files that killed writers left (atomic writes name them
+    .<file>.*.tmp); only those starting with `prefix` (e.g. one output's own). Returns their
+    paths (logged here, and by the caller again once its log file is open)."""
+    removed = []
     for folder in folders:
         if not os.path.isdir(folder):
             continue
         for name in os.listdir(folder):
             if name.startswith(prefix) and name.endswith(".tmp"):
                 os.remove(os.path.join(folder, name))
-                logging.info("removed %s, left by an interrupted write", os.path.join(folder, name))
+                removed.append(os.path.join(folder, name))
+                logging.info("removed %s, left by an interrupted write", removed[-1])
+    return removed
 
 
 def check_output_file(path, flag):
