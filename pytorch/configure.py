@@ -24,7 +24,9 @@ def architecture(flags, sample_rate, trusted):
     found, pretrained = None, flags.get("pretrained_checkpoint_path")
     if pretrained:
         try:
-            found = identify_checkpoint(pretrained, trusted)
+            # --model_type=Transfer_X settles which of the models with the same tensors it is
+            base = (flags.get("model_type") or "").removeprefix("Transfer_") or None
+            found = identify_checkpoint(pretrained, trusted, model_type=base)
         except UsageError as error:
             if not flags.get("model_type"):
                 raise

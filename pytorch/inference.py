@@ -5,10 +5,13 @@ or tag them with the 527 AudioSet classes of an official PANNs checkpoint.
         [--window=SECONDS] [--hop=SECONDS] [--top_k=3] [--output=predictions.csv|.json] [--cuda]
 
 An official checkpoint (e.g. Cnn14_mAP=0.431.pth, under any file name) is recognised from its
-tensors (pytorch/published.py). As the original inference did, it reads each file whole and
-runs it in one pass (memory grows with the file; --window and --hop window it instead). The
-decision-level models (Cnn14_DecisionLevel*) also give frame-wise probabilities: with --output,
-each file's frame-wise CSV and plot go to OUTPUT_framewise/ (sound event detection).
+tensors (pytorch/published.py). As the original inference did, it reads a file of up to
+WHOLE_FILE_SECONDS whole and runs it in one pass; a longer file (or one whose length the header
+does not tell) goes in windows of the AudioSet clip length (10 s), averaged, so memory stays
+bounded whatever the length (a 3-hour recording needs what a minute needs); --whole_file reads
+every file whole, --window and --hop choose other windows. The decision-level models
+(Cnn14_DecisionLevel*) also give frame-wise probabilities for the files read whole: with
+--output, each file's frame-wise CSV and plot go to OUTPUT_framewise/ (sound event detection).
 
 How a file becomes model input, and why:
 - It is decoded to mono at the checkpoint's sample rate as packing did (utils.audio.stream_audio:
@@ -25,6 +28,7 @@ How a file becomes model input, and why:
   probabilities (exp of the model's log-softmax: in [0, 1], summing to 1); multi-label ones
   are the per-class sigmoid probabilities, each in [0, 1] on its own.
 """
+import math
 import os
 import sys
 
@@ -36,11 +40,15 @@ from pytorch.checkpoints import stored_thresholds
 from pytorch.restore import load_trained_model
 from pytorch.models import TransferModel, tagger_of
 from pytorch.pytorch_utils import probabilities_from_output, select_device
-from utils.audio import AudioReadError, fix_length, stream_audio, walk_audio_files
+from utils.audio import (AudioReadError, audio_duration, fix_length, stream_audio,
+                         walk_audio_files)
 from utils.config import AUDIO_EXTENSIONS, SINGLE_LABEL
 from utils.arguments import add_flags, positive_float, positive_int
 from utils.plot_statistics import save_figure
 from utils.utilities import UsageError, check_output_file, write_csv, write_json
+
+# An AudioSet tagger reads files up to this long whole, in one pass (Cnn14: ~1 GB at 60 s).
+WHOLE_FILE_SECONDS = 60.0
 
 OUTPUT_FORMATS = (".csv", ".json")
 
@@ -164,7 +172,8 @@ def top_labels(probabilities, labels, top_k):
 
 
 def predict_file(model, run, path, window=None, hop=None, top_k=3, batch_size=8,
-                 device=torch.device("cpu"), thresholds=None):
+                 device=torch.device("cpu"), thresholds=None,
+                 whole_file_seconds=WHOLE_FILE_SECONDS):
     """Predict one file with the model of RunConfig `run`:
     {'file', 'duration_s', 'windows', 'probabilities', 'top', 'predicted'}.
 
@@ -172,7 +181,7 @@ def predict_file(model, run, path, window=None, hop=None, top_k=3, batch_size=8,
     """
     sample_rate = run.audio.sample_rate
     result = {"file": path}
-    if whole_file(model, window):
+    if whole_file(model, window, path, whole_file_seconds):
         probabilities, framewise, samples = predict_whole(model, stream_audio(path, sample_rate),
                                                           device)
         windows = 1
@@ -189,13 +198,20 @@ def predict_file(model, run, path, window=None, hop=None, top_k=3, batch_size=8,
     return result
 
 
-def whole_file(model, window):
-    """An AudioSet tagger reads a file whole unless --window asks for windows."""
-    return window is None and not isinstance(model, TransferModel)
+def whole_file(model, window, path, whole_file_seconds=WHOLE_FILE_SECONDS):
+    """An AudioSet tagger reads a file whole when it is no longer than `whole_file_seconds`
+    (infinite: every file), unless --window asks for windows; trained models always window."""
+    if window is not None or isinstance(model, TransferModel):
+        return False
+    if math.isinf(whole_file_seconds):
+        return True
+    duration = audio_duration(path)
+    return duration is not None and duration <= whole_file_seconds
 
 
 def predict_paths(model, run, paths, window=None, hop=None, top_k=3, batch_size=8,
-                  device=torch.device("cpu"), verbose=True, thresholds=None):
+                  device=torch.device("cpu"), verbose=True, thresholds=None,
+                  whole_file_seconds=WHOLE_FILE_SECONDS):
     """predict_file over many files; an unreadable one gives {'file', 'error'} and a stderr line.
 
     With `verbose`, each file's top labels are printed as it is done.
@@ -204,7 +220,7 @@ def predict_paths(model, run, paths, window=None, hop=None, top_k=3, batch_size=
     for path in tqdm(paths, desc="inference", unit="file", disable=len(paths) < 2):
         try:
             result = predict_file(model, run, path, window, hop, top_k, batch_size, device,
-                                  thresholds)
+                                  thresholds, whole_file_seconds)
         except AudioReadError as error:
             tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
             results.append({"file": path, "error": str(error)})
@@ -311,21 +327,23 @@ def run_inference(args):
     paths = find_audio_files(args.audio_path)
     device = select_device(args.cuda)
     model, checkpoint, run = load_trained_model(args.checkpoint_path, device,
-                                                trusted=args.trust_checkpoint, audioset_tagger=True)
+                                                trusted=args.trust_checkpoint, audioset_tagger=True,
+                                                model_type=args.model_type)
     # tuned per label on validation, multi-label only
     thresholds = stored_thresholds(checkpoint, run, args.checkpoint_path)
     sample_rate = run.audio.sample_rate
-    if whole_file(model, args.window):
-        window_samples = hop_samples = None
-        print(f"{args.checkpoint_path}: AudioSet tagger {run.model_type}; each file is read "
-              "whole, in one pass (--window to window it)")
-    else:
-        window_samples, hop_samples = window_samples_of(run.audio, args.window, args.hop)
-        check_window_fits_model(model, window_samples, sample_rate)
+    window_samples, hop_samples = window_samples_of(run.audio, args.window, args.hop)
+    check_window_fits_model(model, window_samples, sample_rate)
+    whole_file_seconds = math.inf if args.whole_file else WHOLE_FILE_SECONDS
+    if not isinstance(model, TransferModel) and args.window is None:
+        print(f"{args.checkpoint_path}: AudioSet tagger {run.model_type}; "
+              + ("each file is read whole, in one pass" if args.whole_file else
+                 f"files up to {WHOLE_FILE_SECONDS:g} s are read whole, longer ones in "
+                 f"{window_samples / sample_rate:g}-s windows (--whole_file: all whole)"))
     top_k = min(args.top_k, len(run.labels))
 
     results = predict_paths(model, run, paths, args.window, args.hop, top_k, args.batch_size,
-                            device, thresholds=thresholds)
+                            device, thresholds=thresholds, whole_file_seconds=whole_file_seconds)
     failed = sum("error" in result for result in results)
     if failed == len(results):
         raise UsageError(f"--audio_path={args.audio_path}: none of the {len(results)} audio "
@@ -351,7 +369,7 @@ def run_inference(args):
 
 def add_inference_parser(subparsers):
     parser = subparsers.add_parser("inference", help="label audio files with a trained checkpoint")
-    add_flags(parser, "checkpoint_path", "batch_size", "cuda", "trust_checkpoint",
+    add_flags(parser, "checkpoint_path", "model_type", "batch_size", "cuda", "trust_checkpoint",
               required=("checkpoint_path",))
     parser.add_argument("--audio_path", required=True,
                         help="an audio file, or a folder searched recursively")
@@ -361,6 +379,9 @@ def add_inference_parser(subparsers):
     parser.add_argument("--hop", type=positive_float, default=None,
                         help="seconds between window starts (default: the window)")
     parser.add_argument("--top_k", type=positive_int, default=3, help="labels printed per file")
+    parser.add_argument("--whole_file", action="store_true",
+                        help="an AudioSet tagger reads every file whole, in one pass (memory "
+                             f"grows with the file; default: files up to {WHOLE_FILE_SECONDS:g} s)")
     parser.add_argument("--output", default=None,
                         help="predictions.csv (top-k) or predictions.json (every probability)")
     parser.set_defaults(handler=run_inference)

@@ -94,8 +94,9 @@ def _audio_from_mel(state_dict, name, path, flag):
         "and pack the audio at its sample rate")
 
 
-def identify(state_dict, path, flag="--pretrained_checkpoint_path"):
-    """The published architecture and audio settings of `state_dict` (read from `path`)."""
+def identify(state_dict, path, flag="--pretrained_checkpoint_path", model_type=None):
+    """The published architecture and audio settings of `state_dict` (read from `path`);
+    `model_type` (--model_type) chooses among models that hold the same tensors."""
     found = signature(state_dict)
     names = [name for name, model in published_models().items()
              if set(model["state_dict"]) == found]
@@ -105,7 +106,14 @@ def identify(state_dict, path, flag="--pretrained_checkpoint_path"):
                          f"PANNs model (closest: {closest}: {difference}); is it a PANNs "
                          "AudioSet checkpoint?")
     notes = []
-    if len(names) == 1:
+    if model_type and model_type not in names:
+        raise UsageError(f"--model_type={model_type}: {path} holds the tensors of "
+                         f"{', '.join(names)}, not of {model_type}")
+    if model_type:
+        name = model_type
+        if len(names) > 1:
+            notes.append(f"{', '.join(names)} hold the same tensors; {name} chosen by --model_type")
+    elif len(names) == 1:
         name = names[0]
     else:
         file_name = os.path.basename(path).lower()
@@ -127,14 +135,15 @@ def identify(state_dict, path, flag="--pretrained_checkpoint_path"):
     return Identified(name, audio, tuple(notes))
 
 
-def identify_checkpoint(path, trusted=False, flag="--pretrained_checkpoint_path"):
+def identify_checkpoint(path, trusted=False, flag="--pretrained_checkpoint_path",
+                        model_type=None):
     """identify() on the state dict of the checkpoint file at `path` (the file is read once
     per process: pytorch/checkpoints.read_pretrained)."""
     pretrained = read_pretrained(path, trusted, flag)
-    if _IDENTIFIED.get(pretrained.sha256, (None,))[0] != path:
-        identified = identify(pretrained.state_dict, path, flag)
+    if _IDENTIFIED.get(pretrained.sha256, (None,))[0] != (path, model_type):
+        identified = identify(pretrained.state_dict, path, flag, model_type)
         logging.info("%s: %s (%s)", path, identified.name, "; ".join(identified.notes))
-        _IDENTIFIED[pretrained.sha256] = (path, identified)
+        _IDENTIFIED[pretrained.sha256] = ((path, model_type), identified)
     return _IDENTIFIED[pretrained.sha256][1]
 
 

@@ -9,14 +9,15 @@ from pytorch.published import audioset_tagger_config, identify
 
 
 def load_trained_model(path, device, flag="--checkpoint_path", trusted=False,
-                       audioset_tagger=False):
+                       audioset_tagger=False, model_type=None):
     """(model in eval mode on `device`, checkpoint dict, RunConfig) from a training checkpoint,
     or, with `audioset_tagger`, also from an official PANNs checkpoint: its architecture and
-    settings found from its tensors, its labels AudioSet's 527."""
+    settings found from its tensors (`model_type` chooses among models of the same tensors),
+    its labels AudioSet's 527."""
     checkpoint = load_checkpoint_file(path, flag, trusted)
     if audioset_tagger and not is_training_checkpoint(checkpoint):
         state_dict = checkpoint_state_dict(checkpoint, path)
-        config = audioset_tagger_config(identify(state_dict, path, flag))
+        config = audioset_tagger_config(identify(state_dict, path, flag, model_type))
         checkpoint = {"model": state_dict}
     else:
         config = training_run_config(checkpoint, path, flag)

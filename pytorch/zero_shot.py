@@ -87,7 +87,8 @@ def results_path(workspace, holdout_fold, num_labels, mapping_path):
 
 def zero_shot_tagger(args, info, features, device):
     """(model_type, the official tagger with its checkpoint's front end, on `device`)."""
-    found = identify_checkpoint(args.pretrained_checkpoint_path, args.trust_checkpoint)
+    found = identify_checkpoint(args.pretrained_checkpoint_path, args.trust_checkpoint,
+                                model_type=args.model_type)
     if found.audio["sample_rate"] != info["sample_rate"]:
         raise UsageError(f"--pretrained_checkpoint_path={args.pretrained_checkpoint_path}: "
                          f"{found.name} takes {found.audio['sample_rate']} Hz audio, but "

@@ -247,3 +247,32 @@ def test_streamed_decoding_equals_whole_file_decoding_and_stays_small(tmp_path):
     assert windows == 80
     file_bytes = whole.nbytes  # 4 min at 32 kHz, float32: 30.7 MB
     assert clip_peak < file_bytes / 4 and stream_peak < file_bytes / 3, (clip_peak, stream_peak)
+
+
+def test_an_audioset_tagger_windows_long_files_and_reads_short_ones_whole(tmp_path):
+    """Memory bounded by default: past WHOLE_FILE_SECONDS an official tagger runs 10-s windows
+    (their mean is the clip probability); --whole_file keeps the one pass."""
+    from pytorch import inference
+    from pytorch.models import Cnn6
+    from pytorch.restore import load_trained_model as load
+    torch.manual_seed(0)
+    torch.save({"model": Cnn6(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64,
+                              fmin=50, fmax=14000).state_dict()}, tmp_path / "Cnn6_mAP=0.343.pth")
+    model, _, run = load(str(tmp_path / "Cnn6_mAP=0.343.pth"), torch.device("cpu"),
+                         audioset_tagger=True)
+    rng = np.random.default_rng(0)
+    long_path = tmp_path / "long.wav"
+    soundfile.write(long_path, (0.1 * rng.standard_normal(32000 * 25)).astype(np.float32), 32000)
+    windowed = inference.predict_file(model, run, str(long_path), whole_file_seconds=20)
+    assert windowed["windows"] == 3  # 0-10, 10-20, and the last aligned to the end: 15-25
+    waveform = load_audio(str(long_path), 32000)
+    with torch.no_grad():
+        windows = torch.from_numpy(np.stack([waveform[:320000], waveform[320000:640000],
+                                             waveform[-320000:]]))
+        expected = model(windows)["clipwise_output"].double().mean(dim=0).numpy()
+    np.testing.assert_allclose(list(windowed["probabilities"]), expected, rtol=1e-5, atol=1e-7)
+    whole = inference.predict_file(model, run, str(long_path), whole_file_seconds=30)
+    assert whole["windows"] == 1
+    with torch.no_grad():
+        one_pass = model(torch.from_numpy(waveform[None]))["clipwise_output"][0].double().numpy()
+    np.testing.assert_allclose(list(whole["probabilities"]), one_pass, rtol=1e-5, atol=1e-7)

@@ -166,3 +166,14 @@ def test_a_16k_checkpoint_with_32k_data_says_to_repack(tmp_path, features):
     message = result.stderr.strip().splitlines()[-1]
     assert "Cnn14_16k was trained on 16000 Hz audio" in message
     assert "holds 32000 Hz" in message and "--sample_rate=16000" in message
+
+
+def test_model_type_settles_models_with_the_same_tensors(tmp_path, capsys):
+    """A Cnn14-tensor file under a name that says nothing: --model_type chooses the decision-level
+    model (frame-wise output), and a model whose tensors differ is refused in one line."""
+    state_dict = build("Cnn14_DecisionLevelMax").state_dict()
+    identified = identify(state_dict, "weights.pth", model_type="Cnn14_DecisionLevelMax")
+    assert identified.name == "Cnn14_DecisionLevelMax"
+    assert identify(state_dict, "weights.pth").name == "Cnn14"  # the default, with a warning
+    with pytest.raises(UsageError, match="--model_type=Cnn6: weights.pth holds the tensors of Cnn14"):
+        identify(state_dict, "weights.pth", model_type="Cnn6")

@@ -72,6 +72,14 @@ def walk_audio_files(root):
     return sorted(paths), unreadable
 
 
+def audio_duration(path):
+    """A file's length in seconds from its header (libsndfile formats), or None."""
+    try:
+        return soundfile.info(path).duration
+    except Exception:  # not a libsndfile format (MP3 through audioread, M4A): unknown
+        return None
+
+
 def check_readable(path):
     """The reasons a file cannot be decoded that are not the decoder's, said as such."""
     if not os.path.isfile(path):
