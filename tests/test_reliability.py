@@ -438,3 +438,12 @@ def test_a_user_who_does_not_own_the_install(tmp_path):
         assert tagged.returncode == 0 and "cannot cache" not in tagged.stderr, tagged.stderr[-2000:]
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_resume_with_a_damaged_statistics_pickle_is_one_line(tmp_path, features):
+    train(tmp_path, features)
+    with open(os.path.join(statistics_of(tmp_path), "statistics.pickle"), "r+b") as f:
+        f.truncate(10)  # cut short, as a killed copy leaves it
+    with pytest.raises(UsageError, match=r"statistics.pickle: cannot read statistics pickle"):
+        train(tmp_path, features, "--resume_iteration=2", "--stop_iteration=4")
