@@ -26,6 +26,7 @@ def official_cnn6(path, edit=None):
     return path
 
 
+@pytest.mark.slow
 def test_nan_in_an_official_checkpoint_is_refused_by_inference(tmp_path):
     def poison(state):
         state["fc1.weight"][3, 5] = float("nan")
