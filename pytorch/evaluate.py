@@ -23,7 +23,8 @@ from utils.data_generator import EvaluateSampler, WaveformDataset, split_indices
 from utils.arguments import add_flags
 from utils.metrics import compute_metrics, tuned_scores, write_confusion_matrix
 from utils.splits import FILTERED_SUBSETS, load_filtered_split, packed_subsets
-from utils.utilities import UsageError, check_writable_folder, write_csv, write_json
+from utils.utilities import (UsageError, check_writable_folder, remove_stale_temporaries,
+                             write_csv, write_json)
 
 EVALUATION_SPLITS = ("folds", "filtered", "subsets", "all")
 SUBSET_SPLITS = ("filtered", "subsets")
@@ -202,6 +203,7 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
     if write:  # before the work: the reports' folder must take files
         output_dir = output_dir or default_output_dir(checkpoint_path, iteration, selection)
         check_writable_folder(output_dir, "--output_dir")
+        remove_stale_temporaries([output_dir])  # of an evaluation killed while writing
 
     loader = make_loader(dataset, EvaluateSampler(indices, batch_size), num_workers, seed=0,
                          device=device)

@@ -277,3 +277,15 @@ def test_plot_missing_statistics_path_is_usage_error(tmp_path):
                         f"--output={tmp_path / 'x'}")
     assert result.returncode == 2 and "nope.pickle" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_plots_and_summaries_remove_the_temporaries_of_killed_writers(tmp_path):
+    paths = write_folds(tmp_path)
+    stale = [tmp_path / "figures" / ".statistics.png.x1y2.tmp", tmp_path / "summary" / ".cv_summary.csv.a.tmp"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a figure")
+    plot_statistics(find_statistics(str(tmp_path)), str(tmp_path / "figures" / "statistics"))
+    write_summary(summarize_folds(paths), str(tmp_path / "summary"))
+    assert not any(path.exists() for path in stale)
+    assert (tmp_path / "figures" / "statistics.png").exists()

@@ -31,7 +31,7 @@ from utils.arguments import Parser, add_flags
 from utils.plot_statistics import group_by_configuration, mean_curve, save_figure
 from utils.statistics_files import (fold_sort_key, load_statistics, metric_curve, parse_filters,
                                     require_statistics, runs_from_paths)
-from utils.utilities import UsageError, atomic_write_text, run_cli
+from utils.utilities import UsageError, atomic_write_text, remove_stale_temporaries, run_cli
 
 SUMMARY_METRICS = {SINGLE_LABEL: ["accuracy", "macro_f1"], MULTI_LABEL: ["mAP", "macro_f1"]}
 MEAN_ROW, STD_ROW = "mean", "std"
@@ -222,6 +222,7 @@ def write_summary(rows, out_dir, title=None):
     """Write out_dir/cv_summary.{csv,md,png}; returns their paths."""
     title = title or out_dir
     paths = [os.path.join(out_dir, f"cv_summary.{extension}") for extension in ("csv", "md", "png")]
+    remove_stale_temporaries([out_dir], prefix=".cv_summary.")  # of a summary killed mid-write
     atomic_write_text(summary_csv(rows), paths[0])
     atomic_write_text(summary_markdown(rows, title), paths[1])
     save_figure(summary_figure(rows, title), paths[2])

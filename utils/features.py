@@ -341,7 +341,10 @@ def cap_items(items, labels, max_clips, seed):
                      for label, b, a in zip(labels, targets.sum(axis=0), after)))
     over = [label for label, count in zip(labels, after) if count > max_clips]
     if over:
-        logging.info("above the cap through clips that rarer labels needed: %s", "; ".join(over))
+        # A label filled early (a rare one) can end above the cap through the clips later
+        # labels took that also carry it: a clip counts toward every label it has.
+        logging.info("above the cap through clips that other labels needed (a clip counts "
+                     "toward every label it carries): %s", "; ".join(over))
     return [items[index] for index in kept]
 
 

@@ -312,9 +312,9 @@ def cap_per_label(targets, max_clips, seed=1234):
     where that can be done; deterministic for a seed.
 
     Labels are filled rarest first. A clip counts toward every label it carries, so a clip
-    kept for a rare label also counts toward the others: a label is filled only up to the cap
-    with what it already has, and can end above it only through clips the rarer labels needed
-    (the caller reports the counts). Within a label, clips carrying fewer labels come first
+    kept for one label also counts toward the others: a label is filled only up to the cap
+    with what it already has, and can end above it through clips that labels filled after it
+    needed (the caller reports the counts). Within a label, clips carrying fewer labels come first
     (they push no other label over), in a seeded random order. Clips with no label form one
     more group, capped the same way.
     """

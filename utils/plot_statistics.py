@@ -24,7 +24,7 @@ from utils.config import MULTI_LABEL
 from utils.arguments import Parser, add_flags
 from utils.statistics_files import (FOLD_KEY, Run, MODEL_KEY, metric_curve, parse_filters,
                                     require_statistics, runs_from_paths)
-from utils.utilities import UsageError, atomic_path, run_cli
+from utils.utilities import UsageError, atomic_path, remove_stale_temporaries, run_cli
 
 VALIDATION_PANELS = {  # task -> [(metric key, axis title)]
     "single_label": [("accuracy", "Validation accuracy")],
@@ -127,6 +127,9 @@ def plot_statistics(runs, output_prefix, compare=False):
 
     if not runs:
         raise UsageError("no statistics files to plot")
+    # temporaries of a plot killed mid-write
+    remove_stale_temporaries([os.path.dirname(os.path.abspath(output_prefix))],
+                             prefix=f".{os.path.basename(output_prefix)}.")
     if not isinstance(runs[0], Run):
         runs = runs_from_paths(runs)
     paths = [run.path for run in runs]
