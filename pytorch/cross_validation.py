@@ -59,11 +59,15 @@ def train_folds_on_gpus(fold_runs, workspace, argv, gpus):
 
 
 def resume_point(fold_run, workspace):
-    """Where the same --holdout_fold=all command left this fold: None when it finished, else
-    the iteration to resume from (its last checkpoint; 0 for a fold not started)."""
+    """Where the same command left this run (a fold): None when it finished (at its
+    --stop_iteration or by early stopping), else the iteration to resume from (its last
+    checkpoint; 0 for a run not started)."""
     dirs = run_dirs(workspace, fold_run)
     statistics_path = os.path.join(dirs["statistics"], STATISTICS_FILE)
-    if os.path.isfile(statistics_path) and "finished" in load_statistics(statistics_path):
+    finished = (load_statistics(statistics_path).get("finished")
+                if os.path.isfile(statistics_path) else None)
+    if finished and (finished.get("early_stop")
+                     or finished.get("iteration", 0) >= fold_run.stop_iteration):
         logging.info("fold %s finished before; skipped", fold_run.holdout_fold)
         return None
     saved = saved_iterations(dirs["checkpoints"])

@@ -21,7 +21,8 @@ from pytorch.pytorch_utils import forward_loader, make_loader, resolve_precision
 from utils.config import MULTI_LABEL, SINGLE_LABEL
 from utils.data_generator import EvaluateSampler, WaveformDataset, split_indices
 from utils.arguments import add_flags
-from utils.metrics import compute_metrics, tuned_scores, write_confusion_matrix
+from utils.metrics import (classification_report_text, compute_metrics, tuned_scores,
+                           write_confusion_matrix)
 from utils.splits import FILTERED_SUBSETS, load_filtered_split, packed_subsets
 from utils.utilities import (UsageError, check_writable_folder, remove_stale_temporaries,
                              write_csv, write_json)
@@ -128,9 +129,11 @@ def per_class_rows(task, labels, metrics, targets):
                 for label, p, r, f, s in zip(labels, metrics["per_class_precision"],
                                              metrics["per_class_recall"],
                                              metrics["per_class_f1"], support)]
-    return [{"label": label, "ap": ap, "f1": f, "support": int(s)}
-            for label, ap, f, s in zip(labels, metrics["per_class_ap"], metrics["per_class_f1"],
-                                       support)]
+    return [{"label": label, "ap": ap, "precision": p, "recall": r, "f1": f, "support": int(s)}
+            for label, ap, p, r, f, s in zip(labels, metrics["per_class_ap"],
+                                             metrics["per_class_precision"],
+                                             metrics["per_class_recall"], metrics["per_class_f1"],
+                                             support)]
 
 
 def prediction_rows(task, labels, audio_names, probabilities, targets, threshold):
@@ -144,7 +147,8 @@ def prediction_rows(task, labels, audio_names, probabilities, targets, threshold
             true = labels[int(np.argmax(target))]
             predicted = labels[int(np.argmax(clip_probabilities))]
         else:
-            true, predicted = names(target >= 0.5), names(clip_probabilities >= threshold)
+            true = names(target >= 0.5)
+            predicted = names(clip_probabilities >= np.asarray(threshold))
         rows.append([name, true, predicted] + [f"{p:.6f}" for p in clip_probabilities])
     return rows
 
@@ -158,8 +162,11 @@ def write_reports(result, output_dir):
     columns = list(result["per_class"][0])
     write_csv([columns] + [[row[column] for column in columns] for row in result["per_class"]],
               files["per_class"])
+    # 'predicted' as inference predicts: at the per-label thresholds tuned on validation when
+    # the checkpoint has them, else at --threshold.
+    thresholds = result["tuned"]["threshold"] if "tuned" in result else result.get("threshold")
     write_csv(prediction_rows(task, labels, result["audio_names"], result["probabilities"],
-                              result["targets"], result.get("threshold")), files["predictions"])
+                              result["targets"], thresholds), files["predictions"])
     if task == SINGLE_LABEL:
         title = f"{result['model_type']}, {result['selection']} ({result['clips_num']} clips)"
         for normalize, stem in ((False, "confusion_matrix"), (True, "confusion_matrix_normalized")):
@@ -244,23 +251,27 @@ def format_report(result):
     """The per-class table and the summary line, as printed."""
     rows = result["per_class"]
     columns = [column for column in rows[0] if column not in ("label", "support")]
+    widths = [max(11, len(column) + 2) for column in columns]  # names never run together
     width = max(12, max(len(row["label"]) for row in rows) + 2)
     lines = [f"{result['model_type']} at iteration {result['iteration']}: "
              f"{result['clips_num']} clips ({result['selection']}) of {result['features']}",
-             "class".ljust(width) + "".join(f"{column:>11}" for column in columns) + f"{'support':>9}"]
+             "class".ljust(width) + "".join(f"{column:>{w}}" for column, w in zip(columns, widths))
+             + f"{'support':>9}"]
     for row in rows:
         lines.append(row["label"].ljust(width)
-                     + "".join(f"{format_number(row[column]):>11}" for column in columns)
+                     + "".join(f"{format_number(row[column]):>{w}}"
+                               for column, w in zip(columns, widths))
                      + f"{row['support']:>9}")
     absent = [row["label"] for row in rows if row["support"] == 0]
     if absent:
-        lines.append(f"no clip of this set has {', '.join(absent)}: left out of macro F1 "
-                     "unless predicted")
+        lines.append(f"no clip of this set has {', '.join(absent)}: counted with F1 0 in macro "
+                     f"F1 as sklearn does ({result['macro_f1_present']:.4f} without such labels)")
     if result["task"] == SINGLE_LABEL:
         lines.append(f"accuracy {result['accuracy']:.4f}   macro F1 {result['macro_f1']:.4f}")
     else:
         lines.append(f"mAP {result['mAP']:.4f}   macro F1 {result['macro_f1']:.4f}"
                      f"   micro F1 {result['micro_f1']:.4f}   (threshold {result['threshold']:g})")
+        lines.append(classification_report_text(result, result["labels"]))
         if "tuned" in result:
             lines.append(f"at the per-label thresholds tuned on validation: macro F1 "
                          f"{result['tuned']['macro_f1']:.4f}   micro F1 "

@@ -13,7 +13,7 @@ if __name__ == "__main__":  # as a script: import from the repository root, neve
 
 
 from pytorch.configure import train_run_config
-from pytorch.cross_validation import train_all_folds
+from pytorch.cross_validation import resume_point, train_all_folds
 from pytorch.evaluate import add_evaluate_parser
 from pytorch.inference import add_inference_parser
 from pytorch.linear_probe import train_probe
@@ -21,7 +21,7 @@ from pytorch.train import train
 from pytorch.zero_shot import add_zero_shot_parser
 from utils import config
 from utils.arguments import (Parser, add_flags, float_range, fold_number, non_negative_int,
-                             positive_int, str2bool)
+                             positive_int, resume_point as resume_point_type, str2bool)
 from utils.runs import checkpoint_path, default_features_path, run_dirs, saved_iterations
 from utils.statistics_files import parse_filters, require_statistics
 from utils.utilities import UsageError, require_file, run_cli
@@ -91,7 +91,10 @@ def add_train_parser(subparsers):
     parser.add_argument("--linear_probe", action="store_true",
                         help="fit only a linear head on the frozen backbone's embeddings, "
                              "computed once and cached beside the HDF5 (pytorch/linear_probe.py)")
-    parser.add_argument("--resume_iteration", type=non_negative_int, default=0)
+    parser.add_argument("--resume_iteration", type=resume_point_type, default=0,
+                        help="continue from this iteration's checkpoint; last: from this run's "
+                             "last checkpoint, or from scratch when it has none (a finished "
+                             "run is left as it is)")
     parser.add_argument("--stop_iteration", type=positive_int, default=2000)
     parser.add_argument("--eval_every", type=positive_int, default=200)
     parser.add_argument("--save_every", type=positive_int, default=2000)
@@ -120,7 +123,7 @@ def train_flags(args):
     if args.test_fold is not None and split != "folds":
         raise UsageError(f"--test_fold={args.test_fold} applies to --split=folds; --split="
                          f"{split} has its own test set")
-    if args.resume_iteration > args.stop_iteration:
+    if args.resume_iteration != "last" and args.resume_iteration > args.stop_iteration:
         raise UsageError(f"--resume_iteration={args.resume_iteration}: must be at most "
                          f"--stop_iteration={args.stop_iteration}")
     if args.run_name and (os.sep in args.run_name or args.run_name.startswith(".")):
@@ -139,8 +142,17 @@ def run_train(args):
     trainer = train_probe if run.linear_probe else train
     if run.holdout_fold == "all":
         train_all_folds(trainer, run, args.workspace, args.trust_checkpoint, args.argv)
-    else:
-        trainer(run, args.workspace, args.resume_iteration, args.trust_checkpoint)
+        return
+    resume_iteration = args.resume_iteration
+    if resume_iteration == "last":  # a re-run of the same command continues where it stopped
+        resume_iteration = resume_point(run, args.workspace)
+        if resume_iteration is None:
+            print(f"this run finished before (statistics under "
+                  f"{run_dirs(args.workspace, run)['statistics']}); nothing to do: change "
+                  "--stop_iteration to train further, or --run_name=NAME for another run",
+                  file=sys.stderr)
+            return
+    trainer(run, args.workspace, resume_iteration, args.trust_checkpoint)
 
 
 def run_list_runs(args):

@@ -11,7 +11,8 @@ import torch
 from pytorch.checkpoints import load_checkpoint_file, save_checkpoint_file
 from pytorch.pytorch_utils import forward_loader
 from utils import config
-from utils.metrics import compute_metrics, tune_thresholds, tuned_scores
+from utils.metrics import (classification_report_text, compute_metrics, tune_thresholds,
+                           tuned_scores)
 
 BEST_CHECKPOINT = "best.pth"
 
@@ -71,11 +72,15 @@ class Selection:
         self.started = time.time()
 
     def after_validation(self, result, iteration):
-        """Record one validation; returns True when early stopping is due."""
+        """Record one validation; returns True when early stopping is due. The untrained model
+        (iteration 0) is recorded for the curves but is never a candidate for the best."""
         self.statistics.append("validate", dict(result, iteration=iteration))
         self.statistics.dump()
-        if self.best.update(result, iteration) and self.run.keep_best:
+        if iteration > 0 and self.best.update(result, iteration) and self.run.keep_best:
             self.save_best(iteration)
+        if "averages" in result:  # multi-label: the full report, as the IAB projects printed it
+            logging.info("validation at iteration %d, threshold %g:\n%s", iteration,
+                         self.run.threshold, classification_report_text(result, self.run.labels))
         train_loss = self.statistics.last_train_loss()
         metric = self.best.metric
         logging.info("iteration %d: validation %s %.4f, loss %.4f; train loss %s (%.1f s)",
@@ -83,7 +88,7 @@ class Selection:
                      "-" if train_loss is None else f"{train_loss:.4f}",
                      time.time() - self.started)
         patience = self.run.early_stop_patience
-        if patience > 0 and self.best.evaluations_without_improvement >= patience:
+        if iteration > 0 and patience > 0 and self.best.evaluations_without_improvement >= patience:
             logging.info("early stop: no better %s in %d evaluations (best %.4f at iteration %d)",
                          metric, patience, self.best.best, self.best.best_iteration)
             return True

@@ -30,6 +30,7 @@ from utils.iab_labels import (LABEL_SET_SIZES, drop_present_ancestors, load_labe
 from utils.iab_sources import mapping_used
 from utils.metrics import compute_metrics
 from utils.runs import default_features_path
+from utils.splits import packed_subsets
 from utils.utilities import UsageError, create_logging, require_file, write_json
 
 # Only the plain taggers have the 527 AudioSet outputs the mapping reads.
@@ -112,9 +113,9 @@ def run_zero_shot(args):
     require_file(args.pretrained_checkpoint_path, "--pretrained_checkpoint_path")
     if args.mapping:
         require_file(args.mapping, "--mapping")
-    if args.holdout_fold in ("filtered", "subsets"):
-        raise UsageError(f"--holdout_fold={args.holdout_fold}: zero-shot scores a fold (1..10) "
-                         "or every clip (all)")
+    if args.holdout_fold == "filtered":
+        raise UsageError("--holdout_fold=filtered: zero-shot scores a fold (1..10), every clip "
+                         "(all), or the test set of a file packed with subsets (subsets)")
     features = args.features or default_features_path(args.workspace)
     holdout_fold = args.holdout_fold or 1
     threshold = args.threshold or 0.5
@@ -126,8 +127,12 @@ def run_zero_shot(args):
         raise UsageError(f"--features={features}: packed as {info['task']}; the IAB labels "
                          "are multi-label, repack it")
     matrix = mapping_matrix(num_labels, args.mapping)
-    holdout_indices = np.arange(len(dataset)) if holdout_fold == "all" \
-        else split_indices(info["folds"], holdout_fold)[1]
+    if holdout_fold == "all":
+        holdout_indices = np.arange(len(dataset))
+    elif holdout_fold == "subsets":  # the seed data's test set, as fine-tuning scores it
+        holdout_indices = packed_subsets(info, features)["test"]
+    else:
+        holdout_indices = split_indices(info["folds"], holdout_fold)[1]
 
     device = select_device(args.cuda)
     model_type, model = zero_shot_tagger(args, info, features, device)

@@ -196,8 +196,13 @@ def test_multi_label_reports_map_and_f1_like_scikit_learn(tmp_path):
     assert result["macro_f1"] == pytest.approx(
         f1_score(targets, predicted, average="macro", zero_division=0))
     per_class = read_csv(tmp_path / "out" / "per_class.csv")
-    assert per_class[0] == ["label", "ap", "f1", "support"]
-    assert [int(row[3]) for row in per_class[1:]] == targets.sum(axis=0).astype(int).tolist()
+    assert per_class[0] == ["label", "ap", "precision", "recall", "f1", "support"]
+    assert [int(row[5]) for row in per_class[1:]] == targets.sum(axis=0).astype(int).tolist()
+    from sklearn.metrics import precision_score, recall_score
+    np.testing.assert_allclose([float(row[2]) for row in per_class[1:]],
+                               precision_score(targets, predicted, average=None, zero_division=0))
+    np.testing.assert_allclose([float(row[3]) for row in per_class[1:]],
+                               recall_score(targets, predicted, average=None, zero_division=0))
     assert not (tmp_path / "out" / "confusion_matrix.csv").exists()
 
 

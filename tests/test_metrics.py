@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, f1_score,
+from sklearn.metrics import (accuracy_score, classification_report, average_precision_score, confusion_matrix, f1_score,
                              precision_recall_fscore_support)
 
 from utils.config import MULTI_LABEL, SINGLE_LABEL
@@ -79,11 +79,21 @@ def test_multi_label_metrics_match_sklearn():
     np.testing.assert_allclose(metrics["per_class_ap"][:3], expected_ap)
     assert math.isnan(metrics["per_class_ap"][3])  # no positives: AP undefined
     assert metrics["mAP"] == pytest.approx(np.mean(expected_ap))
-    # Class 3 has no positive and no prediction: it is left out of the macro average.
-    assert metrics["macro_f1"] == pytest.approx(
+    # Class 3 has no positive and no prediction: macro_f1 counts it with F1 0, as sklearn's
+    # classification_report (the original IAB projects' figure) does; macro_f1_present leaves it out.
+    report = classification_report(MULTI_TARGETS, predicted, output_dict=True, zero_division=0)
+    assert metrics["macro_f1"] == pytest.approx(report["macro avg"]["f1-score"])
+    assert metrics["macro_f1_present"] == pytest.approx(
         f1_score(MULTI_TARGETS, predicted, labels=[0, 1, 2], average="macro", zero_division=0))
-    assert metrics["macro_f1"] > f1_score(MULTI_TARGETS, predicted, average="macro",
-                                          zero_division=0)
+    assert metrics["macro_f1_present"] > metrics["macro_f1"]
+    for average in ("micro", "macro", "weighted", "samples"):
+        assert metrics["averages"][average]["precision"] == pytest.approx(
+            report[f"{average} avg"]["precision"])
+        assert metrics["averages"][average]["recall"] == pytest.approx(
+            report[f"{average} avg"]["recall"])
+    np.testing.assert_allclose(metrics["per_class_precision"],
+                               [report[str(k)]["precision"] for k in range(4)])
+    assert metrics["support"] == [report[str(k)]["support"] for k in range(4)]
     assert metrics["micro_f1"] == pytest.approx(
         f1_score(MULTI_TARGETS, predicted, average="micro", zero_division=0))
     np.testing.assert_allclose(
@@ -126,12 +136,24 @@ def test_write_confusion_matrix_csv_and_png(tmp_path, normalize):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cm.csv", "cm.png"]  # no temp files
 
 
-def test_macro_f1_leaves_out_only_classes_absent_from_truth_and_predictions():
+def test_macro_f1_present_leaves_out_only_classes_absent_from_truth_and_predictions():
     probabilities = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1]])
-    # Class 2 never occurs and is never predicted: the macro average is over classes 0 and 1.
+    # Class 2 never occurs and is never predicted: macro_f1 counts it as 0 (sklearn), the
+    # present variant averages over classes 0 and 1.
     both = single_label_metrics(probabilities, np.array([0, 1, 1]))
-    assert both["macro_f1"] == pytest.approx(np.mean(both["per_class_f1"][:2]))
+    assert both["macro_f1_present"] == pytest.approx(np.mean(both["per_class_f1"][:2]))
+    assert both["macro_f1"] == pytest.approx(np.mean(both["per_class_f1"]))
     # Predicted but never true, class 0 in a fold of class-1 clips still counts (F1 0).
     wrong = single_label_metrics(probabilities, np.array([1, 1, 1]))
-    assert wrong["macro_f1"] == pytest.approx(np.mean(wrong["per_class_f1"][:2]))
+    assert wrong["macro_f1_present"] == pytest.approx(np.mean(wrong["per_class_f1"][:2]))
     assert wrong["per_class_f1"][0] == 0
+
+
+def test_the_seeds_constructed_case_gives_the_seeds_figure():
+    """Two labels never true and never predicted, three predicted perfectly: the seeds'
+    classification_report macro average is 0.600 (the earlier definition gave 1.000)."""
+    targets = np.array([[1, 0, 1, 0, 0], [0, 1, 1, 0, 0], [1, 1, 0, 0, 0]], dtype=float)
+    probabilities = np.where(targets > 0, 0.9, 0.1)
+    metrics = multi_label_metrics(probabilities, targets)
+    assert metrics["macro_f1"] == pytest.approx(0.6)
+    assert metrics["macro_f1_present"] == pytest.approx(1.0)

@@ -96,6 +96,16 @@ def holdout_fold(text):
             f"{text}: use 1..{FOLDS_NUM} or {', '.join(NAMED_HOLDOUTS)}") from None
 
 
+def resume_point(text):
+    """--resume_iteration: an iteration (0: from scratch), or 'last': where this run stopped."""
+    if text == "last":
+        return text
+    try:
+        return non_negative_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text}: use an iteration (0: from scratch) or last") from None
+
+
 def str2bool(text):
     """--freeze_base alone, or --freeze_base=True/False as some scripts write it."""
     if text.lower() in ("1", "true", "yes"):

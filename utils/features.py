@@ -34,7 +34,7 @@ from utils.audio import (INT16_SCALE, AudioReadError, float32_to_int16, is_audio
                          wav_truncation)
 from utils.folds import folds_from_mapping, multilabel_stratified_folds, read_folds_file, stratified_folds
 from utils.iab_labels import LABEL_SET_SIZES, load_label_set
-from utils.iab_sources import (DEFAULT_FILENAME_PATTERN, audioset_items, cap_per_label,
+from utils.iab_sources import (DEFAULT_FILENAME_PATTERN, KNOWN_PATTERNS, audioset_items, cap_per_label,
                                csv_items, display_path, label_counts, label_set_name,
                                mapping_used, mini_data_subset, resolve_label_names, seed_items)
 from utils.runs import default_features_path
@@ -314,7 +314,7 @@ def pack_audioset_to_hdf5(args):
     attributes = {"label_set": f"iab{args.iab_labels}",
                   "mapping": mapping_used(args.iab_labels, args.mapping),
                   "source": "; ".join(display_path(path) for path in args.segments_csv),
-                  "filename_pattern": args.filename_pattern,
+                  "filename_pattern": args.filename_pattern or " or ".join(KNOWN_PATTERNS),
                   "keep_unlabelled": args.keep_unlabelled}
     pack_multi_label(items, labels, summary, args, attributes,
                      "check --audio_dir and --filename_pattern")
@@ -386,7 +386,7 @@ def pack_iab_seed_to_hdf5(args):
         ("train", "--train_csv", args.train_csv), ("valid", "--validate_csv", args.validate_csv),
         ("test", "--test_csv", args.test_csv)) if path]
     labels, items, subset_of, summary = seed_items(subset_csvs, args.audio_dir,
-                                                   args.keep_unlabelled)
+                                                   args.keep_unlabelled, args.allow_same_video)
     if not args.test_csv:
         logging.warning("no --test_csv: --split=subsets will have no test set to score")
     attributes = {"label_set": label_set_name(labels), "mapping": "",
@@ -411,9 +411,13 @@ def add_common_packing_flags(parser, clip_duration):
                         help="seed of the fold assignment")
 
 
-def add_multi_label_flags(parser):
-    parser.add_argument("--keep_unlabelled", action="store_true",
-                        help="keep clips with no label (all-zero target) instead of dropping them")
+def add_multi_label_flags(parser, keep_unlabelled=False):
+    """`keep_unlabelled`: the source's default (the seed CSVs keep their all-zero rows as the
+    original projects did; AudioSet lists drop clips of no IAB label)."""
+    parser.add_argument("--keep_unlabelled", action=argparse.BooleanOptionalAction,
+                        default=keep_unlabelled,
+                        help="keep clips with no label (all-zero target) as negatives instead of "
+                             "dropping them (default: %(default)s here)")
     add_common_packing_flags(parser, config.AUDIOSET_CLIP_DURATION)
 
 
@@ -449,8 +453,10 @@ def build_parser():
                                "default metadata/audioset_to_iab_N.csv")
     audioset.add_argument("--filename_pattern", default=DEFAULT_FILENAME_PATTERN,
                           help="clip file name under --audio_dir; placeholders {ytid}, {start}, "
-                               "{end} (whole seconds), {start_ms}, {end_ms}; e.g. "
-                               "'{ytid}_{start}.wav' (default %(default)s)")
+                               "{end} (whole seconds; {start:.3f} for 239.800), {start_ms}, "
+                               "{end_ms}. Default: each clip under the first naming that exists "
+                               "of 'Y{ytid}.wav' (PANNs) and '{ytid}_{start:.3f}.wav' "
+                               "(audioset-processing, the IAB projects')")
     add_multi_label_flags(audioset)
     add_cap_flag(audioset)
     audioset.set_defaults(handler=pack_audioset_to_hdf5)
@@ -475,7 +481,9 @@ def build_parser():
     seed.add_argument("--validate_csv", required=True, help="selects the checkpoint")
     seed.add_argument("--test_csv", default=None, help="scored once, at the end of training")
     seed.add_argument("--audio_dir", required=True, help="the folder of the wav files (ID)")
-    add_multi_label_flags(seed)
+    seed.add_argument("--allow_same_video", action="store_true",
+                      help="allow clips of one YouTube video (IDs {ytid}_{start}) in two sets")
+    add_multi_label_flags(seed, keep_unlabelled=True)
     seed.set_defaults(handler=pack_iab_seed_to_hdf5)
     return parser
 

@@ -11,8 +11,11 @@ AudioSet segment CSVs (balanced_train_segments.csv, eval_segments.csv, ...):
     -0RWZT-miFs, 420.000, 430.000, "/m/03v3yw,/m/0k4j"
 
 Audio files are found with a filename pattern relative to the audio folder; its placeholders:
-{ytid}, {start} / {end} (whole seconds, e.g. 30), {start_ms} / {end_ms} (milliseconds).
-'Y{ytid}.wav' is the PANNs download naming; '{ytid}_{start}.wav' another common one.
+{ytid}, {start} / {end} (whole seconds, e.g. 30, or with a format: {start:.3f} gives 239.800),
+{start_ms} / {end_ms} (milliseconds). Without a pattern, each clip is looked for under the two
+namings in use (KNOWN_PATTERNS): 'Y{ytid}.wav', the PANNs download naming, and
+'{ytid}_{start:.3f}.wav', the audioset-processing tool's (-X1fH-ZM9TB_120.000.wav), which the
+original IAB projects used.
 
 Plain CSV: rows `file,labels`, labels separated by ';' (e.g. `dog.wav,Pets;Music`); a header
 row (file,labels) and '#' comment lines are optional.
@@ -24,6 +27,7 @@ iab_labels_20.csv); packed with their subsets, for --split=subsets.
 import csv
 import dataclasses
 import json
+import logging
 import os
 
 import numpy as np
@@ -33,7 +37,8 @@ from utils.iab_labels import (LABEL_SEPARATOR, LABEL_SET_SIZES, load_label_set, 
                               mids_to_target, read_csv_rows, read_label_set_csv, split_labels)
 from utils.utilities import UsageError, open_text
 
-DEFAULT_FILENAME_PATTERN = "Y{ytid}.wav"
+KNOWN_PATTERNS = ("Y{ytid}.wav", "{ytid}_{start:.3f}.wav")
+DEFAULT_FILENAME_PATTERN = None  # the first of KNOWN_PATTERNS that names an existing file
 PATTERN_FIELDS = ("ytid", "start", "start_ms", "end", "end_ms")
 HEADER_FIRST_FIELDS = ("file", "filename", "path", "audio", "audio_name", "audio_path")
 CUSTOM_LABEL_SET = "custom"
@@ -142,11 +147,29 @@ def check_filename_pattern(pattern):
     return pattern
 
 
+class Seconds(float):
+    """A segment time: '{start}' gives whole seconds (30), '{start:.3f}' the exact value."""
+
+    def __format__(self, spec):
+        return format(float(self), spec) if spec else str(int(self))
+
+
 def segment_filename(pattern, segment):
     return pattern.format(ytid=segment.ytid,
-                          start=int(segment.start_seconds), end=int(segment.end_seconds),
+                          start=Seconds(segment.start_seconds), end=Seconds(segment.end_seconds),
                           start_ms=int(round(segment.start_seconds * 1000)),
                           end_ms=int(round(segment.end_seconds * 1000)))
+
+
+def segment_path(audio_dir, pattern, segment, found_by):
+    """The clip's file: by `pattern`, or (None) by the first known naming whose file exists;
+    `found_by` counts the namings used."""
+    for candidate in ([pattern] if pattern else KNOWN_PATTERNS):
+        path = os.path.join(audio_dir, segment_filename(candidate, segment))
+        if os.path.isfile(path):
+            found_by[candidate] = found_by.get(candidate, 0) + 1
+            return path
+    return os.path.join(audio_dir, segment_filename(pattern or KNOWN_PATTERNS[0], segment))
 
 
 def audioset_items(segment_csvs, audio_dir, num_labels, mapping_path=None,
@@ -155,17 +178,18 @@ def audioset_items(segment_csvs, audio_dir, num_labels, mapping_path=None,
 
     A YTID seen before (in any of the CSVs) is skipped: the first occurrence wins.
     """
-    check_filename_pattern(filename_pattern)
+    if filename_pattern:
+        check_filename_pattern(filename_pattern)
     if not os.path.isdir(audio_dir):
         raise UsageError(f"--audio_dir={audio_dir}: folder not found")
     summary = SourceSummary(keep_unlabelled=keep_unlabelled)
-    first_seen = {}
+    first_seen, found_by = {}, {}
     items = []
     for csv_path in segment_csvs:
         for segment in read_segments_csv(csv_path):
             summary.rows_read += 1
-            filename = segment_filename(filename_pattern, segment)
-            path = os.path.join(audio_dir, filename)
+            path = segment_path(audio_dir, filename_pattern, segment, found_by)
+            filename = os.path.basename(path)
             if segment.ytid in first_seen:
                 summary.duplicate(path, f"duplicate YTID {segment.ytid} ({segment.where}); "
                                         f"kept the one of {first_seen[segment.ytid]}")
@@ -175,6 +199,9 @@ def audioset_items(segment_csvs, audio_dir, num_labels, mapping_path=None,
             summary.admit(items, os.path.basename(filename), path, target, segment.where,
                           f"no IAB label: {','.join(segment.mids) or 'no mids'} map to none of "
                           f"the {num_labels} labels")
+    if found_by:
+        logging.info("clip files found by naming: %s", ", ".join(
+            f"{pattern} {count}" for pattern, count in found_by.items()))
     return items, summary
 
 
@@ -346,17 +373,33 @@ SEED_COLUMNS = ("ID", "IAB Vector")
 
 
 def parse_iab_vector(field, where):
-    """'[1, 0, 0, 1, 0]' -> float32 multi-hot; anything else is a UsageError naming the row."""
-    try:
-        values = json.loads(field)
-    except (TypeError, ValueError):
-        values = None
-    if not (isinstance(values, list) and len(values) in LABEL_SET_SIZES
-            and all(value in (0, 1) and not isinstance(value, bool) for value in values)):
+    """An IAB Vector cell -> float32 multi-hot. Every spelling the original projects' reader
+    took (it dropped brackets, commas and spaces and read each remaining character) is read:
+    "[1, 0, 0, 1, 0]" (Python/pandas), "[1 0 0 1 0]" (NumPy, possibly wrapped over lines),
+    "1,0,0,1,0", "10010". Anything else (other numbers, another length) is a UsageError naming
+    the row."""
+    text = (field or "").strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    tokens = text.replace(",", " ").split()
+    digits = tokens if len(tokens) > 1 else list(tokens[0]) if tokens else []
+    if not (len(digits) in LABEL_SET_SIZES and all(digit in ("0", "1") for digit in digits)):
         sizes = " or ".join(map(str, LABEL_SET_SIZES))
-        raise UsageError(f"{where}: IAB Vector {field!r} is not a list of {sizes} zeros and "
-                         "ones, e.g. \"[1, 0, 0, 1, 0]\"; fix the row")
-    return np.asarray(values, dtype=np.float32)
+        raise UsageError(f"{where}: IAB Vector {field!r} is not {sizes} zeros and ones, e.g. "
+                         "\"[1, 0, 0, 1, 0]\"; fix the row")
+    return np.asarray([int(digit) for digit in digits], dtype=np.float32)
+
+
+def video_id(clip_id):
+    """The YouTube video of an ID named as the audioset-processing tool names clips
+    ({ytid}_{start:.3f}, e.g. -X1fH-ZM9TB_120.000.wav), or None for other names."""
+    stem = os.path.splitext(os.path.basename(clip_id))[0]
+    video, separator, start = stem.rpartition("_")
+    try:
+        float(start)
+    except ValueError:
+        return None
+    return video if separator and video else None
 
 
 def read_seed_csv(path, flag):
@@ -379,7 +422,23 @@ def confined_path(audio_dir, name, where, clip_id):
     return real
 
 
-def seed_items(subset_csvs, audio_dir, keep_unlabelled=False):
+def check_videos_in_one_subset(rows):
+    """Clips of one YouTube video in two subsets (X_30.000.wav in train, X_60.000.wav in test)
+    leak the video into the score: refused, naming both rows. `rows`: (subset, where, ID)."""
+    first = {}
+    for subset, where, clip_id in rows:
+        video = video_id(clip_id)
+        if video is None:
+            continue
+        earlier = first.setdefault(video, (subset, where, clip_id))
+        if earlier[0] != subset:
+            raise UsageError(f"{where}: {clip_id} and {earlier[2]} ({earlier[1]}) are clips of "
+                             f"one YouTube video ({video}) in the {subset} and {earlier[0]} sets; "
+                             "the model would be scored on a video it trained on. Move them to "
+                             "one set, or pass --allow_same_video")
+
+
+def seed_items(subset_csvs, audio_dir, keep_unlabelled=True, allow_same_video=False):
     """(labels, items, {path: subset}, summary) of the seed CSVs, `subset_csvs` being
     [(subset, flag, path)]. The label set is the committed IAB set of the vectors' length
     (the original projects' lists, same names and order). An ID is a file name in
@@ -387,10 +446,11 @@ def seed_items(subset_csvs, audio_dir, keep_unlabelled=False):
     if not os.path.isdir(audio_dir):
         raise UsageError(f"--audio_dir={audio_dir}: folder not found")
     summary = SourceSummary(keep_unlabelled=keep_unlabelled)
-    items, subset_of, first_seen, size = [], {}, {}, None
+    items, subset_of, first_seen, size, rows = [], {}, {}, None, []
     for subset, flag, csv_path in subset_csvs:
         for where, clip_id, target in read_seed_csv(csv_path, flag):
             summary.rows_read += 1
+            rows.append((subset, where, clip_id))
             if size is None:
                 size = len(target)
             elif len(target) != size:
@@ -414,4 +474,6 @@ def seed_items(subset_csvs, audio_dir, keep_unlabelled=False):
             summary.admit(items, name, path, target, where, "no label (all-zero IAB Vector)")
     if size is None:
         raise UsageError("the seed CSVs have no rows")
+    if not allow_same_video:
+        check_videos_in_one_subset(rows)
     return load_label_set(size), items, subset_of, summary

@@ -7,10 +7,11 @@ statistics pickle.
 Conventions (chosen to agree with scikit-learn, which the tests compare against):
 - zero_division=0: a class never predicted has precision 0; a class with no true and no
   predicted samples has F1 0.
-- macro F1 averages over the classes this set can score: those with a true or a predicted
-  example (sklearn.metrics.f1_score(..., labels=those, average='macro', zero_division=0)). A class
-  absent from both (an empty class folder, a label no clip of the fold has) is left out; one
-  predicted but never true counts, with F1 0.
+- macro_f1 averages over every class, as sklearn's classification_report 'macro avg' (and
+  f1_score(average='macro', zero_division=0)) does, so figures compare with the original IAB
+  projects' (0.847): a class absent from both truth and predictions counts with F1 0.
+  macro_f1_present averages over the classes this set can score, those with a true or a
+  predicted example, for sets where a class is absent by construction (a fold without it).
 - mAP averages average precision over the classes with at least one positive target only:
   AP is undefined without positives, so per_class_ap holds NaN for those classes, and mAP is
   NaN when no class has a positive.
@@ -71,8 +72,9 @@ def single_label_metrics(probabilities, targets, labels=None):
     np.add.at(matrix, (true, predicted), 1)
     return {
         "accuracy": float(np.mean(true == predicted)) if len(true) else float("nan"),
-        "macro_f1": macro_over_scored(f1, np.bincount(true, minlength=classes_num),
-                                      np.bincount(predicted, minlength=classes_num)),
+        "macro_f1": float(np.mean(f1)),
+        "macro_f1_present": macro_over_scored(f1, np.bincount(true, minlength=classes_num),
+                                              np.bincount(predicted, minlength=classes_num)),
         "per_class_precision": precision.tolist(),
         "per_class_recall": recall.tolist(),
         "per_class_f1": f1.tolist(),
@@ -106,18 +108,55 @@ def multi_label_metrics(probabilities, targets, threshold=DEFAULT_THRESHOLD):
                     if positive[:, k].any() else float("nan")
                     for k in range(probabilities.shape[1])]
     has_positives = ~np.isnan(per_class_ap)
-    per_class_f1 = f1_score(positive, predicted, average=None, zero_division=0)
+    precision, recall, per_class_f1, support = precision_recall_fscore_support(
+        positive, predicted, average=None, zero_division=0)
     return {
         "mAP": float(np.mean(np.asarray(per_class_ap)[has_positives])) if has_positives.any()
         else float("nan"),
         "per_class_ap": per_class_ap,
-        "macro_f1": macro_over_scored(per_class_f1, positive.sum(axis=0), predicted.sum(axis=0)),
+        "macro_f1": float(np.mean(per_class_f1)),
+        "macro_f1_present": macro_over_scored(per_class_f1, positive.sum(axis=0),
+                                              predicted.sum(axis=0)),
         "micro_f1": float(f1_score(positive, predicted, average="micro", zero_division=0)),
         "per_class_f1": per_class_f1.tolist(),
+        "per_class_precision": precision.tolist(),
+        "per_class_recall": recall.tolist(),
+        "support": support.tolist(),
+        "averages": report_averages(positive, predicted),
         "accuracy": float(np.mean(np.all(positive == predicted, axis=1))) if len(positive)
         else float("nan"),
         "threshold": threshold.tolist(),
     }
+
+
+def report_averages(positive, predicted):
+    """{micro, macro, weighted, samples: {precision, recall, f1}}: classification_report's
+    average rows of multi-label predictions (zero_division=0)."""
+    averages = {}
+    for average in ("micro", "macro", "weighted", "samples"):
+        if average == "samples" and not len(positive):
+            continue
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            positive, predicted, average=average, zero_division=0)
+        averages[average] = {"precision": float(precision), "recall": float(recall),
+                             "f1": float(f1)}
+    return averages
+
+
+def classification_report_text(metrics, labels):
+    """The per-label precision / recall / F1 / support table and its average rows, as
+    sklearn's classification_report prints it (multi-label metrics of multi_label_metrics)."""
+    width = max(12, max(len(label) for label in labels) + 2)
+    lines = [f"{'':{width}}{'precision':>10}{'recall':>10}{'f1-score':>10}{'support':>10}"]
+    for label, p, r, f, s in zip(labels, metrics["per_class_precision"],
+                                 metrics["per_class_recall"], metrics["per_class_f1"],
+                                 metrics["support"]):
+        lines.append(f"{label:>{width}}{p:10.2f}{r:10.2f}{f:10.2f}{int(s):10d}")
+    total = int(sum(metrics["support"]))
+    for average, row in metrics["averages"].items():
+        lines.append(f"{average + ' avg':>{width}}{row['precision']:10.2f}{row['recall']:10.2f}"
+                     f"{row['f1']:10.2f}{total:10d}")
+    return "\n".join(lines)
 
 
 def compute_metrics(task, probabilities, targets, threshold=DEFAULT_THRESHOLD, labels=None):
