@@ -11,6 +11,10 @@
 #       train CSV, the checkpoint chosen on the validate CSV, the test CSV scored once at the end.
 #
 # The same NAME=value pairs may be given as arguments instead: scripts/iab.sh WORKSPACE=... ...
+# Arguments starting with -- go to training as they are (--model_type=Transfer_Cnn6,
+# --sampler=balanced, --precision=bf16, --run_name=NAME, ...); PACK_FLAGS="--keep_unlabelled ..."
+# goes to packing. Running the same command again continues the run where it stopped (a
+# finished run is left as it is).
 #
 # Required
 #   AUDIO_DIR      folder of the clips (named by FILENAME_PATTERN; for SEED_CSVS, by their ID)
@@ -19,16 +23,17 @@
 #   WORKSPACE      where features, checkpoints, statistics, results and figures go
 # Optional
 #   RECIPE         default: mixup, batch 32, lr 1e-4, validated every epoch, best by mAP;
-#                  seed: the original IAB projects' setting: no mixup, lr 1e-4, validated
-#                  every 5 epochs, best by macro-F1; batch 32 and 100 epochs (5 labels) or
-#                  batch 16 and 50 epochs (20 labels)
+#                  seed: the original IAB projects' setting: no mixup, lr 1e-4, batch 32,
+#                  validated every 5 epochs, best by macro-F1, 100 epochs (5 labels) or 50
+#                  (20 labels; the label set is the one the packed vectors have)
 #   MAX_CLIPS_PER_LABEL  packing SEGMENTS_CSV keeps at most this many clips per label (e.g.
 #                  200 for a seed-like 5-label set; the packing log gives the counts)
 #   PRETRAINED_CHECKPOINT_PATH  official PANNs checkpoint: the zero-shot baseline runs and
 #                  fine-tuning starts from it (without it: no baseline, training from scratch)
 #   IAB_LABELS     5 or 20 (default 5)             HOLDOUT_FOLD  1..10 or all (default 1)
 #   CUDA           1: use the GPU (default 1; falls back to the CPU when there is none)
-#   FILENAME_PATTERN  default Y{ytid}.wav; e.g. {ytid}_{start}.wav (see utils/iab_sources.py)
+#   FILENAME_PATTERN  default: Y{ytid}.wav or {ytid}_{start:.3f}.wav, whichever exists
+#                  (PANNs' and audioset-processing's namings; see utils/iab_sources.py)
 #   EPOCHS         passes over the training clips (default: the recipe's);
 #                  STOP_ITERATION overrides the iteration count
 #   BATCH_SIZE     default: the recipe's           NUM_WORKERS  packing processes
@@ -37,9 +42,14 @@ set -euo pipefail
 
 VARIABLES=" AUDIO_DIR SEGMENTS_CSV SEED_CSVS WORKSPACE PRETRAINED_CHECKPOINT_PATH IAB_LABELS"
 VARIABLES+=" HOLDOUT_FOLD CUDA FILENAME_PATTERN EPOCHS STOP_ITERATION BATCH_SIZE NUM_WORKERS"
-VARIABLES+=" REPACK RECIPE MAX_CLIPS_PER_LABEL "
+VARIABLES+=" REPACK RECIPE MAX_CLIPS_PER_LABEL PACK_FLAGS "
 
+EXTRA_TRAIN_FLAGS=()
 for assignment in "$@"; do
+    if [[ "$assignment" == --* ]]; then  # a training flag, passed on as it is
+        EXTRA_TRAIN_FLAGS+=("$assignment")
+        continue
+    fi
     name="${assignment%%=*}"
     if [[ "$assignment" != *=* || "$VARIABLES" != *" $name "* ]]; then
         echo "error: unknown argument '$assignment'; pass NAME=value, NAME one of:$VARIABLES" >&2
@@ -63,8 +73,8 @@ fi
 IAB_LABELS="${IAB_LABELS:-5}"
 HOLDOUT_FOLD="${HOLDOUT_FOLD:-1}"
 CUDA="${CUDA:-1}"
-DEFAULT_PATTERN='Y{ytid}.wav'
-FILENAME_PATTERN="${FILENAME_PATTERN:-$DEFAULT_PATTERN}"
+FILENAME_PATTERN="${FILENAME_PATTERN:-}"
+read -r -a PACK_EXTRA <<< "${PACK_FLAGS:-}"
 RECIPE="${RECIPE:-default}"
 SEED_CSVS="${SEED_CSVS:-}"
 PRETRAINED_CHECKPOINT_PATH="${PRETRAINED_CHECKPOINT_PATH:-}"
@@ -77,12 +87,11 @@ case "$HOLDOUT_FOLD" in 1|2|3|4|5|6|7|8|9|10|all) ;; *)
 esac
 case "$RECIPE" in
     default) AUGMENTATION=mixup; EVAL_EPOCHS=1; SELECT_BY=mAP; DEFAULT_BATCH=32; DEFAULT_EPOCHS=100 ;;
-    seed) AUGMENTATION=none; EVAL_EPOCHS=5; SELECT_BY=macro_f1
-          if [ "$IAB_LABELS" = 20 ]; then DEFAULT_BATCH=16; DEFAULT_EPOCHS=50
-          else DEFAULT_BATCH=32; DEFAULT_EPOCHS=100; fi ;;
+    # The seeds' DataLoader hard-codes batch 32 for both label sets (their 20-label batch 16
+    # only named folders); their epochs: 100 for 5 labels, 50 for 20 (set after packing).
+    seed) AUGMENTATION=none; EVAL_EPOCHS=5; SELECT_BY=macro_f1; DEFAULT_BATCH=32 ;;
     *) echo "error: RECIPE=$RECIPE: use default or seed" >&2; exit 2 ;;
 esac
-EPOCHS="${EPOCHS:-$DEFAULT_EPOCHS}"
 BATCH_SIZE="${BATCH_SIZE:-$DEFAULT_BATCH}"
 if [ -n "$PRETRAINED_CHECKPOINT_PATH" ] && [ ! -f "$PRETRAINED_CHECKPOINT_PATH" ]; then
     echo "error: PRETRAINED_CHECKPOINT_PATH=$PRETRAINED_CHECKPOINT_PATH: file not found" >&2
@@ -119,28 +128,27 @@ elif [ -n "$SEED_CSVS" ]; then
     "$PYTHON" "$REPO_DIR/utils/features.py" pack_iab_seed_to_hdf5 \
         --train_csv="${SEED_FILES[0]}" --validate_csv="${SEED_FILES[1]}" \
         --test_csv="${SEED_FILES[2]}" --audio_dir="$AUDIO_DIR" --workspace="$WORKSPACE" \
-        --output="$FEATURES" ${NUM_WORKERS:+--num_workers="$NUM_WORKERS"}
+        --output="$FEATURES" ${NUM_WORKERS:+--num_workers="$NUM_WORKERS"} "${PACK_EXTRA[@]}"
 else
     "$PYTHON" "$REPO_DIR/utils/features.py" pack_audioset_to_hdf5 \
         --segments_csv "${SEGMENTS_CSVS[@]}" --audio_dir="$AUDIO_DIR" --workspace="$WORKSPACE" \
-        --iab_labels="$IAB_LABELS" --filename_pattern="$FILENAME_PATTERN" \
+        --iab_labels="$IAB_LABELS" ${FILENAME_PATTERN:+--filename_pattern="$FILENAME_PATTERN"} \
         --output="$FEATURES" ${NUM_WORKERS:+--num_workers="$NUM_WORKERS"} \
-        ${MAX_CLIPS_PER_LABEL:+--max_clips_per_label="$MAX_CLIPS_PER_LABEL"}
+        ${MAX_CLIPS_PER_LABEL:+--max_clips_per_label="$MAX_CLIPS_PER_LABEL"} "${PACK_EXTRA[@]}"
 fi
 
 echo "== 2/4 zero-shot baseline (the pretrained tagger, AudioSet classes mapped to IAB labels)"
-if [ -n "$SEED_CSVS" ]; then
-    echo "   skipped: zero-shot scores folds; the seed data's test set is scored after training"
-elif [ -n "$PRETRAINED_CHECKPOINT_PATH" ]; then
+if [ -n "$PRETRAINED_CHECKPOINT_PATH" ]; then
+    # On the holdout fold, or the seed data's test set (holdout subsets), as training scores it.
     "$PYTHON" "$REPO_DIR/pytorch/main.py" zero_shot --workspace="$WORKSPACE" \
         --features="$FEATURES" "$PRETRAINED_FLAG" --holdout_fold="$HOLDOUT_FOLD" \
-        --iab_labels="$IAB_LABELS" --batch_size="$BATCH_SIZE" ${CUDA_FLAG:+"$CUDA_FLAG"}
+        --batch_size="$BATCH_SIZE" ${CUDA_FLAG:+"$CUDA_FLAG"}
 else
     echo "   skipped: no PRETRAINED_CHECKPOINT_PATH"
 fi
 
 # One epoch = one pass over the training clips; mixup draws 2 x BATCH_SIZE clips per iteration.
-EPOCH_INFO=$("$PYTHON" - "$FEATURES" "$HOLDOUT_FOLD" "$EPOCHS" "$BATCH_SIZE" "$AUGMENTATION" \
+EPOCH_INFO=$("$PYTHON" - "$FEATURES" "$HOLDOUT_FOLD" "${EPOCHS:-}" "$BATCH_SIZE" "$AUGMENTATION" \
     "$EVAL_EPOCHS" <<'PYTHON_END'
 import math, sys
 import h5py
@@ -148,6 +156,9 @@ path, holdout_fold, epochs, batch_size, augmentation, eval_epochs = sys.argv[1:]
 with h5py.File(path, "r") as hf:
     folds = hf["fold"][:]
     subsets = [value.decode() for value in hf["subset"][:]] if "subset" in hf else []
+    labels = len(hf.attrs["labels"])
+# The recipes' epochs unless EPOCHS says: 100, or 50 for the 20-label set as the seeds ran it.
+epochs = int(epochs) if epochs else (50 if labels == 20 else 100)
 if holdout_fold == "subsets":
     train_clips = subsets.count("train")
 elif holdout_fold == "all":
@@ -156,19 +167,21 @@ else:
     train_clips = (folds != int(holdout_fold)).sum()
 drawn = int(batch_size) * (2 if augmentation == "mixup" else 1)
 epoch = max(1, math.ceil(train_clips / drawn))
-print(epoch * int(eval_epochs), epoch * int(epochs))
+print(epoch * int(eval_epochs), epoch * epochs, epochs, labels)
 PYTHON_END
 )
-read -r EVAL_ITERATIONS STOP_DEFAULT <<< "$EPOCH_INFO"
+read -r EVAL_ITERATIONS STOP_DEFAULT EPOCHS_USED LABELS_PACKED <<< "$EPOCH_INFO"
 STOP_ITERATION="${STOP_ITERATION:-$STOP_DEFAULT}"
 
-echo "== 3/4 fine-tune (recipe $RECIPE), $HOLDOUT_FOLD, $STOP_ITERATION iterations" \
-     "(validated every $EVAL_ITERATIONS, the best by $SELECT_BY kept)"
+echo "== 3/4 fine-tune (recipe $RECIPE, $LABELS_PACKED labels, batch $BATCH_SIZE), $HOLDOUT_FOLD," \
+     "$STOP_ITERATION iterations ($EPOCHS_USED epochs are $STOP_DEFAULT; validated every" \
+     "$EVAL_ITERATIONS, the best by $SELECT_BY kept)"
 "$PYTHON" "$REPO_DIR/pytorch/main.py" train --workspace="$WORKSPACE" --features="$FEATURES" \
     "${SPLIT_FLAGS[@]}" ${PRETRAINED_FLAG:+"$PRETRAINED_FLAG"} --loss_type=clip_bce \
     --augmentation="$AUGMENTATION" --learning_rate=1e-4 --batch_size="$BATCH_SIZE" \
     --stop_iteration="$STOP_ITERATION" --eval_every="$EVAL_ITERATIONS" \
-    --save_every="$STOP_ITERATION" --keep_best --select_by="$SELECT_BY" ${CUDA_FLAG:+"$CUDA_FLAG"}
+    --save_every="$STOP_ITERATION" --keep_best --select_by="$SELECT_BY" ${CUDA_FLAG:+"$CUDA_FLAG"} \
+    --resume_iteration=last "${EXTRA_TRAIN_FLAGS[@]}"
 
 echo "== 4/4 plot"
 "$PYTHON" "$REPO_DIR/utils/plot_statistics.py" --workspace="$WORKSPACE"

@@ -234,26 +234,98 @@ def test_committed_csv_errors_do_not_blame_a_flag(tmp_path):
         read_label_set_csv(str(bad), "--labels")
 
 
-@pytest.mark.slow
-def test_seed_recipe_script_end_to_end(tmp_path):
-    """scripts/iab.sh with the seed CSVs and RECIPE=seed: packs their sets, trains on train,
-    chooses by validation macro-F1 and scores the test set once."""
+def write_seed_like(root, num_labels, counts=(8, 4, 4), video_leak=False):
+    """Seed-style data as the original projects had it: wavs named by audioset-processing
+    ({ytid}_{start:.3f}.wav), train / validate / test CSVs as pandas writes them, vectors in
+    both spellings (Python's "[1, 0]" and NumPy's "[1 0]"), an all-zero row in every set."""
+    for subset, count in zip(("train", "validate", "test"), counts):
+        lines = ["ID,IAB Vector"]
+        for index in range(count):
+            vector = np.zeros(num_labels, dtype=int)
+            if index:  # the first clip of each set has no label: a negative
+                vector[(index - 1) % 3] = 1
+            video = f"{subset[:2]}{index:03d}-X_fH"[:11]
+            clip_id = f"{video}_{30.0 * index + 0.8:.3f}.wav"
+            write_tone(str(root / "wavs" / clip_id), 200.0 * (index % 3 + 1), 1.0, 32000)
+            spelled = (str(vector.tolist()) if index % 2 else str(vector)).replace("\n", "")
+            lines.append(f'{clip_id},"{spelled}"')
+        if video_leak and subset == "test":  # a clip of a training video, at another start
+            write_tone(str(root / "wavs" / "tr001-X_fH_90.000.wav"), 300.0, 1.0, 32000)
+            lines.append('tr001-X_fH_90.000.wav,"' + str([1] + [0] * (num_labels - 1)) + '"')
+        (root / f"{subset}.csv").write_text("\n".join(lines) + "\n")
+
+
+def run_iab_seed(root, *extra):
     import subprocess
     import sys
     from helpers import REPO_DIR
-
-    write_seed(tmp_path, counts=(8, 4, 4))
-    seed_csvs = " ".join(f"{tmp_path}/{name}.csv" for name in ("train", "validate", "test"))
-    result = subprocess.run(
-        ["bash", os.path.join(REPO_DIR, "scripts", "iab.sh"), f"AUDIO_DIR={tmp_path}/wavs",
-         f"SEED_CSVS={seed_csvs}", "RECIPE=seed", f"WORKSPACE={tmp_path}/ws", "CUDA=0",
-         "EPOCHS=1", "BATCH_SIZE=4", "NUM_WORKERS=1"],
-        capture_output=True, text=True, cwd=REPO_DIR,
+    seed_csvs = " ".join(f"{root}/{name}.csv" for name in ("train", "validate", "test"))
+    return subprocess.run(
+        ["bash", os.path.join(REPO_DIR, "scripts", "iab.sh"), f"AUDIO_DIR={root}/wavs",
+         f"SEED_CSVS={seed_csvs}", "RECIPE=seed", f"WORKSPACE={root}/ws", "CUDA=0",
+         "NUM_WORKERS=1", *extra], capture_output=True, text=True, cwd=REPO_DIR,
         env=dict(os.environ, PYTHON=sys.executable))  # this interpreter: nothing to install
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "best by macro_f1" in result.stdout or "the best by macro_f1 kept" in result.stdout
+
+
+@pytest.mark.slow
+def test_seed_recipe_script_end_to_end(tmp_path, num_labels=5):
+    """scripts/iab.sh RECIPE=seed on seed-style data: the seeds' batch (32) and epochs (100 or
+    50, from the vectors' length), their negatives kept, their macro-F1, a report per
+    validation, zero-shot on the same test set; the same command again continues."""
+    import torch
+    from pytorch.models import Cnn6
+    from sklearn.metrics import classification_report
+    write_seed_like(tmp_path, num_labels)
+    torch.manual_seed(0)
+    torch.save({"model": Cnn6(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64,
+                              fmin=50, fmax=14000).state_dict()}, tmp_path / "Cnn6_mAP=0.343.pth")
+    result = run_iab_seed(tmp_path, f"PRETRAINED_CHECKPOINT_PATH={tmp_path}/Cnn6_mAP=0.343.pth",
+                          "STOP_ITERATION=2", "--eval_every=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs = 50 if num_labels == 20 else 100
+    assert f"recipe seed, {num_labels} labels, batch 32" in result.stdout
+    assert f"({epochs} epochs are {epochs}; validated every 5" in result.stdout  # 1 step an epoch
     [statistics_path] = list((tmp_path / "ws").glob("statistics/**/statistics.pickle"))
     statistics = load_statistics(str(statistics_path))
-    assert statistics["meta"]["split"] == "subsets" and "test" in statistics
     run = json.loads((statistics_path.parent / "run.json").read_text())
-    assert (run["augmentation"], run["select_by"], run["batch_size"]) == ("none", "macro_f1", 4)
+    assert (run["augmentation"], run["select_by"], run["batch_size"]) == ("none", "macro_f1", 32)
+    assert run["clips"] == 16  # the all-zero rows are kept as negatives
+    log = (tmp_path / "ws").glob("logs/**/train.log")
+    text = next(log).read_text()
+    assert "precision    recall  f1-score   support" in text and "samples avg" in text
+
+    # The test score's macro-F1 is sklearn's classification_report 'macro avg' on the same
+    # predictions (evaluate, default: the run's test set).
+    [best] = list((tmp_path / "ws").glob("checkpoints/**/best.pth"))
+    assert load_checkpoint_file(str(best))["iteration"] > 0  # never the untrained model
+    evaluated = evaluate_checkpoint(str(best), write=False)
+    report = classification_report(evaluated["targets"] >= 0.5,
+                                   evaluated["probabilities"] >= evaluated["threshold"],
+                                   output_dict=True, zero_division=0)
+    assert evaluated["macro_f1"] == pytest.approx(report["macro avg"]["f1-score"])
+    assert evaluated["clips_num"] == 4
+    zero_shot = json.loads(next((tmp_path / "ws" / "results" / "zero_shot").glob(
+        "holdout_fold=subsets/*/metrics.json")).read_text())
+    assert zero_shot["clips"] == 4  # the same test set
+
+    again = run_iab_seed(tmp_path, f"PRETRAINED_CHECKPOINT_PATH={tmp_path}/Cnn6_mAP=0.343.pth",
+                         "STOP_ITERATION=2", "--eval_every=1")
+    assert again.returncode == 0 and "this run finished before" in again.stderr
+
+
+@pytest.mark.slow
+def test_twenty_label_vectors_get_the_seeds_twenty_label_setting(tmp_path):
+    write_seed_like(tmp_path, 20, counts=(4, 2, 2))
+    result = run_iab_seed(tmp_path, "STOP_ITERATION=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "recipe seed, 20 labels, batch 32" in result.stdout
+    assert "(50 epochs are 50;" in result.stdout
+
+
+@pytest.mark.slow
+def test_one_video_in_two_sets_is_refused(tmp_path):
+    write_seed_like(tmp_path, 5, video_leak=True)
+    result = run_iab_seed(tmp_path, "STOP_ITERATION=1")
+    assert result.returncode == 2
+    assert "tr001-X_fH_90.000.wav and tr001-X_fH_30.800.wav" in result.stderr
+    assert "one YouTube video (tr001-X_fH) in the test and train sets" in result.stderr
