@@ -316,9 +316,10 @@ def test_seed_recipe_script_end_to_end(tmp_path, num_labels=5):
 @pytest.mark.slow
 def test_twenty_label_vectors_get_the_seeds_twenty_label_setting(tmp_path):
     write_seed_like(tmp_path, 20, counts=(4, 2, 2))
-    result = run_iab_seed(tmp_path, "STOP_ITERATION=1")
+    # a small batch to stay quick: one epoch is then one step, and the epochs show as steps
+    result = run_iab_seed(tmp_path, "STOP_ITERATION=1", "BATCH_SIZE=4", "--model_type=Transfer_Cnn6")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "recipe seed, 20 labels, batch 32" in result.stdout
+    assert "recipe seed, 20 labels, batch 4" in result.stdout
     assert "(50 epochs are 50;" in result.stdout
 
 
