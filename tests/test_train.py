@@ -128,11 +128,12 @@ def test_keep_best_and_early_stop(tmp_path, features):
     train(tmp_path, features, "--stop_iteration=50", "--eval_every=1", "--save_every=100",
           "--keep_best", "--early_stop_patience=2", "--learning_rate=1e-12")
     statistics = load_statistics(tmp_path)
-    # A tiny learning rate changes nothing: no improvement after iteration 0, stop after 2 more.
-    assert [e["iteration"] for e in statistics["validate"]] == [0, 1, 2]
+    # A tiny learning rate changes nothing: the first candidate (iteration 1: the untrained
+    # model at 0 never is one) stays the best, and 2 evaluations later the run stops.
+    assert [e["iteration"] for e in statistics["validate"]] == [0, 1, 2, 3]
     checkpoints = run_dir(tmp_path, "checkpoints")
-    assert sorted(visible_files(checkpoints)) == ["2_iterations.pth", "best.pth"]
-    assert load_checkpoint_file(os.path.join(checkpoints, "best.pth"))["iteration"] == 0
+    assert sorted(visible_files(checkpoints)) == ["3_iterations.pth", "best.pth"]
+    assert load_checkpoint_file(os.path.join(checkpoints, "best.pth"))["iteration"] == 1
 
 
 @pytest.mark.slow
