@@ -4,15 +4,17 @@
         [--features=H5] [--holdout_fold=F | --split=filtered --subset=test | --split=all] [--cuda]
 
 Single-label: accuracy, macro F1, per-class precision/recall/F1 and the confusion matrix.
-Multi-label: mAP, macro/micro F1 and per-class AP/F1 at --threshold.
+Multi-label: mAP, macro/micro F1 and per-class AP/precision/recall/F1 at --threshold.
 Writes metrics.json, per_class.csv, predictions.csv and, single-label, confusion_matrix.{csv,png}
-and confusion_matrix_normalized.{csv,png} into the output folder, and prints a table.
+and confusion_matrix_normalized.{csv,png}, multi-label, per_label_confusion.csv into the output
+folder, and prints a table.
 """
 import logging
 import math
 import os
 
 import numpy as np
+from sklearn.metrics import multilabel_confusion_matrix
 from tqdm import tqdm
 
 from pytorch.checkpoints import stored_thresholds
@@ -174,6 +176,14 @@ def write_reports(result, output_dir):
             files[f"{stem}_png"] = os.path.join(output_dir, f"{stem}.png")
             write_confusion_matrix(result["confusion_matrix"], labels, files[stem],
                                    files[f"{stem}_png"], normalize=normalize, title=title)
+    else:  # one 2 x 2 matrix per label at --threshold, as the original IAB projects saved them
+        files["per_label_confusion"] = os.path.join(output_dir, "per_label_confusion.csv")
+        matrices = multilabel_confusion_matrix(result["targets"] >= 0.5,
+                                               result["probabilities"] >= result["threshold"])
+        write_csv([["label", "true_negative", "false_positive", "false_negative",
+                    "true_positive"]] + [[label] + matrix.ravel().tolist()
+                                         for label, matrix in zip(labels, matrices)],
+                  files["per_label_confusion"])
     summary = {key: value for key, value in result.items()
                if key not in ("audio_names", "probabilities", "targets", "files")}
     write_json(dict(summary, files=files), files["metrics"])

@@ -204,6 +204,12 @@ def test_multi_label_reports_map_and_f1_like_scikit_learn(tmp_path):
     np.testing.assert_allclose([float(row[3]) for row in per_class[1:]],
                                recall_score(targets, predicted, average=None, zero_division=0))
     assert not (tmp_path / "out" / "confusion_matrix.csv").exists()
+    confusion = read_csv(tmp_path / "out" / "per_label_confusion.csv")
+    assert confusion[0] == ["label", "true_negative", "false_positive", "false_negative",
+                            "true_positive"]
+    positives = targets >= 0.5
+    assert [int(row[4]) for row in confusion[1:]] == (positives & predicted).sum(axis=0).tolist()
+    assert [int(row[2]) for row in confusion[1:]] == (~positives & predicted).sum(axis=0).tolist()
 
 
 @pytest.mark.slow
