@@ -43,6 +43,7 @@ def pack_seed(root, workspace, *extra):
                       f"--workspace={workspace}", "--clip_duration=1", "--num_workers=1", *extra)
 
 
+@pytest.mark.slow
 def test_seed_trio_packs_and_trains_with_a_test_score_and_tuned_thresholds(tmp_path):
     write_seed(tmp_path)
     result = pack_seed(tmp_path, tmp_path)

@@ -62,6 +62,7 @@ def test_window_starts_cover_the_file_and_end_aligned():
     assert window_starts(5, 20, 20) == [0]                # short: one (zero-padded) window
 
 
+@pytest.mark.slow
 def test_long_file_is_the_mean_of_its_windows(trained, tmp_path):
     model, run = trained
     path = str(tmp_path / "long.wav")
