@@ -289,3 +289,12 @@ def test_plots_and_summaries_remove_the_temporaries_of_killed_writers(tmp_path):
     write_summary(summarize_folds(paths), str(tmp_path / "summary"))
     assert not any(path.exists() for path in stale)
     assert (tmp_path / "figures" / "statistics.png").exists()
+
+
+def test_the_untrained_model_is_never_the_best_of_a_fold(tmp_path):
+    path = write_run(tmp_path, 1, [0.4, 0.3, 0.35])
+    stats = load_statistics(path)
+    stats["validate"].insert(0, {"iteration": 0, "loss": 1.0, "accuracy": 0.9, "macro_f1": 0.8})
+    atomic_pickle_dump(stats, path)
+    [row] = [row for row in summarize_folds([path]) if row["fold"] == "1"]
+    assert (row["best_accuracy"], row["best_accuracy_iteration"]) == (0.4, 100)

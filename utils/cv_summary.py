@@ -10,8 +10,10 @@ WS/results/<configuration path>/ (cv_summary.csv, cv_summary.md, cv_summary.png)
 --out_dir needs the filters to leave exactly one configuration.
 
 Conventions:
-- best_<metric> is the highest value over the fold's evaluations, best_<metric>_iteration the
-  first iteration reaching it; final_<metric> is the value at the last evaluation.
+- best_<metric> is the highest value over the fold's evaluations of a trained model (iteration
+  0, the untrained model, only when nothing else was evaluated: training never selects it
+  either), best_<metric>_iteration the first iteration reaching it; final_<metric> is the value
+  at the last evaluation.
 - std is the sample standard deviation over folds (ddof=1); with a single fold it is NaN
   ("nan" in the CSV, "n/a" in the Markdown): one fold says nothing about the spread.
 - Only numbered holdout folds are summarized; a 'filtered' (fixed split) run is not a fold.
@@ -69,7 +71,9 @@ def fold_row(run, metrics):
            "finished": "yes" if "finished" in run.stats else "no"}
     for metric in metrics:
         iterations, values = metric_curve(run.stats, metric)
-        best = int(np.argmax(values))  # first occurrence of the maximum
+        trained = [index for index, iteration in enumerate(iterations) if iteration > 0]
+        candidates = trained or list(range(len(values)))
+        best = candidates[int(np.argmax([values[index] for index in candidates]))]  # first max
         row[f"best_{metric}"] = values[best]
         row[f"best_{metric}_iteration"] = iterations[best]
         row.setdefault("final_iteration", iterations[-1])  # the primary metric's last evaluation
