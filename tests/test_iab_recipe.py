@@ -270,7 +270,7 @@ def run_iab_seed(root, *extra):
 
 
 @pytest.mark.slow
-def test_seed_recipe_script_end_to_end(tmp_path, num_labels=5):
+def test_seed_recipe_script_end_to_end(tmp_path, capsys, num_labels=5):
     """scripts/iab.sh RECIPE=seed on seed-style data: the seeds' batch (32) and epochs (100 or
     50, from the vectors' length), their negatives kept, their macro-F1, a report per
     validation, zero-shot on the same test set; the same command again continues."""
@@ -310,9 +310,13 @@ def test_seed_recipe_script_end_to_end(tmp_path, num_labels=5):
         "holdout_fold=subsets/*/metrics.json")).read_text())
     assert zero_shot["clips"] == 4  # the same test set
 
-    again = run_iab_seed(tmp_path, f"PRETRAINED_CHECKPOINT_PATH={tmp_path}/Cnn6_mAP=0.343.pth",
-                         "STOP_ITERATION=2", "--eval_every=1")
-    assert again.returncode == 0 and "this run finished before" in again.stderr
+    # The same training command again (iab.sh passes --resume_iteration=last): left as it is.
+    main.main(["train", f"--workspace={tmp_path / 'ws'}", f"--features={run['features']}",
+               "--split=subsets", f"--pretrained_checkpoint_path={tmp_path}/Cnn6_mAP=0.343.pth",
+               "--loss_type=clip_bce", "--augmentation=none", "--learning_rate=1e-4",
+               "--batch_size=32", "--stop_iteration=2", "--eval_every=1", "--save_every=2",
+               "--keep_best", "--select_by=macro_f1", "--resume_iteration=last"])
+    assert "this run finished before" in capsys.readouterr().err
 
 
 @pytest.mark.slow
