@@ -151,7 +151,9 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
     started = time.time()
     decoded = DecodedClips(items, len(jobs))
     with atomic_path(output_path) as temp_path:
-        hf = h5py.File(temp_path, "w")
+        # No raw-data chunk cache: each clip reaches the disk when written, so a full disk fails
+        # that write, not a later flush HDF5 cannot recover from.
+        hf = h5py.File(temp_path, "w", rdcc_nbytes=0)
         try:
             waveforms = create_waveform_dataset(hf, len(items), clip_samples)
             decoded.write_into(waveforms, _decoded_clips(jobs, num_workers), temp_path)
