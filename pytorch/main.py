@@ -21,7 +21,7 @@ from pytorch.train import train
 from pytorch.zero_shot import add_zero_shot_parser
 from utils import config
 from utils.arguments import (Parser, add_flags, float_range, fold_number, non_negative_int,
-                             positive_int, resume_point as resume_point_type, str2bool)
+                             positive_int, iteration_or_last, str2bool)
 from utils.runs import checkpoint_path, default_features_path, run_dirs, saved_iterations
 from utils.statistics_files import parse_filters, require_statistics
 from utils.utilities import UsageError, require_file, run_cli
@@ -91,7 +91,7 @@ def add_train_parser(subparsers):
     parser.add_argument("--linear_probe", action="store_true",
                         help="fit only a linear head on the frozen backbone's embeddings, "
                              "computed once and cached beside the HDF5 (pytorch/linear_probe.py)")
-    parser.add_argument("--resume_iteration", type=resume_point_type, default=0,
+    parser.add_argument("--resume_iteration", type=iteration_or_last, default=0,
                         help="continue from this iteration's checkpoint; last: from this run's "
                              "last checkpoint, or from scratch when it has none (a finished "
                              "run is left as it is)")

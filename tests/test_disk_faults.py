@@ -38,6 +38,16 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+def fill_disk(path, block=2**20):
+    """Write zeros to `path` until the disk is full (unbuffered: the last write fails here)."""
+    with open(path, "wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(b"\0" * block)
+        except OSError:  # ENOSPC
+            pass
+
+
 def one_checkpoint_bytes():
     model = create_model("Transfer_Cnn6", **AUDIO, classes_num=3)
     return checkpoint_bytes(model)
@@ -65,12 +75,7 @@ def test_a_disk_that_fills_during_a_save_loses_nothing(tmp_path, features, small
 
     def save_after_the_disk_filled(checkpoint, path):
         if checkpoint["iteration"] == 4:
-            with open(os.path.join(folder, "filler"), "wb", buffering=0) as filler:
-                try:
-                    while True:
-                        filler.write(b"\0" * 2**20)
-                except OSError:  # ENOSPC: the disk is full now
-                    pass
+            fill_disk(os.path.join(folder, "filler"))
         real_save(checkpoint, path)  # torch.save itself meets the full disk
     monkeypatch.setattr(train_module, "save_checkpoint_file", save_after_the_disk_filled)
     with pytest.raises(UsageError, match=r"final checkpoint could not be saved .*No space left on "
@@ -87,12 +92,7 @@ def test_a_full_statistics_disk_is_one_line_naming_the_file(tmp_path, features, 
     from helpers import REPO_DIR
     statistics = small_disk(64 * 1024, tmp_path / "statistics")
     filler = os.path.join(statistics, "filler")
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError:
-            pass
+    fill_disk(filler, block=4096)
     os.truncate(filler, os.path.getsize(filler) - 4096)  # room for run.json, not for more
     result = subprocess.run([sys.executable, os.path.join(REPO_DIR, "pytorch", "main.py"), "train",
                              f"--workspace={tmp_path}", f"--features={features}", *COMMON,
@@ -123,12 +123,7 @@ def test_a_disk_that_fills_while_packing_is_one_line_and_leaves_nothing(tmp_path
     deadline = time.time() + 120
     while time.time() < deadline and not any(name.endswith(".tmp") for name in os.listdir(features)):
         time.sleep(0.05)
-    with open(os.path.join(features, "filler"), "wb", buffering=0) as filler:
-        try:
-            while True:
-                filler.write(b"\0" * 2**20)
-        except OSError:
-            pass
+    fill_disk(os.path.join(features, "filler"))
     try:
         _, stderr = packer.communicate(timeout=300)
     except subprocess.TimeoutExpired:

@@ -96,7 +96,7 @@ def holdout_fold(text):
             f"{text}: use 1..{FOLDS_NUM} or {', '.join(NAMED_HOLDOUTS)}") from None
 
 
-def resume_point(text):
+def iteration_or_last(text):
     """--resume_iteration: an iteration (0: from scratch), or 'last': where this run stopped."""
     if text == "last":
         return text
