@@ -38,14 +38,24 @@ def stft_window(window_size):
     return torch.hann_window(window_size, periodic=True)
 
 
+def power_spectrogram(waveform, window, hop_size):
+    """|STFT|^2, (batch, freq, frames). ONNX's STFT has no complex type, so an export traces the
+    real-and-imaginary form of the same transform (same values)."""
+    n_fft = window.shape[0]
+    exporting = torch.onnx.is_in_onnx_export()
+    stft = torch.stft(waveform, n_fft=n_fft, hop_length=hop_size, win_length=n_fft,
+                      window=window, center=True, pad_mode="reflect",
+                      return_complex=not exporting)
+    if exporting:
+        return stft[..., 0].square() + stft[..., 1].square()
+    return stft.real.square() + stft.imag.square()
+
+
 def logmel(waveform, window, hop_size, mel_matrix):
     """(batch, samples) -> (batch, 1, frames, mel_bins) log-mel in fp32 (autocast off: the
     squared magnitude overflows fp16)."""
     with torch.autocast(device_type=waveform.device.type, enabled=False):
-        stft = torch.stft(waveform.float(), n_fft=len(window), hop_length=hop_size,
-                          win_length=len(window), window=window, center=True,
-                          pad_mode="reflect", return_complex=True)
-        power = stft.real.square() + stft.imag.square()  # (batch, freq, frames)
+        power = power_spectrogram(waveform.float(), window, hop_size)  # (batch, freq, frames)
         mel = torch.matmul(power.transpose(1, 2), mel_matrix)
         return (10.0 * torch.log10(mel.clamp_min(AMIN))
                 - 10.0 * math.log10(max(AMIN, REF))).unsqueeze(1)

@@ -32,12 +32,14 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pytorch.checkpoints import read_pretrained, save_checkpoint_file
 from pytorch.losses import LOSSES
-from pytorch.pytorch_utils import (check_precision, forward_loader, probabilities_from_output,
-                                   select_device, set_seed)
+from pytorch.embeddings import loader_embeddings
+from pytorch.pytorch_utils import (autocast, check_precision, probabilities_from_output,
+                                   select_device, set_seed, waveform_to_tensor)
 from pytorch.run_setup import batch_source, build_model, load_dataset, make_sampler, open_run
 from pytorch.selection import (BEST_CHECKPOINT, Selection, chosen_checkpoint, finish_selection,
                                score)
 from utils.data_generator import EvaluateSampler
+from utils.metrics_stream import open_metrics_stream
 from utils.runs import STATISTICS_FILE, checkpoint_path
 from utils.statistics_files import StatisticsContainer, statistics_meta
 from utils.utilities import UsageError, atomic_path, remove_stale_temporaries
@@ -103,15 +105,17 @@ def clip_embeddings(run, dataset, model, batches, device, trusted=False):
         return embeddings, path
     started = time.time()
     loader = batches(EvaluateSampler(np.arange(len(dataset)), run.batch_size))
+    base = model.base.eval()
+
+    @torch.no_grad()
+    def embed_batch(waveform):
+        with autocast(device, run.precision):
+            return base(waveform_to_tensor(waveform, device))["embedding"].float().cpu().numpy()
+
     with logging_redirect_tqdm():
-        _, embeddings, _ = forward_loader(
-            model.base, tqdm(loader, desc="embeddings", unit="batch"), device, run.task,
-            run.precision, key="embedding")
-    if not np.isfinite(embeddings).all():
-        bad = int((~np.isfinite(embeddings)).any(axis=1).sum())
-        raise UsageError(f"--pretrained_checkpoint_path={run.pretrained_checkpoint_path}: the "
-                         f"backbone gives NaN or inf embeddings for {bad} clip(s); check the "
-                         "checkpoint and the audio")
+        embeddings = np.concatenate([batch for _, batch in loader_embeddings(
+            embed_batch, loader,
+            f"--pretrained_checkpoint_path={run.pretrained_checkpoint_path}")])
     os.makedirs(os.path.dirname(path), exist_ok=True)
     remove_stale_temporaries([os.path.dirname(path)], prefix=f".{os.path.basename(path)}.")
     with atomic_path(path) as temp_path:
@@ -218,7 +222,8 @@ def train_probe(run, workspace, resume_iteration=0, trust_checkpoint=False):
                         "from its cached embeddings (seconds), with the same seed", resume_iteration)
     dirs = run_folder.dirs
     statistics = StatisticsContainer(os.path.join(dirs["statistics"], STATISTICS_FILE),
-                                     meta=statistics_meta(run))
+                                     meta=statistics_meta(run),
+                                     stream=open_metrics_stream(run, dirs["statistics"]))
     embeddings, cache = clip_embeddings(run, dataset, model, batch_source(
         dataset, device, run.num_workers, run.seed), device, trust_checkpoint)
     statistics.update_meta(linear_probe=True, embedding_cache=cache)
@@ -241,6 +246,7 @@ def train_probe(run, workspace, resume_iteration=0, trust_checkpoint=False):
                      chosen_path, chosen, split[1], split[2], run, loss_func, statistics)
     statistics.record("finished", {"iteration": iteration, "early_stop": stop_early})
     statistics.dump()
+    statistics.close()
     logging.info("finished; log %s", log_path)
     run_folder.release()
     return statistics.statistics, dirs

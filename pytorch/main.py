@@ -14,8 +14,10 @@ if __name__ == "__main__":  # as a script: import from the repository root, neve
 
 from pytorch.configure import train_run_config
 from pytorch.cross_validation import resume_point, train_all_folds
+from pytorch.embed import add_embed_parser
 from pytorch.evaluate import add_evaluate_parser
 from pytorch.inference import add_inference_parser
+from pytorch.onnx_export import add_export_parser
 from pytorch.linear_probe import train_probe
 from pytorch.train import train
 from pytorch.zero_shot import add_zero_shot_parser
@@ -189,6 +191,8 @@ def build_parser():
     add_train_parser(subparsers)
     add_evaluate_parser(subparsers)
     add_inference_parser(subparsers)
+    add_embed_parser(subparsers)
+    add_export_parser(subparsers)
     add_zero_shot_parser(subparsers)
     add_runs_parser(subparsers)
     return parser

@@ -32,8 +32,11 @@ from pytorch.selection import (BEST_CHECKPOINT, Selection, chosen_checkpoint, fi
                                validate)
 from utils.data_generator import EvaluateSampler
 from utils.runs import STATISTICS_FILE, checkpoint_path
+from utils.metrics_stream import open_metrics_stream
 from utils.statistics_files import StatisticsContainer, statistics_meta
 from utils.utilities import UsageError
+
+LOG_EVERY = 10  # training steps between metric records (each one syncs the GPU once)
 
 
 def train_step(model, batch, device, precision, loss_func, optimizer, scaler, mixup_lambda=None):
@@ -119,11 +122,15 @@ class TrainingRun:
         self.mixup = Mixup(mixup_alpha=1.0, seed=run.seed) if run.augmentation == "mixup" else None
         self.sampler = make_sampler(run, self.train_indices, self.dataset.targets,
                                     self.mixup is not None)
-        self.statistics = StatisticsContainer(os.path.join(self.dirs["statistics"], STATISTICS_FILE),
-                                              meta=statistics_meta(run, self.world_size))
+        self.statistics = StatisticsContainer(
+            os.path.join(self.dirs["statistics"], STATISTICS_FILE),
+            meta=statistics_meta(run, self.world_size),
+            stream=open_metrics_stream(run, self.dirs["statistics"], resume_iteration)
+            if self.is_master else None)
         self.checkpointer = Checkpointer(self.dirs["checkpoints"], run, resume_iteration)
         self.selection = Selection(run, self.statistics, self.save_best)
-        self.pending_losses = []
+        self.pending_losses = []  # (iteration, loss on the device, learning rate)
+        self.clips_timer = (time.perf_counter(), 0)  # since the last flush: (start, clips)
         if resume_iteration > 0:
             self.resume()
         elif self.rank > 0:  # dropout and SpecAugment differ per rank (rank 0: as one process)
@@ -177,18 +184,28 @@ class TrainingRun:
         self.checkpointer.save(self.checkpoint([rng_states(self.mixup, self.device)]), best=True)
 
     def flush_train_losses(self):
-        """Losses stay on the device until here: a .item() per step would stall the GPU."""
+        """Losses stay on the device until here (every LOG_EVERY steps, and before validating
+        or saving): a .item() per step would stall the GPU."""
         if not self.pending_losses:
             return
-        values = torch.stack([loss for _, loss in self.pending_losses]).float().cpu().tolist()
-        for (step, _), value in zip(self.pending_losses, values):
+        values = torch.stack([loss for _, loss, _ in self.pending_losses]).float().cpu().tolist()
+        started, clips = self.clips_timer
+        clips_per_s = clips / max(time.perf_counter() - started, 1e-9)
+        for (step, _, learning_rate), value in zip(self.pending_losses, values):
             if not math.isfinite(value):
                 raise UsageError(
                     f"the training loss became {value} at iteration {step}; stopped without "
                     f"saving it (last good checkpoint: {self.checkpointer.last or 'none'}); "
                     "lower --learning_rate or check the data")
-            self.statistics.append("train", {"iteration": step, "loss": value})
+            self.statistics.append("train", {"iteration": step, "loss": value,
+                                             "learning_rate": learning_rate,
+                                             "clips_per_s": clips_per_s})
         self.pending_losses.clear()
+        self.reset_clips_timer()
+
+    def reset_clips_timer(self):
+        """Training speed counts training steps only, not validation or saving."""
+        self.clips_timer = (time.perf_counter(), 0)
 
     def validate_if_due(self):
         """Validate at every eval_every and at the stop (not again where it resumed);
@@ -202,7 +219,9 @@ class TrainingRun:
         if self.is_master:
             result = validate(self.raw_model, self.holdout_loader, self.device, run, self.loss_func)
             stop_early = self.selection.after_validation(result, iteration)
-        return broadcast_flag(stop_early, self.device, self.world_size)
+        stop_early = broadcast_flag(stop_early, self.device, self.world_size)
+        self.reset_clips_timer()
+        return stop_early
 
     def save_if_due(self, at_end):
         if self.checkpointer.due(self.iteration, at_end):
@@ -210,6 +229,7 @@ class TrainingRun:
             rank_rng = all_rank_rng_states(self.mixup, self.device, self.world_size)  # all join
             if self.is_master:
                 self.checkpointer.save(self.checkpoint(rank_rng))
+            self.reset_clips_timer()
 
     def step(self):
         batch = next(self.train_iterator)
@@ -221,7 +241,12 @@ class TrainingRun:
         loss = train_step(self.model, batch, self.device, self.run.precision, self.loss_func,
                           self.optimizer, self.scaler, mixup_lambda)
         self.iteration += 1
-        self.pending_losses.append((self.iteration, global_mean(loss, self.world_size)))
+        self.pending_losses.append((self.iteration, global_mean(loss, self.world_size),
+                                    self.optimizer.param_groups[0]["lr"]))
+        started, clips = self.clips_timer
+        self.clips_timer = (started, clips + self.run.batch_size)
+        if len(self.pending_losses) >= LOG_EVERY:
+            self.flush_train_losses()
 
     def finish(self, stopped_early):
         """The chosen checkpoint's thresholds and test score; the run marked finished."""
@@ -242,6 +267,7 @@ class TrainingRun:
             self.statistics.record("finished", {"iteration": self.iteration,
                                                 "early_stop": stopped_early})
             self.statistics.dump()
+            self.statistics.close()
         self.run_folder.release()  # the next fold of --holdout_fold=all may run in this process
         barrier(self.world_size)
 

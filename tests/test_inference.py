@@ -7,9 +7,9 @@ import pytest
 import soundfile
 import torch
 
-from pytorch.restore import load_trained_model
+from pytorch.predictor import load_predictor
 from helpers import run_script, tone, write_tone
-from pytorch.inference import (predict_file, predict_paths, stream_windows, window_samples_of)
+from pytorch.windows import predict_file, predict_paths, stream_windows, window_samples_of
 from pytorch.main import main
 from test_evaluate import SR, save_checkpoint
 from utils.audio import fix_length, load_audio
@@ -35,14 +35,15 @@ def checkpoint_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(checkpoint_path):
-    model, _, run = load_trained_model(checkpoint_path, torch.device("cpu"))
-    return model, run
+    predictor = load_predictor(checkpoint_path)
+    return predictor, predictor.run
 
 
 def direct_probabilities(model, windows):
-    """Softmax probabilities of each window, all windows in one forward pass."""
+    """Softmax probabilities of each window, all windows in one forward pass (the torch model
+    itself, not the predictor under test)."""
     with torch.no_grad():
-        return model(torch.from_numpy(np.stack(windows)))["clipwise_output"].exp().numpy()
+        return model.model(torch.from_numpy(np.stack(windows)))["clipwise_output"].exp().numpy()
 
 
 def window_starts(samples, window_samples, hop_samples):
@@ -67,7 +68,7 @@ def test_long_file_is_the_mean_of_its_windows(trained, tmp_path):
     model, run = trained
     path = str(tmp_path / "long.wav")
     soundfile.write(path, melody(70), SR)
-    result = predict_file(model, run, path, window=6.0, top_k=3, batch_size=5)
+    result = predict_file(model, path, window=6.0, top_k=3, batch_size=5)
 
     waveform = load_audio(path, SR)
     window = 6 * SR
@@ -88,12 +89,12 @@ def test_short_file_is_zero_padded_to_the_window(trained, tmp_path):
     path = write_tone(str(tmp_path / "short.wav"), 440.0, 2.0, SR)
     waveform = load_audio(path, SR)
 
-    padded = predict_file(model, run, path, window=3.0)
+    padded = predict_file(model, path, window=3.0)
     assert padded["windows"] == 1
     np.testing.assert_allclose(padded["probabilities"],
                                direct_probabilities(model, [fix_length(waveform, 3 * SR)])[0],
                                atol=1e-6)
-    default = predict_file(model, run, path)  # the training clip: 1 s, so two windows
+    default = predict_file(model, path)  # the training clip: 1 s, so two windows
     assert default["windows"] == 2
     np.testing.assert_allclose(default["probabilities"],
                                direct_probabilities(model, [waveform[:SR], waveform[SR:]]).mean(0),
@@ -111,7 +112,7 @@ def test_unreadable_files_are_reported_and_skipped(trained, tmp_path, capsys):
     good = write_tone(str(tmp_path / "good.wav"), 300.0, 1.0, SR)
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
-    results = predict_paths(model, run, [str(bad), good])
+    results = predict_paths(model, [str(bad), good])
     assert results[0]["file"] == str(bad) and "error" in results[0]
     assert results[1]["file"] == good and "probabilities" in results[1]
     assert f"skipped {bad}" in capsys.readouterr().err
@@ -215,7 +216,7 @@ def test_streamed_windows_are_the_specified_windows_whatever_the_blocks(samples,
     rng = np.random.default_rng(samples + window + hop)
     cuts = np.sort(rng.choice(np.arange(1, samples), size=min(samples - 1, 6), replace=False))
     for blocks in ([waveform], np.split(waveform, cuts), [waveform[i:i + 1] for i in range(samples)]):
-        got = [w for w, _ in stream_windows(blocks, window, hop)]
+        got = [w for _, _, w in stream_windows(blocks, window, hop)]
         assert len(got) == len(expected)
         for a, b in zip(got, expected):
             np.testing.assert_array_equal(a, b)
@@ -253,18 +254,17 @@ def test_streamed_decoding_equals_whole_file_decoding_and_stays_small(tmp_path):
 def test_an_audioset_tagger_windows_long_files_and_reads_short_ones_whole(tmp_path):
     """Memory bounded by default: past WHOLE_FILE_SECONDS an official tagger runs 10-s windows
     (their mean is the clip probability); --whole_file keeps the one pass."""
-    from pytorch import inference
+    from pytorch import windows as inference
     from pytorch.models import Cnn6
-    from pytorch.restore import load_trained_model as load
     torch.manual_seed(0)
     torch.save({"model": Cnn6(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64,
                               fmin=50, fmax=14000).state_dict()}, tmp_path / "Cnn6_mAP=0.343.pth")
-    model, _, run = load(str(tmp_path / "Cnn6_mAP=0.343.pth"), torch.device("cpu"),
-                         audioset_tagger=True)
+    predictor = load_predictor(str(tmp_path / "Cnn6_mAP=0.343.pth"))
+    model = predictor.model
     rng = np.random.default_rng(0)
     long_path = tmp_path / "long.wav"
     soundfile.write(long_path, (0.1 * rng.standard_normal(32000 * 25)).astype(np.float32), 32000)
-    windowed = inference.predict_file(model, run, str(long_path), whole_file_seconds=20)
+    windowed = inference.predict_file(predictor, str(long_path), whole_file_seconds=20)
     assert windowed["windows"] == 3  # 0-10, 10-20, and the last aligned to the end: 15-25
     waveform = load_audio(str(long_path), 32000)
     with torch.no_grad():
@@ -272,7 +272,7 @@ def test_an_audioset_tagger_windows_long_files_and_reads_short_ones_whole(tmp_pa
                                              waveform[-320000:]]))
         expected = model(windows)["clipwise_output"].double().mean(dim=0).numpy()
     np.testing.assert_allclose(list(windowed["probabilities"]), expected, rtol=1e-5, atol=1e-7)
-    whole = inference.predict_file(model, run, str(long_path), whole_file_seconds=30)
+    whole = inference.predict_file(predictor, str(long_path), whole_file_seconds=30)
     assert whole["windows"] == 1
     with torch.no_grad():
         one_pass = model(torch.from_numpy(waveform[None]))["clipwise_output"][0].double().numpy()

@@ -26,7 +26,6 @@ iab_labels_20.csv); packed with their subsets, for --split=subsets.
 """
 import csv
 import dataclasses
-import json
 import logging
 import os
 

@@ -160,18 +160,29 @@ class StatisticsContainer:
     'meta' and, at the end of a run, 'thresholds', 'test' and 'finished'. Every change goes
     through its methods; dump() writes the pickle and a timestamped backup, atomically."""
 
-    def __init__(self, path, meta):
+    def __init__(self, path, meta, stream=None):
         self.path = path
         self.backup_path = "{}_{}.pickle".format(
             os.path.splitext(path)[0], datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
         self.statistics = {"validate": [], "train": [], "meta": meta}
+        self.stream = stream  # utils.metrics_stream.MetricsStream: every record, as it comes
+        self.last_iteration = 0
 
     def append(self, kind, entry):
         self.statistics[kind].append(entry)
+        self.last_iteration = max(self.last_iteration, entry["iteration"])
+        if self.stream is not None:
+            self.stream.write(kind, entry, entry["iteration"])
 
     def record(self, key, value):
         """A whole-run entry: 'thresholds', 'test' or 'finished'."""
         self.statistics[key] = value
+        if key == "test" and self.stream is not None:
+            self.stream.write(key, value, self.last_iteration)
+
+    def close(self):
+        if self.stream is not None:
+            self.stream.close()
 
     def update_meta(self, **values):
         self.statistics["meta"].update(values)
@@ -191,3 +202,4 @@ class StatisticsContainer:
         old = load_statistics(self.path)
         for kind in ("validate", "train"):
             self.statistics[kind] = [e for e in old[kind] if e["iteration"] <= iteration]
+        self.last_iteration = iteration

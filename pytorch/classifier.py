@@ -1,0 +1,96 @@
+"""The pipeline's inference from Python: the same code `main.py inference` and `main.py embed`
+run, on a training checkpoint, an official PANNs checkpoint or an exported .onnx file.
+
+    from pytorch.classifier import Classifier
+    classifier = Classifier.from_checkpoint("best.pth", device="cpu")
+    classifier.labels                                   # the model's labels, in output order
+    classifier.predict("song.wav")["predicted"]         # or an array with sample_rate=...
+    classifier.timeline("set.wav", hop=5.0)             # one row per window
+    classifier.embed("song.wav")                        # (width,) float32
+
+Audio may be a file path or an array (mono (samples,), or (channels, samples)) at
+`sample_rate`, resampled to the model's rate as packing resamples (soxr, VHQ).
+"""
+import numpy as np
+import soxr
+import torch
+
+from pytorch.predictor import load_predictor
+from pytorch.windows import (WHOLE_FILE_SECONDS, predict_audio, predicted_labels,
+                             window_outputs, window_samples_of, whole_file)
+from utils.audio import stream_audio
+from utils.utilities import UsageError
+
+
+class Classifier:
+    def __init__(self, predictor, batch_size=8):
+        self.predictor, self.batch_size = predictor, batch_size
+
+    @classmethod
+    def from_checkpoint(cls, path, device="cpu", trusted=False, model_type=None, batch_size=8):
+        """`trusted` allows a checkpoint that needs more than weights-only loading (only for a
+        file you trust); `model_type` picks among published models with the same tensors."""
+        return cls(load_predictor(path, torch.device(device), trusted, model_type,
+                                  flag="checkpoint"), batch_size)
+
+    @property
+    def labels(self):
+        return list(self.predictor.run.labels)
+
+    @property
+    def sample_rate(self):
+        return self.predictor.run.audio.sample_rate
+
+    def blocks(self, audio, sample_rate=None):
+        """The audio as blocks of mono float32 samples at the model's rate, and its duration in
+        seconds (None when only the file's header could tell)."""
+        if isinstance(audio, (str, bytes)) or hasattr(audio, "__fspath__"):
+            return stream_audio(audio, self.sample_rate), None
+        if sample_rate is None:
+            raise UsageError("an array needs its sample_rate=...")
+        waveform = np.asarray(audio, dtype=np.float32)
+        if waveform.ndim == 2:
+            waveform = waveform.mean(axis=0)
+        if waveform.ndim != 1 or not len(waveform) or not np.isfinite(waveform).all():
+            raise UsageError(f"audio of shape {waveform.shape}: give finite samples, "
+                             "(samples,) or (channels, samples)")
+        if sample_rate != self.sample_rate:
+            waveform = soxr.resample(waveform, sample_rate, self.sample_rate, quality="VHQ")
+        return [np.ascontiguousarray(waveform, dtype=np.float32)], len(waveform) / self.sample_rate
+
+    def predict(self, audio, sample_rate=None, window=None, hop=None, top_k=3):
+        """{'probabilities' (classes,), 'predicted' [labels], 'top' [(label, probability)],
+        'embedding', 'duration_s', 'windows'}, as `main.py inference` computes them."""
+        blocks, duration = self.blocks(audio, sample_rate)
+        path = audio if duration is None else None
+        read_whole = whole_file(self.predictor, window, path, WHOLE_FILE_SECONDS, duration)
+        return predict_audio(self.predictor, blocks, window, hop, top_k, self.batch_size,
+                             read_whole)
+
+    def windows(self, audio, sample_rate=None, window=None, hop=None):
+        window_samples, hop_samples = window_samples_of(self.predictor.run.audio, window, hop)
+        blocks, _ = self.blocks(audio, sample_rate)
+        return window_outputs(self.predictor, blocks, window_samples, hop_samples,
+                              self.batch_size)
+
+    def timeline(self, audio, sample_rate=None, window=None, hop=None):
+        """{'start_s', 'end_s' (windows,), 'probabilities' (windows, classes), 'predicted'
+        [labels per window]}: the rows of `main.py inference --timeline`."""
+        starts, ends, probabilities = [], [], []
+        for start, end, outputs in self.windows(audio, sample_rate, window, hop):
+            starts.append(start)
+            ends.append(end)
+            probabilities.append(outputs["probabilities"])
+        probabilities = np.stack(probabilities)
+        run = self.predictor.run
+        return {"start_s": np.asarray(starts) / self.sample_rate,
+                "end_s": np.asarray(ends) / self.sample_rate, "probabilities": probabilities,
+                "predicted": [predicted_labels(row, run, self.predictor.thresholds)
+                              for row in probabilities]}
+
+    def embed(self, audio, sample_rate=None, window=None, hop=None, timeline=False):
+        """The embedding (width,), the windows' mean as `main.py embed` writes it; with
+        `timeline`, (windows, width), one per window."""
+        embeddings = np.stack([outputs["embedding"] for _, _, outputs
+                               in self.windows(audio, sample_rate, window, hop)])
+        return embeddings if timeline else embeddings.astype(np.float64).mean(axis=0).astype(np.float32)

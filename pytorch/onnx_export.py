@@ -1,0 +1,124 @@
+"""A trained model as an .onnx file: written by `main.py export`, run by onnxruntime.
+
+    python3 pytorch/main.py export --checkpoint_path=CKPT.pth --output=model.onnx
+
+The graph takes a float32 waveform (batch, samples) at the model's sample rate, both axes
+dynamic, and gives `probabilities` (batch, classes: softmax for single-label, sigmoid for
+multi-label) and `embedding` (batch, width). The log-mel front end is inside the graph, in fp32
+(ONNX's STFT op, then the checkpoint's own mel matrix), so a deployment needs nothing but
+onnxruntime and a decoder. The file's metadata carries the RunConfig (labels, task, sample rate,
+clip length, front end) and the tuned thresholds, so `main.py inference` runs it as it runs the
+checkpoint. Export checks itself: onnxruntime must give PyTorch's probabilities within
+PARITY_TOLERANCE at three input lengths, or nothing is written.
+"""
+import json
+import logging
+import warnings
+
+import numpy as np
+import torch
+
+from pytorch.predictor import (CONFIG_KEY, MIN_SAMPLES_KEY, THRESHOLDS_KEY, OnnxPredictor,
+                               TorchPredictor, load_predictor)
+from pytorch.pytorch_utils import probabilities_from_output
+from utils.arguments import add_flags
+from utils.utilities import UsageError, atomic_path, check_output_file
+
+OPSET = 17  # the first with STFT
+PARITY_TOLERANCE = 1e-4
+
+
+class ExportGraph(torch.nn.Module):
+    """The model with probabilities (not log-probabilities) and the embedding as outputs."""
+
+    def __init__(self, predictor):
+        super().__init__()
+        self.model, self.task = predictor.model, predictor.run.task
+
+    def forward(self, waveform):
+        output = self.model(waveform)
+        return (probabilities_from_output(output["clipwise_output"], self.task),
+                output["embedding"])
+
+
+def metadata(predictor):
+    """The file's metadata: what the pipeline reads back, and plain keys for other tools."""
+    run, thresholds = predictor.run, predictor.thresholds
+    values = {CONFIG_KEY: run.to_dict(), MIN_SAMPLES_KEY: predictor.min_samples,
+              THRESHOLDS_KEY: None if thresholds is None else [float(t) for t in thresholds],
+              "labels": list(run.labels), "sample_rate": run.audio.sample_rate,
+              "clip_samples": run.audio.clip_samples, "task": run.task,
+              "model_type": run.model_type}
+    return {key: json.dumps(value) for key, value in values.items()}
+
+
+def parity_lengths(predictor):
+    """Three input lengths the export is checked at: the clip, a shorter and an odd longer one."""
+    clip = predictor.run.audio.clip_samples
+    return sorted({max(predictor.min_samples, clip // 2), clip, clip + clip // 3 + 17})
+
+
+def export_onnx(checkpoint_path, output, trusted=False, model_type=None):
+    """Export a checkpoint to `output` (written atomically, after the parity check passes);
+    returns the largest |onnxruntime - PyTorch| probability difference."""
+    import onnx
+
+    predictor = load_predictor(checkpoint_path, trusted=trusted, model_type=model_type)
+    if not isinstance(predictor, TorchPredictor):
+        raise UsageError(f"--checkpoint_path={checkpoint_path}: already an ONNX file")
+    graph = ExportGraph(predictor).eval()
+    example = torch.zeros(2, predictor.run.audio.clip_samples)
+    with atomic_path(output) as temp_path:
+        with warnings.catch_warnings():  # the tracer's notes on Python shape checks
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, (example,), temp_path, dynamo=False, opset_version=OPSET,
+                              input_names=["waveform"],
+                              output_names=["probabilities", "embedding"],
+                              dynamic_axes={"waveform": {0: "batch", 1: "samples"},
+                                            "probabilities": {0: "batch"},
+                                            "embedding": {0: "batch"}})
+        graph.eval()  # export restores the module's mode: keep it in eval for the check
+        model_proto = onnx.load(temp_path)
+        for key, value in metadata(predictor).items():
+            model_proto.metadata_props.add(key=key, value=value)
+        onnx.checker.check_model(model_proto)
+        onnx.save(model_proto, temp_path)
+        difference = check_parity(predictor, OnnxPredictor(temp_path, "--output"),
+                                  parity_lengths(predictor))
+    return difference, predictor.run
+
+
+def check_parity(reference, exported, lengths, seed=0):
+    """Largest probability difference over random waveforms of the given lengths; beyond
+    PARITY_TOLERANCE it is an error (the file is then not written)."""
+    generator = np.random.default_rng(seed)
+    worst = 0.0
+    for length in lengths:
+        waveforms = (0.1 * generator.standard_normal((2, length))).astype(np.float32)
+        difference = float(np.abs(reference(waveforms)["probabilities"]
+                                  - exported(waveforms)["probabilities"]).max())
+        logging.info("ONNX parity at %d samples: max |difference| %.2e", length, difference)
+        worst = max(worst, difference)
+    if not worst <= PARITY_TOLERANCE:
+        raise UsageError(f"the exported graph differs from PyTorch by {worst:.2e} (more than "
+                         f"{PARITY_TOLERANCE:g}); nothing was written")
+    return worst
+
+
+def run_export(args):
+    if not args.output.lower().endswith(".onnx"):
+        raise UsageError(f"--output={args.output}: name the file .onnx")
+    check_output_file(args.output, "--output")
+    difference, run = export_onnx(args.checkpoint_path, args.output, args.trust_checkpoint,
+                                  args.model_type)
+    print(f"Wrote {args.output}: {run.model_type}, {len(run.labels)} labels, "
+          f"{run.audio.sample_rate} Hz; onnxruntime matches PyTorch within {difference:.1e}")
+
+
+def add_export_parser(subparsers):
+    parser = subparsers.add_parser("export", help="export a checkpoint to ONNX (front end inside)")
+    add_flags(parser, "checkpoint_path", "model_type", "trust_checkpoint",
+              required=("checkpoint_path",))
+    parser.add_argument("--output", required=True, help="model.onnx")
+    parser.set_defaults(handler=run_export)
+    return parser

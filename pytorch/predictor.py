@@ -1,0 +1,105 @@
+"""A saved model as inference sees it: waveforms in, probabilities and embeddings out, with the
+RunConfig and tuned thresholds it carries. A checkpoint runs in PyTorch, an exported .onnx file
+in onnxruntime (written by pytorch/onnx_export.py); inference, timelines, embeddings and the Python API
+(pytorch/classifier.py) all run through `load_predictor`, so each gives the same outputs from
+either file.
+"""
+import json
+
+import numpy as np
+import torch
+
+from pytorch.checkpoints import stored_thresholds
+from pytorch.models import MODELS, TransferModel, tagger_of
+from pytorch.pytorch_utils import probabilities_from_output
+from pytorch.restore import load_trained_model
+from utils.config import RunConfig
+from utils.utilities import UsageError, require_file
+
+ONNX_SUFFIX = ".onnx"
+# What an exported file's metadata carries (JSON values), so it runs as its checkpoint does.
+CONFIG_KEY = "run_config"        # RunConfig.to_dict()
+THRESHOLDS_KEY = "thresholds"    # the tuned per-label thresholds, or null
+MIN_SAMPLES_KEY = "min_samples"  # the shortest input the network takes
+
+
+class Predictor:
+    """What every runtime shares. `run` is the RunConfig (labels, task, audio settings),
+    `thresholds` the per-label thresholds tuned on validation (multi-label) or None, `source`
+    the file it came from."""
+    run = None
+    source = None
+    thresholds = None
+    audioset_tagger = False  # an official tagger may read a whole file in one pass
+    min_samples = 1          # the shortest input the network's pooling takes
+
+    def __call__(self, waveforms):
+        """(batch, samples) float audio -> {'probabilities' (batch, classes), 'embedding'
+        (batch, width)} as float NumPy arrays, and 'framewise' where the model has it.
+        Packing stored clips as int16, saturating beyond full scale: clipped the same way."""
+        return self.forward(np.clip(np.asarray(waveforms, dtype=np.float32), -1.0, 1.0))
+
+    def forward(self, waveforms):
+        raise NotImplementedError
+
+
+class TorchPredictor(Predictor):
+    def __init__(self, model, run, thresholds=None, device=torch.device("cpu"), source=None):
+        self.model, self.run, self.thresholds, self.device = model.eval(), run, thresholds, device
+        self.source = source
+        self.audioset_tagger = not isinstance(model, TransferModel)
+        self.min_samples = tagger_of(model).min_samples()
+
+    @torch.no_grad()
+    def forward(self, waveforms):
+        output = self.model(torch.from_numpy(waveforms).to(self.device))
+        result = {"probabilities": probabilities_from_output(
+                      output["clipwise_output"].float(), self.run.task).cpu().numpy(),
+                  "embedding": output["embedding"].float().cpu().numpy()}
+        if "framewise_output" in output:
+            result["framewise"] = output["framewise_output"].float().cpu().numpy()
+        return result
+
+
+class OnnxPredictor(Predictor):
+    """An exported model run by onnxruntime on the CPU, with the RunConfig of its metadata."""
+
+    def __init__(self, path, flag="--checkpoint_path"):
+        import onnxruntime  # imported only when an .onnx file is run
+
+        require_file(path, flag)
+        self.source = path
+        try:
+            self.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception classes
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise UsageError(f"{flag}={path}: not an ONNX model onnxruntime can run "
+                             f"({reason[:200]})") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        if CONFIG_KEY not in props:
+            raise UsageError(f"{flag}={path}: an ONNX model without this pipeline's metadata "
+                             "(labels, sample rate); export it with `main.py export`")
+        self.run = RunConfig.from_dict(json.loads(props[CONFIG_KEY]), path)
+        thresholds = json.loads(props.get(THRESHOLDS_KEY, "null"))
+        self.thresholds = None if thresholds is None else np.asarray(thresholds, np.float64)
+        self.audioset_tagger = not issubclass(MODELS[self.run.model_type], TransferModel)
+        self.min_samples = int(json.loads(props.get(MIN_SAMPLES_KEY, "1")))
+
+    def forward(self, waveforms):
+        probabilities, embedding = self.session.run(None, {"waveform": waveforms})
+        return {"probabilities": probabilities, "embedding": embedding}
+
+
+def is_onnx_path(path):
+    return str(path).lower().endswith(ONNX_SUFFIX)
+
+
+def load_predictor(path, device=torch.device("cpu"), trusted=False, model_type=None,
+                   flag="--checkpoint_path"):
+    """The Predictor of a training checkpoint, an official PANNs checkpoint (its 527 AudioSet
+    labels) or an exported .onnx file (run by onnxruntime on the CPU)."""
+    if is_onnx_path(path):
+        return OnnxPredictor(path, flag)
+    model, checkpoint, run = load_trained_model(path, device, flag=flag, trusted=trusted,
+                                                audioset_tagger=True, model_type=model_type)
+    return TorchPredictor(model, run, stored_thresholds(checkpoint, run, path), device, path)
