@@ -62,10 +62,12 @@ class TimelineImage:
         return np.stack(columns)
 
 
-def save_timeline_picture(image, labels, duration_s, title, path):
+def save_timeline_picture(image, labels, centres_s, title, path):
+    """Columns drawn at the window centres: from the first to the last of `centres_s`."""
     from matplotlib.figure import Figure
 
     values = image.array()
+    step = (centres_s[1] - centres_s[0]) / max(len(values) - 1, 1) or 1.0  # one window: 1 s
     shown = np.arange(len(labels))
     if len(labels) > PICTURE_LABELS:
         shown = np.sort(np.argsort(-values.max(axis=0), kind="stable")[:PICTURE_LABELS // 2])
@@ -73,9 +75,10 @@ def save_timeline_picture(image, labels, duration_s, title, path):
     axes = figure.subplots()
     picture = axes.imshow(values[:, shown].T, aspect="auto", origin="upper", vmin=0, vmax=1,
                           interpolation="nearest", cmap="magma",
-                          extent=(0, duration_s, len(shown) - 0.5, -0.5))
+                          extent=(centres_s[0] - step / 2, centres_s[1] + step / 2,
+                                  len(shown) - 0.5, -0.5))
     axes.set_yticks(range(len(shown)), [labels[index] for index in shown])
-    axes.set_xlabel("seconds")
+    axes.set_xlabel("seconds (window centres)")
     axes.set_title(title)
     figure.colorbar(picture, ax=axes, label="probability")
     figure.tight_layout()
@@ -94,10 +97,11 @@ def picture_path(folder, audio_path, taken):
 
 
 def file_timeline(predictor, path, writer, window_samples, hop_samples, batch_size):
-    """Write one file's rows; returns (its TimelineImage, duration in seconds, rows)."""
+    """Write one file's rows; returns (its TimelineImage, (first, last) window centre in
+    seconds, rows)."""
     run = predictor.run
     sample_rate = run.audio.sample_rate
-    image, duration, rows = TimelineImage(), 0, 0
+    image, centres, rows = TimelineImage(), [], 0
     for start, end, outputs in window_outputs(predictor, stream_audio(path, sample_rate),
                                               window_samples, hop_samples, batch_size):
         probabilities = outputs["probabilities"]
@@ -105,8 +109,9 @@ def file_timeline(predictor, path, writer, window_samples, hop_samples, batch_si
                         + [f"{value:.6f}" for value in probabilities]
                         + [";".join(predicted_labels(probabilities, run, predictor.thresholds))])
         image.add(probabilities)
-        duration, rows = max(duration, end / sample_rate), rows + 1
-    return image, duration, rows
+        centre = (start + min(end, start + window_samples)) / 2 / sample_rate
+        centres, rows = [centres[0] if centres else centre, centre], rows + 1
+    return image, centres, rows
 
 
 def write_timelines(predictor, paths, output, window_samples, hop_samples, batch_size=8):
@@ -119,14 +124,14 @@ def write_timelines(predictor, paths, output, window_samples, hop_samples, batch
         writer.writerow(["file", "start_s", "end_s"] + list(run.labels) + ["predicted"])
         for path in tqdm(paths, desc="timeline", unit="file", disable=len(paths) < 2):
             try:
-                image, duration, file_rows = file_timeline(predictor, path, writer, window_samples,
+                image, centres, file_rows = file_timeline(predictor, path, writer, window_samples,
                                                 hop_samples, batch_size)
             except AudioReadError as error:  # rows written before a decode error stay
                 tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
                 failed += 1
                 continue
             rows += file_rows
-            save_timeline_picture(image, run.labels, duration,
+            save_timeline_picture(image, run.labels, centres,
                                   f"{os.path.basename(path)}: {run.model_type}",
                                   picture_path(folder, path, taken))
     return rows, failed

@@ -1,7 +1,7 @@
 # Sourced by runme.sh, scripts/iab.sh and scripts/run_tests.sh: sets PYTHON to an interpreter
 # with the packages. In order: $PYTHON when it is set and has them (a test passes the
 # interpreter running it), python3 as it is, else a .venv in the repository (made once).
-REQUIRED_MODULES="torch, torchlibrosa, librosa, h5py, sklearn, matplotlib, soundfile, soxr, tqdm, iterstrat, pytest"
+REQUIRED_MODULES="torch, torchlibrosa, librosa, h5py, sklearn, matplotlib, soundfile, soxr, tqdm, iterstrat, tensorboard, onnx, onnxruntime, pytest"
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 has_packages() { [ -n "$1" ] && "$1" -c "import $REQUIRED_MODULES" 2>/dev/null; }

@@ -1,0 +1,150 @@
+"""ONNX export: onnxruntime gives PyTorch's probabilities and embeddings (a fine-tuned
+Transfer_Cnn14 and an official-format Cnn14 tagger, random weights, three input lengths), the
+metadata carries the run, inference runs an .onnx as its checkpoint, bad files are one line."""
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+import soundfile
+import torch
+
+from pytorch.main import main
+from pytorch.models import create_model
+from pytorch.onnx_export import PARITY_TOLERANCE, export_onnx
+from pytorch.predictor import OnnxPredictor, load_predictor
+from utils.config import AudioConfig, RunConfig
+from utils.utilities import UsageError
+
+LABELS = ["blues", "classical", "jazz", "rock"]
+SR = 32000
+
+
+def transfer_cnn14_checkpoint(path, task="multi_label"):
+    """A fine-tuned-format Transfer_Cnn14 on 2-s clips, BatchNorm statistics made non-trivial."""
+    torch.manual_seed(0)
+    audio = AudioConfig(clip_samples=2 * SR)
+    model = create_model("Transfer_Cnn14", **audio.front_end(), classes_num=len(LABELS), task=task)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    model.fc_transfer.weight.data.normal_(0, 1.0)  # outputs that differ between inputs
+    run = RunConfig(model_type="Transfer_Cnn14", task=task, labels=LABELS, audio=audio,
+                    features="", holdout_fold=1, loss_type="clip_bce")
+    torch.save({"iteration": 3, "model": model.state_dict(), "config": run.to_dict(),
+                "thresholds": [0.3, 0.4, 0.5, 0.6]}, path)
+    return path
+
+
+def official_tagger_checkpoint(path):
+    torch.manual_seed(1)
+    model = create_model("Cnn14", **AudioConfig().front_end(), classes_num=527)
+    model.fc_audioset.weight.data.normal_(0, 1.0)  # outputs that differ between inputs
+    torch.save({"model": model.state_dict()}, path)  # the published files' layout
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("onnx")
+    pairs = {}
+    for name, make in (("transfer", transfer_cnn14_checkpoint),
+                       ("tagger", official_tagger_checkpoint)):
+        checkpoint = make(str(folder / f"{name}.pth"))
+        output = str(folder / f"{name}.onnx")
+        main(["export", f"--checkpoint_path={checkpoint}", f"--output={output}"])
+        pairs[name] = (checkpoint, output)
+    return pairs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["transfer", "tagger"])
+def test_onnxruntime_equals_pytorch_at_three_lengths(exported, name):
+    checkpoint, output = exported[name]
+    reference, onnx_model = load_predictor(checkpoint), OnnxPredictor(output)
+    rng = np.random.default_rng(5)
+    for seconds in (1.3, 2.0, 10.7):  # shorter than, equal to and longer than the export's clip
+        t = np.arange(int(seconds * SR)) / SR
+        waveforms = np.stack([0.02 * rng.standard_normal(len(t)), 0.5 * np.sin(2 * np.pi * 220 * t),
+                              0.3 * np.sin(2 * np.pi * 3000 * t) + 0.1 * rng.standard_normal(len(t))
+                              ]).astype(np.float32)
+        expected, got = reference(waveforms), onnx_model(waveforms)
+        assert got["probabilities"].shape == expected["probabilities"].shape
+        assert np.abs(got["probabilities"] - expected["probabilities"]).max() <= PARITY_TOLERANCE
+        np.testing.assert_allclose(got["embedding"], expected["embedding"], rtol=1e-4, atol=1e-4)
+        assert expected["probabilities"].std(axis=0).max() > 1e-4  # inputs that differ do
+
+
+@pytest.mark.slow
+def test_the_metadata_carries_labels_rate_clip_and_thresholds(exported):
+    _, output = exported["transfer"]
+    props = {p.key: json.loads(p.value) for p in onnx.load(output).metadata_props}
+    assert props["labels"] == LABELS and props["sample_rate"] == SR
+    assert props["clip_samples"] == 2 * SR and props["task"] == "multi_label"
+    assert props["thresholds"] == [0.3, 0.4, 0.5, 0.6]
+    predictor = OnnxPredictor(output)
+    assert predictor.run == load_predictor(exported["transfer"][0]).run
+    np.testing.assert_array_equal(predictor.thresholds, [0.3, 0.4, 0.5, 0.6])
+
+
+@pytest.mark.slow
+def test_inference_of_an_onnx_file_writes_what_its_checkpoint_gives(exported, tmp_path):
+    checkpoint, output = exported["transfer"]
+    rng = np.random.default_rng(0)
+    soundfile.write(tmp_path / "a.wav", (0.3 * rng.standard_normal(5 * SR)).astype(np.float32), SR)
+    results = {}
+    for name, path in (("torch", checkpoint), ("onnx", output)):
+        target = str(tmp_path / f"{name}.json")
+        main(["inference", f"--checkpoint_path={path}", f"--audio_path={tmp_path / 'a.wav'}",
+              f"--output={target}"])
+        with open(target) as f:
+            results[name] = json.load(f)
+    torch_file, onnx_file = results["torch"]["files"][0], results["onnx"]["files"][0]
+    assert onnx_file["windows"] == torch_file["windows"] == 3
+    assert onnx_file["predicted"] == torch_file["predicted"]
+    for label in LABELS:
+        assert onnx_file["probabilities"][label] == pytest.approx(
+            torch_file["probabilities"][label], abs=1e-5)
+
+
+def test_export_of_a_small_model_checks_itself_and_writes_atomically(tmp_path):
+    from test_evaluate import save_checkpoint
+    checkpoint = str(tmp_path / "cnn6.pth")
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, (2, SR)).astype(np.float32)
+    save_checkpoint(checkpoint, ["a", "b"], "single_label", noise)
+    difference, run = export_onnx(checkpoint, str(tmp_path / "m.onnx"))
+    assert difference <= PARITY_TOLERANCE and run.labels == ["a", "b"]
+    assert sorted(os.listdir(tmp_path)) == ["cnn6.pth", "m.onnx"]  # no temporary left
+    probabilities = OnnxPredictor(str(tmp_path / "m.onnx"))(np.zeros((1, SR)))["probabilities"]
+    assert probabilities.sum() == pytest.approx(1.0, abs=1e-5)  # softmax, not log-softmax
+
+
+@pytest.mark.parametrize("case", ["not_onnx", "no_metadata", "unwritable", "not_a_checkpoint"])
+def test_bad_files_are_one_line_errors(tmp_path, case):
+    if case == "not_onnx":
+        path = tmp_path / "model.onnx"
+        path.write_bytes(b"PK\x03\x04 this is a zip, not a protobuf")
+        soundfile.write(tmp_path / "a.wav", np.zeros(SR, np.float32), SR)
+        with pytest.raises(UsageError, match=r"model.onnx: not an ONNX model"):
+            main(["inference", f"--checkpoint_path={path}", f"--audio_path={tmp_path}"])
+    elif case == "no_metadata":
+        graph = onnx.helper.make_graph(
+            [onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+        path = str(tmp_path / "other.onnx")
+        onnx.save(onnx.helper.make_model(graph), path)
+        with pytest.raises(UsageError, match="without this pipeline's metadata"):
+            OnnxPredictor(path)
+    elif case == "unwritable":
+        (tmp_path / "folder.onnx").mkdir()
+        with pytest.raises(UsageError, match=r"--output=.*folder.onnx"):
+            main(["export", f"--checkpoint_path={tmp_path}/x.pth",
+                  f"--output={tmp_path / 'folder.onnx'}"])
+    else:  # a state dict without labels or config: nothing says what the outputs are
+        path = str(tmp_path / "weights.pth")
+        torch.save({"model": {"fc.weight": torch.zeros(2, 2)}}, path)
+        with pytest.raises(UsageError, match="weights.pth"):
+            main(["export", f"--checkpoint_path={path}", f"--output={tmp_path / 'm.onnx'}"])

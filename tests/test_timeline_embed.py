@@ -1,0 +1,177 @@
+"""Timelines, embeddings and the Python API: each row is the model's output on its window,
+files NumPy and a CSV reader take directly, memory bounded by the window, not the file."""
+import csv
+import os
+import re
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from helpers import REPO_DIR
+from pytorch.embeddings import NpyRows
+from pytorch.main import main
+from pytorch.onnx_export import export_onnx
+from pytorch.predictor import load_predictor
+from pytorch.timeline import TimelineImage, write_timelines
+from test_evaluate import SR, save_checkpoint
+from test_inference import melody
+from utils.audio import load_audio
+from utils.data_generator import WaveformDataset
+
+LABELS = ["bass", "middle", "treble"]
+THRESHOLDS = [0.3, 0.6, 0.45]
+
+
+@pytest.fixture(scope="module")
+def multi_label(tmp_path_factory):
+    """A multi-label Transfer_Cnn6 checkpoint on 1-s clips, with tuned thresholds stored."""
+    path = str(tmp_path_factory.mktemp("timeline") / "model.pth")
+    save_checkpoint(path, LABELS, "multi_label", melody(10).reshape(10, SR))
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["thresholds"] = THRESHOLDS
+    torch.save(checkpoint, path)
+    return path
+
+
+def window_outputs_direct(predictor, waveform, window, hop):
+    """The model on each window, cut by hand (the last aligned to the end)."""
+    starts = list(range(0, len(waveform) - window + 1, hop))
+    if starts[-1] + window < len(waveform):
+        starts.append(len(waveform) - window)
+    with torch.no_grad():
+        output = predictor.model(torch.from_numpy(np.stack([waveform[s:s + window] for s in starts])))
+    return starts, output["clipwise_output"].numpy(), output["embedding"].numpy()
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_timeline_rows_are_the_windows_outputs_with_tuned_thresholds(multi_label, tmp_path):
+    soundfile.write(tmp_path / "song.wav", melody(12), SR)
+    output = str(tmp_path / "timeline.csv")
+    main(["inference", "--timeline", f"--checkpoint_path={multi_label}",
+          f"--audio_path={tmp_path / 'song.wav'}", "--hop=0.5", f"--output={output}"])
+    rows = read_rows(output)
+    predictor = load_predictor(multi_label)
+    starts, probabilities, _ = window_outputs_direct(
+        predictor, load_audio(str(tmp_path / "song.wav"), SR), SR, SR // 2)
+    assert len(rows) == len(starts) == 23
+    assert [float(row["start_s"]) for row in rows] == [start / SR for start in starts]
+    assert [float(row["end_s"]) for row in rows] == [start / SR + 1 for start in starts]
+    got = np.array([[float(row[label]) for label in LABELS] for row in rows])
+    np.testing.assert_allclose(got, probabilities, atol=2e-6)
+    assert probabilities.std(axis=0).max() > 0.05  # the windows differ: a timeline, not a copy
+    expected = [";".join(l for l, p, t in zip(LABELS, values, THRESHOLDS) if p >= t)
+                for values in probabilities]
+    assert [row["predicted"] for row in rows] == expected
+    assert os.path.getsize(tmp_path / "timeline_timeline" / "song.png") > 1000
+
+
+def test_the_picture_keeps_a_bounded_number_of_columns_by_their_maximum():
+    image = TimelineImage(max_columns=4)
+    values = np.random.default_rng(0).uniform(size=(11, 3))
+    for row in values:
+        image.add(row)
+    columns = image.array()
+    assert len(columns) <= 5  # at most max_columns + the partial one
+    np.testing.assert_allclose(columns.max(axis=0), values.max(axis=0))
+    np.testing.assert_allclose(columns[0], values[:4].max(axis=0))  # span doubled twice
+
+
+@pytest.mark.slow
+def test_a_20_minute_timeline_takes_at_most_twice_the_memory_of_a_30_s_one(multi_label, tmp_path):
+    predictor = load_predictor(multi_label)
+    peaks = {}
+    for minutes in (0.5, 20):
+        path = str(tmp_path / f"{minutes}.wav")
+        with soundfile.SoundFile(path, "w", SR, 1, subtype="PCM_16") as f:
+            for _ in range(int(minutes * 6)):  # 10 s at a time
+                f.write(melody(10))
+        tracemalloc.start()
+        rows, failed = write_timelines(predictor, [path], str(tmp_path / f"{minutes}.csv"),
+                                       5 * SR, 5 * SR)
+        peaks[minutes] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert rows == minutes * 12 and failed == 0
+    assert peaks[20] <= 2 * peaks[0.5], peaks
+    whole_file_bytes = 20 * 60 * SR * 4
+    assert peaks[20] < whole_file_bytes / 5, peaks  # the file decoded whole: 154 MB
+
+
+def test_embeddings_per_file_and_per_window_load_in_numpy(multi_label, tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    soundfile.write(audio / "a.wav", melody(6), SR)
+    soundfile.write(audio / "b.wav", melody(3)[: int(2.5 * SR)], SR)
+    predictor = load_predictor(multi_label)
+    main(["embed", f"--checkpoint_path={multi_label}", f"--audio_path={audio}",
+          f"--output={tmp_path / 'files.npy'}"])
+    main(["embed", f"--checkpoint_path={multi_label}", f"--audio_path={audio}", "--timeline",
+          f"--output={tmp_path / 'windows.npy'}"])
+    files, windows = np.load(tmp_path / "files.npy"), np.load(tmp_path / "windows.npy")
+    assert files.dtype == np.float32 and files.shape == (2, 512) and windows.shape == (9, 512)
+    index = read_rows(tmp_path / "windows.csv")
+    assert [row["file"] for row in index] == [str(audio / "a.wav")] * 6 + [str(audio / "b.wav")] * 3
+    assert [float(row["start_s"]) for row in index][-3:] == [0.0, 1.0, 1.5]  # b: end-aligned
+    for number, name in enumerate(("a.wav", "b.wav")):
+        waveform = load_audio(str(audio / name), SR)
+        _, _, embeddings = window_outputs_direct(predictor, waveform, SR, SR)
+        rows = [i for i, row in enumerate(index) if row["file"].endswith(name)]
+        np.testing.assert_allclose(windows[rows], embeddings, atol=1e-5)
+        np.testing.assert_allclose(files[number], embeddings.mean(axis=0), atol=1e-5)
+    assert [row["row"] for row in read_rows(tmp_path / "files.csv")] == ["0", "1"]
+
+
+def test_embeddings_of_packed_clips_follow_the_file_order(multi_label, features, tmp_path):
+    main(["embed", f"--checkpoint_path={multi_label}", f"--features={features}",
+          f"--output={tmp_path / 'clips.npy'}", "--batch_size=7", "--num_workers=0"])
+    embeddings, index = np.load(tmp_path / "clips.npy"), read_rows(tmp_path / "clips.csv")
+    dataset = WaveformDataset(features)
+    assert embeddings.shape == (len(dataset), 512)
+    assert [row["file"] for row in index] == list(dataset.audio_names)
+    assert [int(row["fold"]) for row in index] == dataset.info["folds"].tolist()
+    waveforms = np.stack([dataset[i]["waveform"] for i in range(len(dataset))])
+    np.testing.assert_allclose(embeddings, load_predictor(multi_label)(waveforms)["embedding"],
+                               atol=1e-5)
+
+
+def test_npy_rows_write_a_file_numpy_reads(tmp_path):
+    values = np.random.default_rng(0).standard_normal((1000, 37)).astype(np.float32)
+    with open(tmp_path / "x.npy", "wb") as f:
+        rows = NpyRows(f)
+        for start in range(0, 1000, 300):
+            rows.write(values[start:start + 300])
+        rows.close()
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), values)
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy", mmap_mode="r")[999], values[999])
+
+
+def readme_example():
+    with open(os.path.join(REPO_DIR, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    examples = [block for block in blocks if "Classifier.from_checkpoint" in block]
+    assert len(examples) == 1
+    return examples[0]
+
+
+def test_the_readme_python_example_runs_as_written(multi_label, tmp_path):
+    """The README's API example, in a folder holding the files it names."""
+    export_onnx(multi_label, str(tmp_path / "model.onnx"))
+    soundfile.write(tmp_path / "song.wav", melody(12), SR)
+    code = readme_example()
+    assert len(code.strip().splitlines()) <= 14
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, env=dict(os.environ, PYTHONPATH=REPO_DIR))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == str(LABELS)
+    assert re.fullmatch(r" *0\.0- *1\.0 s: .*", lines[2])  # the timeline's first window
+    assert lines[-1] == "(512,)"
