@@ -18,6 +18,7 @@ from pytorch.embed import add_embed_parser
 from pytorch.evaluate import add_evaluate_parser
 from pytorch.inference import add_inference_parser
 from pytorch.onnx_export import add_export_parser
+from pytorch.optimization import OPTIMIZERS, SCHEDULES
 from pytorch.linear_probe import train_probe
 from pytorch.train import train
 from pytorch.zero_shot import add_zero_shot_parser
@@ -64,6 +65,27 @@ def add_selection_flags(parser):
                        help="read the whole HDF5 into RAM (auto: when it fits)")
 
 
+def add_fine_tuning_flags(parser):
+    group = parser.add_argument_group(
+        "fine-tuning options (pytorch/optimization.py; default: the recipe's constant-rate Adam)")
+    group.add_argument("--optimizer", default="adam", choices=OPTIMIZERS,
+                       help="adamw: decoupled weight decay, not on biases and norms")
+    group.add_argument("--weight_decay", type=float_range(0.0, 1.0), default=0.0,
+                       help="AdamW's weight decay (e.g. 0.01)")
+    group.add_argument("--lr_schedule", default="constant", choices=SCHEDULES,
+                       help="after --warmup_iterations, decay the rate to 0 by cosine or linearly")
+    group.add_argument("--warmup_iterations", type=non_negative_int, default=0,
+                       help="linear warm-up from 0 over this many iterations")
+    group.add_argument("--decay_iterations", type=non_negative_int, default=0,
+                       help="the iteration where the decay reaches 0 (0: --stop_iteration; set "
+                            "it to extend a run later without changing its schedule)")
+    group.add_argument("--layer_decay", type=float_range(0.01, 1.0), default=1.0,
+                       help="layer-wise decay: each backbone block below the head trains at "
+                            "this times the rate of the one above (e.g. 0.75)")
+    group.add_argument("--grad_clip_norm", type=float_range(0.0, 1e6), default=0.0,
+                       help="clip the gradients' global L2 norm (0: off)")
+
+
 def add_speed_flags(parser):
     # Fast by default on a GPU: bf16, channels-last and torch.compile unless turned off.
     group = parser.add_argument_group("speed (default: all on with --cuda on a GPU)")
@@ -105,6 +127,7 @@ def add_train_parser(subparsers):
                         help="a name that keeps this run apart from others with the same folder "
                              "flags (e.g. one per learning rate of a sweep)")
     add_selection_flags(parser)
+    add_fine_tuning_flags(parser)
     add_speed_flags(parser)
     add_audio_flags(parser)
     parser.set_defaults(handler=run_train)

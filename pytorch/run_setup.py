@@ -120,13 +120,6 @@ def build_model(run, device, trust_checkpoint=False):
     return model
 
 
-def make_optimizer(model, learning_rate, device):
-    """The recipe's Adam (AMSGrad) over the trainable parameters; one fused kernel on CUDA."""
-    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
-                            lr=learning_rate, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                            amsgrad=True, fused=True if device.type == "cuda" else None)
-
-
 def checkpoint_bytes(model):
     """About how large a training checkpoint of `model` is: the weights plus Adam's (AMSGrad)
     three moments per trainable weight, with a margin."""

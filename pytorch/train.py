@@ -24,10 +24,11 @@ from pytorch.distributed import (RankShare, all_rank_rng_states, barrier, broadc
                                  global_mean, rank_mixup_lambda, restore_rng_states, rng_states,
                                  setup_distributed, wrap_model)
 from pytorch.losses import LOSSES
+from pytorch.optimization import clip_gradients, make_optimizer, set_learning_rates
 from pytorch.pytorch_utils import (Mixup, autocast, check_precision, do_mixup, forward_loader,
                                    set_seed, waveform_to_tensor)
 from pytorch.run_setup import (batch_source, build_model, check_resumable, configure_backends,
-                               load_dataset, make_optimizer, make_sampler, open_run)
+                               load_dataset, make_sampler, open_run)
 from pytorch.selection import (BEST_CHECKPOINT, Selection, chosen_checkpoint, finish_selection,
                                validate)
 from utils.data_generator import EvaluateSampler
@@ -39,7 +40,8 @@ from utils.utilities import UsageError
 LOG_EVERY = 10  # training steps between metric records (each one syncs the GPU once)
 
 
-def train_step(model, batch, device, precision, loss_func, optimizer, scaler, mixup_lambda=None):
+def train_step(model, batch, device, precision, loss_func, optimizer, scaler, mixup_lambda=None,
+               grad_clip_norm=0.0):
     """One optimisation step on a batch of clips; returns the loss (detached, on the device)."""
     model.train()
     waveform = waveform_to_tensor(batch["waveform"], device)
@@ -54,6 +56,7 @@ def train_step(model, batch, device, precision, loss_func, optimizer, scaler, mi
         loss = loss_func(output, target)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    clip_gradients(model, optimizer, scaler, grad_clip_norm)
     scaler.step(optimizer)
     scaler.update()
     return loss.detach()
@@ -117,7 +120,7 @@ class TrainingRun:
         self.dirs = self.run_folder.dirs
         if run.sync_batchnorm and self.world_size > 1:  # BatchNorm over the global batch
             self.raw_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.raw_model)
-        self.optimizer = make_optimizer(self.raw_model, run.learning_rate, self.device)
+        self.optimizer = make_optimizer(self.raw_model, run, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=run.precision == "fp16")
         self.mixup = Mixup(mixup_alpha=1.0, seed=run.seed) if run.augmentation == "mixup" else None
         self.sampler = make_sampler(run, self.train_indices, self.dataset.targets,
@@ -238,8 +241,9 @@ class TrainingRun:
         if self.mixup is not None:
             mixup_lambda = rank_mixup_lambda(self.mixup, len(batch["audio_name"]), self.rank,
                                              self.world_size)
+        set_learning_rates(self.optimizer, self.run, self.iteration)
         loss = train_step(self.model, batch, self.device, self.run.precision, self.loss_func,
-                          self.optimizer, self.scaler, mixup_lambda)
+                          self.optimizer, self.scaler, mixup_lambda, self.run.grad_clip_norm)
         self.iteration += 1
         self.pending_losses.append((self.iteration, global_mean(loss, self.world_size),
                                     self.optimizer.param_groups[0]["lr"]))

@@ -49,7 +49,8 @@ from pytorch.losses import LOSSES
 from pytorch.pytorch_utils import (Mixup, check_precision, forward_loader, make_loader,
                                    waveform_to_tensor)
 from pytorch.distributed import wrap_model
-from pytorch.run_setup import batch_source, build_model, configure_backends, make_optimizer
+from pytorch.optimization import make_optimizer
+from pytorch.run_setup import batch_source, build_model, configure_backends
 from pytorch.train import train_step
 from utils import config
 from utils.audio import int16_to_float32
@@ -190,7 +191,7 @@ def measure_step(step_config, options):
     run, info = benchmark_run(options["hdf5_path"], options["model_type"],
                               step_config["channels_last"])
     model = build_model(run, device)
-    optimizer = make_optimizer(model, 1e-4, device)
+    optimizer = make_optimizer(model, run, device)
     scaler = torch.amp.GradScaler(device.type, enabled=step_config["precision"] == "fp16")
     runnable = wrap_model(model, device, 1, step_config["compile"])
     loader_kind = "original" if step_config["loader"] == "original" else "resident"

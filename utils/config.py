@@ -152,6 +152,14 @@ class RunConfig:
     test_fold: int = None  # --split=folds: this fold is the test set (scored once, at the end)
     select_by: str = None  # the validation metric of --keep_best and early stopping
     sampler: str = "shuffle"  # or "balanced": every label drawn equally often
+    # Fine-tuning options (pytorch/optimization.py); the defaults are the published recipe.
+    optimizer: str = "adam"          # or "adamw": decoupled weight decay
+    weight_decay: float = 0.0        # AdamW's, never on biases and norms
+    lr_schedule: str = "constant"    # or "cosine", "linear": after warmup_iterations
+    warmup_iterations: int = 0
+    decay_iterations: int = 0        # where the decay reaches 0 (0: stop_iteration)
+    layer_decay: float = 1.0         # each backbone block below the head: this times the rate
+    grad_clip_norm: float = 0.0      # 0: no clipping
     stop_iteration: int = _resumable(2000)
     eval_every: int = _resumable(200)
     save_every: int = _resumable(2000)
