@@ -2,7 +2,7 @@
 # The whole pipeline: data -> HDF5 -> training one holdout fold -> plots -> evaluation.
 #
 #   ./runme.sh
-#       The embedded demo on any machine (CPU is fine, about 7 minutes on 2 cores): generates the
+#       The embedded demo on any machine (CPU is fine, under 5 minutes on 2 cores): generates the
 #       synthetic-music demo set, packs it, trains the CPU-sized configuration, plots, evaluates.
 #
 #   DATASET_DIR=/data/GTZAN/genres PRETRAINED_CHECKPOINT_PATH=/models/Cnn14_mAP=0.431.pth ./runme.sh
@@ -36,10 +36,12 @@ started=$SECONDS
 
 if [ -z "$DATASET_DIR" ]; then
     # The embedded demo, sized for a 2-core CPU: 10 genres x 20 synthetic 10-s clips, packed as
-    # 3-s clips; Transfer_Cnn6 (the light PANNs CNN) from scratch, batch 16, lr 5e-4, no mixup.
+    # 3-s clips; Transfer_Cnn6 (the light PANNs CNN) from scratch, batch 16, no mixup, 150
+    # iterations of lr 1e-3 warmed up over 10 and decayed by cosine, in bf16 and channels-last
+    # (3.2x fp32 on an AVX-512 BF16 CPU; docs/benchmarks.md).
     WORKSPACE="${WORKSPACE:-workspaces/demo}"
     DATASET_DIR="$WORKSPACE/dataset"
-    STOP_ITERATION="${STOP_ITERATION:-200}"
+    STOP_ITERATION="${STOP_ITERATION:-150}"
     if [ ! -f "$DATASET_DIR/.complete" ]; then
         "$PYTHON" scripts/make_demo_dataset.py --output_dir="$DATASET_DIR" --genres=10 \
             --clips_per_genre=20 --clip_duration=10 --seed="$SEED"
@@ -47,8 +49,9 @@ if [ -z "$DATASET_DIR" ]; then
     fi
     CLIP_DURATION=3
     TRAIN_FLAGS=(--model_type=Transfer_Cnn6 --loss_type=clip_nll --augmentation=none
-                 --learning_rate=5e-4 --batch_size=16 --eval_every=25 --save_every=50
-                 --num_workers=1)
+                 --learning_rate=1e-3 --lr_schedule=cosine --warmup_iterations=10
+                 --batch_size=16 --eval_every=25 --save_every=50 --num_workers=1
+                 --precision=bf16 --channels_last)
     PLOT_FILTER=(--model_type=Transfer_Cnn6)
 else
     # The published GTZAN transfer recipe.

@@ -22,6 +22,7 @@ which needs each rank's own random states back.
 """
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -46,14 +47,33 @@ def train_one_process(workspace, features, *extra):
                       "--num_workers=0", *COMMON, *extra])
 
 
-def train_two_processes(workspace, features, *extra):
-    """pytorch/main.py under torchrun, 2 CPU processes (gloo); --standalone picks a free port."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node=2", MAIN, "train", f"--workspace={workspace}",
-               f"--features={features}", *COMMON, *extra]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_DIR, timeout=300)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    return result
+def train_two_processes(workspace, features, *extra, nodes=1):
+    """pytorch/main.py under torchrun, 2 CPU processes (gloo): on one node (--standalone picks
+    a free port), or as two "nodes" of one process each, two torchrun launchers meeting at a
+    c10d rendezvous as separate machines do (README: several machines)."""
+    train = [MAIN, "train", f"--workspace={workspace}", f"--features={features}", *COMMON, *extra]
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
+    if nodes == 1:
+        result = subprocess.run(torchrun + ["--standalone", "--nproc_per_node=2"] + train,
+                                capture_output=True, text=True, cwd=REPO_DIR, timeout=300)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+        return result
+    port = free_port()
+    launchers = [subprocess.Popen(torchrun + [
+        "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+        f"--rdzv_endpoint=127.0.0.1:{port}", f"--rdzv_id=test{port}"] + train,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_DIR)
+        for _ in range(2)]
+    outputs = [launcher.communicate(timeout=300) for launcher in launchers]
+    for launcher, (stdout, stderr) in zip(launchers, outputs):
+        assert launcher.returncode == 0, stdout[-2000:] + stderr[-4000:]
+    return outputs
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def final_weights(workspace, iteration=4, **run):
@@ -74,18 +94,20 @@ def test_rank_shares_of_mixup_weights_are_the_global_draw():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("augmentation, streamed", [("mixup", False), ("none", True)])
-def test_two_processes_match_one(tmp_path, features, augmentation, streamed):
-    """Same losses and trained head; rank 0 alone wrote statistics, checkpoints and the log.
+@pytest.mark.parametrize("augmentation, streamed, nodes", [("mixup", False, 1),
+                                                           ("none", True, 1), ("mixup", True, 2)])
+def test_two_processes_match_one(tmp_path, features, augmentation, streamed, nodes):
+    """Same losses and trained head; rank 0 alone wrote statistics, checkpoints and the log,
+    whether the two processes share one node or are two nodes meeting at a rendezvous.
 
-    The run without mixup also streams the 2-process run's clips through DataLoader workers
+    The streamed runs read the 2-process run's clips through DataLoader workers
     (--in_memory=no) while the single process gathers them from memory: same data either way.
     """
     run = dict(augmentation=augmentation, freeze_base=True)
     train_one_process(tmp_path / "one", features, *EXACT, f"--augmentation={augmentation}")
     streaming = ["--in_memory=no", "--num_workers=1"] if streamed else ["--num_workers=0"]
     train_two_processes(tmp_path / "two", features, *EXACT, f"--augmentation={augmentation}",
-                        *streaming)
+                        *streaming, nodes=nodes)
 
     one, two = (load_statistics(tmp_path / name, **run) for name in ("one", "two"))
     assert two["meta"]["world_size"] == 2 and one["meta"]["world_size"] == 1
@@ -109,8 +131,9 @@ def test_two_processes_match_one(tmp_path, features, augmentation, streamed):
     assert sorted(visible_files(run_dir(tmp_path / "two", "checkpoints", **run))) == \
         ["2_iterations.pth", "4_iterations.pth"]
     statistics_files = sorted(visible_files(run_dir(tmp_path / "two", "statistics", **run)))
-    assert len(statistics_files) == 3 and statistics_files[:2] == ["run.json", "statistics.pickle"]
-    assert statistics_files[2].startswith("statistics_2")
+    assert len(statistics_files) == 5 and statistics_files[0].startswith("events.out.tfevents")
+    assert statistics_files[1:4] == ["metrics.csv", "run.json", "statistics.pickle"]
+    assert statistics_files[4].startswith("statistics_2")
     assert os.listdir(run_dir(tmp_path / "two", "logs", **run)) == ["train.log"]
     with open(os.path.join(run_dir(tmp_path / "two", "logs", **run), "train.log")) as f:
         log = f.read()
@@ -119,17 +142,17 @@ def test_two_processes_match_one(tmp_path, features, augmentation, streamed):
 
 
 @pytest.mark.slow
-def test_two_process_resume_replays_the_uninterrupted_run(tmp_path, features):
-    """Full training (BatchNorm in train mode, dropout, SpecAugment, mixup) under 2 processes:
-    resuming from the 2-process checkpoint at iteration 2 replays iterations 3 and 4 exactly."""
-    train_two_processes(tmp_path / "straight", features, "--augmentation=mixup")
+def test_two_node_resume_replays_the_uninterrupted_run(tmp_path, features):
+    """Full training (BatchNorm in train mode, dropout, SpecAugment, mixup) on 2 nodes:
+    resuming from the 2-node checkpoint at iteration 2 replays iterations 3 and 4 exactly."""
+    train_two_processes(tmp_path / "straight", features, "--augmentation=mixup", nodes=2)
     # A fresh workspace holding only the checkpoint the 2-process run saved at iteration 2.
     resumed_checkpoints = run_dir(tmp_path / "resumed", "checkpoints")
     os.makedirs(resumed_checkpoints)
     shutil.copy(os.path.join(run_dir(tmp_path / "straight", "checkpoints"), "2_iterations.pth"),
                 resumed_checkpoints)
     train_two_processes(tmp_path / "resumed", features, "--augmentation=mixup",
-                        "--resume_iteration=2")
+                        "--resume_iteration=2", nodes=2)
 
     straight, resumed = (load_statistics(tmp_path / name) for name in ("straight", "resumed"))
     iterations, losses = train_losses(resumed)
