@@ -32,7 +32,13 @@ DATASET_DIR="${DATASET_DIR:-}"
 PRETRAINED_CHECKPOINT_PATH="${PRETRAINED_CHECKPOINT_PATH:-}"
 HOLDOUT_FOLD="${HOLDOUT_FOLD:-1}"
 SEED="${SEED:-1234}"
-started=$SECONDS
+echo "   (Python environment ready: $SECONDS s)"
+stage_started=none
+stage() {  # the time each step took, so a slow one shows
+    [ "$stage_started" = "none" ] || echo "   ($((SECONDS - stage_started)) s)"
+    stage_started=$SECONDS
+    echo "== $*"
+}
 
 if [ -z "$DATASET_DIR" ]; then
     # The embedded demo, sized for a 2-core CPU: 10 genres x 20 synthetic 10-s clips, packed as
@@ -43,6 +49,7 @@ if [ -z "$DATASET_DIR" ]; then
     DATASET_DIR="$WORKSPACE/dataset"
     STOP_ITERATION="${STOP_ITERATION:-150}"
     if [ ! -f "$DATASET_DIR/.complete" ]; then
+        stage "0/4 generating the demo set in $DATASET_DIR"
         "$PYTHON" scripts/make_demo_dataset.py --output_dir="$DATASET_DIR" --genres=10 \
             --clips_per_genre=20 --clip_duration=10 --seed="$SEED"
         touch "$DATASET_DIR/.complete"
@@ -69,21 +76,21 @@ else
     PLOT_FILTER=(--model_type=Transfer_Cnn14)
 fi
 
-echo "== 1/4 packing $DATASET_DIR into $WORKSPACE/features/waveform.h5"
+stage "1/4 packing $DATASET_DIR into $WORKSPACE/features/waveform.h5"
 "$PYTHON" utils/features.py pack_audio_files_to_hdf5 --dataset_dir="$DATASET_DIR" \
     --workspace="$WORKSPACE" --clip_duration="$CLIP_DURATION"
 
-echo "== 2/4 training holdout fold $HOLDOUT_FOLD for $STOP_ITERATION iterations"
+stage "2/4 training holdout fold $HOLDOUT_FOLD for $STOP_ITERATION iterations"
 "$PYTHON" pytorch/main.py train --dataset_dir="$DATASET_DIR" --workspace="$WORKSPACE" \
     --holdout_fold="$HOLDOUT_FOLD" --stop_iteration="$STOP_ITERATION" --seed="$SEED" \
     "${TRAIN_FLAGS[@]}"
 
-echo "== 3/4 plotting"
+stage "3/4 plotting"
 FIGURE="$WORKSPACE/figures/holdout_fold=$HOLDOUT_FOLD"
 "$PYTHON" utils/plot_statistics.py --workspace="$WORKSPACE" --holdout_fold="$HOLDOUT_FOLD" \
     "${PLOT_FILTER[@]}" --output="$FIGURE"
 
-echo "== 4/4 evaluating the final checkpoint on the holdout fold"
+stage "4/4 evaluating the final checkpoint on the holdout fold"
 # The run just trained, found by its run.json (main.py runs), not by its folder names.
 CHECKPOINT=$("$PYTHON" pytorch/main.py runs --workspace="$WORKSPACE" \
     --holdout_fold="$HOLDOUT_FOLD" "${PLOT_FILTER[@]}" --latest_checkpoint)
@@ -105,4 +112,5 @@ EOF
 echo "Statistics: $STATISTICS"
 echo "Checkpoint: $CHECKPOINT"
 echo "Figure:     $FIGURE.png (and .pdf)"
-echo "Wall time:  $((SECONDS - started)) s"
+echo "   ($((SECONDS - stage_started)) s)"
+echo "Wall time:  $SECONDS s (environment set-up included)"

@@ -15,8 +15,8 @@ else
     if ! has_packages "$PYTHON"; then
         echo "Setting up $REPO_DIR/.venv (one time, a few minutes)..."
         python3 -m venv "$REPO_DIR/.venv"
-        # torch first and pinned: torch==2.13.0 is the CPU wheel; a looser pin downloads CUDA builds.
-        "$PYTHON" -m pip install -q --disable-pip-version-check torch==2.13.0
+        # One resolver pass (a second costs ~20 s). requirements.txt pins torch==2.13.0, the CPU
+        # wheel here; a looser pin downloads CUDA builds.
         "$PYTHON" -m pip install -q --disable-pip-version-check -r "$REPO_DIR/requirements.txt"
     fi
 fi

@@ -75,6 +75,7 @@ def test_tensorboard_and_csv_hold_the_statistics_also_after_a_resume(tmp_path, f
         [v for _, v in expected["train/loss"]], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_two_folds_appear_as_two_runs_under_one_logdir(tmp_path, features):
     for fold in (1, 2):
         train(tmp_path, features, "--stop_iteration=2", "--eval_every=2", "--save_every=2",

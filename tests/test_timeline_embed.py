@@ -129,6 +129,7 @@ def test_embeddings_per_file_and_per_window_load_in_numpy(multi_label, tmp_path)
     assert [row["row"] for row in read_rows(tmp_path / "files.csv")] == ["0", "1"]
 
 
+@pytest.mark.slow
 def test_embeddings_of_packed_clips_follow_the_file_order(multi_label, features, tmp_path):
     main(["embed", f"--checkpoint_path={multi_label}", f"--features={features}",
           f"--output={tmp_path / 'clips.npy'}", "--batch_size=7", "--num_workers=0"])
