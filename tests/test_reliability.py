@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from helpers import REPO_DIR, make_class_folders, run_dir, run_script, visible_files
+from helpers import (REPO_DIR, make_class_folders, nobody_can_run_the_project, run_dir,
+                     run_script, visible_files)
 from pytorch import main as main_script, train as train_module
 from pytorch.inference import find_audio_files
 from utils.features import one_hot, pack_to_hdf5, scan_class_folders
@@ -330,7 +331,8 @@ def test_folder_walks_visit_each_file_once_and_say_what_they_cannot_read(tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a command as another user")
+@pytest.mark.skipif(not nobody_can_run_the_project(),
+                    reason="needs root, and a checkout and interpreter another user can read")
 def test_an_unreadable_folder_is_reported_not_skipped_silently():
     """As an unprivileged user (root reads every folder): the walk says what it cannot read."""
     import shutil
@@ -396,7 +398,8 @@ def test_data_is_identified_by_its_content_not_its_path(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a command as another user")
+@pytest.mark.skipif(not nobody_can_run_the_project(),
+                    reason="needs root, and a checkout and interpreter another user can read")
 def test_a_user_who_does_not_own_the_install(tmp_path):
     """As an unprivileged user (setpriv): librosa's numba cache goes to the user's own folder,
     and a file the user may not read is reported as such, not as undecodable."""
