@@ -16,8 +16,8 @@ import soxr
 import torch
 
 from pytorch.predictor import load_predictor
-from pytorch.windows import (WHOLE_FILE_SECONDS, predict_audio, predicted_labels,
-                             window_outputs, window_samples_of, whole_file)
+from pytorch.windows import (WHOLE_FILE_SECONDS, predict_audio, predict_blocks,
+                             predicted_labels, window_outputs, window_samples_of, whole_file)
 from utils.audio import stream_audio
 from utils.utilities import UsageError
 
@@ -91,6 +91,10 @@ class Classifier:
     def embed(self, audio, sample_rate=None, window=None, hop=None, timeline=False):
         """The embedding (width,), the windows' mean as `main.py embed` writes it; with
         `timeline`, (windows, width), one per window."""
-        embeddings = np.stack([outputs["embedding"] for _, _, outputs
-                               in self.windows(audio, sample_rate, window, hop)])
-        return embeddings if timeline else embeddings.astype(np.float64).mean(axis=0).astype(np.float32)
+        if timeline:
+            return np.stack([outputs["embedding"] for _, _, outputs
+                             in self.windows(audio, sample_rate, window, hop)])
+        window_samples, hop_samples = window_samples_of(self.predictor.run.audio, window, hop)
+        outputs, _, _ = predict_blocks(self.predictor, self.blocks(audio, sample_rate)[0],
+                                       window_samples, hop_samples, self.batch_size)
+        return outputs["embedding"].astype(np.float32)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from pytorch.embeddings import NpyRows, loader_embeddings
 from pytorch.inference import add_window_flags, find_audio_files, open_predictor
 from pytorch.pytorch_utils import make_loader, waveform_to_tensor
-from pytorch.windows import window_outputs
+from pytorch.windows import predict_blocks, window_outputs
 from utils.arguments import add_flags
 from utils.audio import AudioReadError, stream_audio
 from utils.data_generator import EvaluateSampler, WaveformDataset
@@ -39,19 +39,18 @@ def file_rows(predictor, paths, window_samples, hop_samples, batch_size, per_win
     """Yields ([file, start_s, end_s], embedding) per file, or per window with `per_window`."""
     sample_rate = predictor.run.audio.sample_rate
     for path in tqdm(paths, desc="embed", unit="file", disable=len(paths) < 2):
-        total, windows, end_s = 0.0, 0, 0.0
+        blocks = stream_audio(path, sample_rate)
         try:
-            for start, end, outputs in window_outputs(predictor, stream_audio(path, sample_rate),
-                                                      window_samples, hop_samples, batch_size):
-                if per_window:
+            if per_window:
+                for start, end, outputs in window_outputs(predictor, blocks, window_samples,
+                                                          hop_samples, batch_size):
                     yield [path, start / sample_rate, end / sample_rate], outputs["embedding"]
-                total, windows = total + outputs["embedding"].astype(np.float64), windows + 1
-                end_s = end / sample_rate
+            else:
+                outputs, _, samples = predict_blocks(predictor, blocks, window_samples,
+                                                     hop_samples, batch_size)
+                yield [path, 0.0, samples / sample_rate], outputs["embedding"]
         except AudioReadError as error:
             tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
-            continue
-        if not per_window:
-            yield [path, 0.0, end_s], total / windows
 
 
 def clip_rows(predictor, features, batch_size, num_workers):

@@ -109,7 +109,7 @@ def file_timeline(predictor, path, writer, window_samples, hop_samples, batch_si
                         + [f"{value:.6f}" for value in probabilities]
                         + [";".join(predicted_labels(probabilities, run, predictor.thresholds))])
         image.add(probabilities)
-        centre = (start + min(end, start + window_samples)) / 2 / sample_rate
+        centre = (start + end) / 2 / sample_rate
         centres, rows = [centres[0] if centres else centre, centre], rows + 1
     return image, centres, rows
 
