@@ -21,7 +21,8 @@ from pytorch.checkpoints import stored_thresholds
 from pytorch.restore import load_trained_model
 from pytorch.pytorch_utils import forward_loader, make_loader, resolve_precision, select_device
 from utils.config import MULTI_LABEL, SINGLE_LABEL
-from utils.data_generator import EvaluateSampler, WaveformDataset, split_indices
+from utils.data_generator import (EvaluateSampler, WaveformDataset, describe_features,
+                                  feature_files, features_value, split_indices)
 from utils.arguments import add_flags
 from utils.metrics import (classification_report_text, compute_metrics, tuned_scores,
                            write_confusion_matrix)
@@ -84,8 +85,8 @@ def check_compatible(run, info, features_path, split):
     """The HDF5 must hold the classes, task and sample rate the model was trained on; held-out
     clips of a repacked training file may be clips the model trained on."""
     if run.data_digest and info["digest"] != run.data_digest and split != "all":
-        same_path = os.path.abspath(features_path) == os.path.abspath(run.features)
-        message = (f"--features={features_path}: its clips, folds or targets differ from the data "
+        same_path = sorted(feature_files(features_path)) == sorted(feature_files(run.features))
+        message = (f"--features={describe_features(features_path)}: its clips, folds or targets differ from the data "
                    f"the checkpoint was trained on, so its {split} held-out clips may be clips "
                    "the model trained on")
         if same_path:
@@ -94,15 +95,15 @@ def check_compatible(run, info, features_path, split):
         logging.warning("%s", message)
     if list(run.labels) != list(info["labels"]):
         raise UsageError(
-            f"--features={features_path}: its labels ({', '.join(info['labels'])}) differ from "
+            f"--features={describe_features(features_path)}: its labels ({', '.join(info['labels'])}) differ from "
             f"the checkpoint's ({', '.join(run.labels)}); evaluate on an HDF5 packed "
             "with the same classes in the same order")
     if run.task != info["task"]:
-        raise UsageError(f"--features={features_path}: a {info['task']} file, but the checkpoint "
+        raise UsageError(f"--features={describe_features(features_path)}: a {info['task']} file, but the checkpoint "
                          f"is a {run.task} model")
     model_rate = run.audio.sample_rate
     if model_rate != info["sample_rate"]:
-        raise UsageError(f"--features={features_path}: packed at {info['sample_rate']} Hz, but the "
+        raise UsageError(f"--features={describe_features(features_path)}: packed at {info['sample_rate']} Hz, but the "
                          f"model was trained at {model_rate} Hz; repack with --sample_rate={model_rate}")
     if run.audio.clip_samples != info["clip_samples"]:
         logging.warning("the HDF5's clips are %d samples, the model was trained on %d; "
@@ -215,7 +216,7 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
     indices = select_indices(dataset.info, split, holdout_fold, subset)
     selection = selection_name(split, holdout_fold, subset)
     if len(indices) == 0:
-        raise UsageError(f"--features={features_path}: no clips in {selection}")
+        raise UsageError(f"--features={describe_features(features_path)}: no clips in {selection}")
     iteration = checkpoint.get("iteration", os.path.splitext(os.path.basename(checkpoint_path))[0])
     if write:  # before the work: the reports' folder must take files
         output_dir = output_dir or default_output_dir(checkpoint_path, iteration, selection)
@@ -235,7 +236,7 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
         tuned = tuned_scores(probabilities, targets, thresholds)
     result = dict(
         metrics, checkpoint_path=os.path.abspath(checkpoint_path), iteration=iteration,
-        model_type=run.model_type, features=os.path.abspath(features_path),
+        model_type=run.model_type, features=features_value(dataset.info["files"]),
         split=split, holdout_fold=holdout_fold, subset=subset, selection=selection,
         clips_num=len(audio_names), task=task, labels=list(run.labels),
         per_class=per_class_rows(task, run.labels, metrics, targets),

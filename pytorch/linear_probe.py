@@ -38,7 +38,7 @@ from pytorch.pytorch_utils import (autocast, check_precision, probabilities_from
 from pytorch.run_setup import batch_source, build_model, load_dataset, make_sampler, open_run
 from pytorch.selection import (BEST_CHECKPOINT, Selection, chosen_checkpoint, finish_selection,
                                score)
-from utils.data_generator import EvaluateSampler
+from utils.data_generator import EvaluateSampler, feature_files
 from utils.metrics_stream import open_metrics_stream
 from utils.runs import STATISTICS_FILE, checkpoint_path
 from utils.statistics_files import StatisticsContainer, statistics_meta
@@ -47,10 +47,11 @@ from utils.utilities import UsageError, atomic_path, remove_stale_temporaries
 EMBEDDINGS_DIR = "embeddings"
 
 
-def features_stamp(features_path, clips):
-    """What tells whether the HDF5 changed since a cache was written."""
-    stat = os.stat(features_path)
-    return {"features_bytes": stat.st_size, "features_mtime_ns": stat.st_mtime_ns, "clips": clips}
+def features_stamp(features, clips):
+    """What tells whether the HDF5 file(s) changed since a cache was written."""
+    stats = [os.stat(path) for path in feature_files(features)]
+    return {"features_bytes": sum(stat.st_size for stat in stats),
+            "features_mtime_ns": max(stat.st_mtime_ns for stat in stats), "clips": clips}
 
 
 def cache_path(run, trusted=False):
@@ -59,9 +60,13 @@ def cache_path(run, trusted=False):
     key = json.dumps({"checkpoint_sha256": sha256,
                       "model_type": run.model_type, "audio": run.audio.front_end()},
                      sort_keys=True)
-    name = os.path.splitext(os.path.basename(run.features))[0]
+    files = feature_files(run.features)
+    folder = os.path.dirname(files[0])
+    # One file: its name; several shards: their folder's.
+    name = os.path.splitext(os.path.basename(files[0]))[0] if len(files) == 1 else \
+        os.path.basename(folder)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return os.path.join(os.path.dirname(run.features), EMBEDDINGS_DIR, f"{name}.{digest}.h5"), key
+    return os.path.join(folder, EMBEDDINGS_DIR, f"{name}.{digest}.h5"), key
 
 
 def array_digest(array):

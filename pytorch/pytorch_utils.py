@@ -8,7 +8,7 @@ import torch
 
 from utils.audio import INT16_SCALE
 from utils.config import SINGLE_LABEL
-from utils.data_generator import collate_fn
+from utils.data_generator import ReadAhead, collate_fn
 from utils.utilities import UsageError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -89,11 +89,12 @@ def tensor_collate(items):
 
 
 def make_loader(dataset, batch_sampler, num_workers, seed, device):
-    """A DataLoader streaming clips from the HDF5 (or from RAM) in worker processes."""
+    """A DataLoader streaming clips from the HDF5 (or from RAM) in worker processes; the kernel
+    is asked to read each batch's clips a few batches ahead (ReadAhead)."""
     # Loaders draw worker seeds from generators of their own, never from the global RNG that
     # dropout and SpecAugment use: a resumed run then replays exactly.
     return torch.utils.data.DataLoader(
-        dataset, batch_sampler=batch_sampler, num_workers=num_workers,
+        dataset, batch_sampler=ReadAhead(batch_sampler, dataset.clips), num_workers=num_workers,
         collate_fn=tensor_collate, pin_memory=device.type == "cuda",
         persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
 
@@ -108,18 +109,35 @@ def waveform_to_tensor(waveform, device):
 
 
 class ResidentClips:
-    """A dataset held whole on the training device: batches are gathered there by index.
+    """A dataset held whole in memory: batches are gathered by index, without loader workers.
 
-    On a GPU this takes the loader out of the step entirely (no workers, no host copies, no
-    pinning); on the CPU it saves the worker processes and their inter-process copies.
-    Waveforms stay int16 (half the memory); waveform_to_tensor scales them per batch.
+    On a GPU the int16 clips are copied to it once, which takes the loader out of the step
+    entirely (no workers, no host copies, no pinning); on the CPU batches are gathered from the
+    dataset's memory-mapped files (one copy per node, whatever the number of ranks).
+    waveform_to_tensor scales the int16 per batch.
     """
 
     def __init__(self, dataset, device):
         self.device = device
         self.audio_names = dataset.audio_names
-        self.waveforms = torch.from_numpy(dataset.waveforms).to(device)
+        self.clips = dataset.clips
+        self.waveforms = None
+        if device.type == "cuda":
+            self.waveforms = torch.empty((len(dataset.clips), dataset.clips.clip_samples),
+                                         dtype=torch.int16, device=device)
+            start = 0
+            for block in dataset.clips.blocks():
+                self.waveforms[start:start + len(block)] = torch.from_numpy(block)
+                start += len(block)
         self.targets = torch.from_numpy(dataset.targets).to(device)
+
+    def gather(self, indices):
+        if self.waveforms is None:
+            return torch.from_numpy(self.clips.read_batch(indices)), self.targets[indices]
+        # non_blocking: from pageable memory the copy is staged at once, and the GPU is not
+        # synchronised (a blocking copy would stall it every step).
+        index = torch.as_tensor(indices, dtype=torch.long).to(self.device, non_blocking=True)
+        return self.waveforms[index], self.targets[index]
 
     def batches(self, batch_sampler):
         """An iterable of batches {'audio_name', 'waveform', 'target'}, one per sampled index list."""
@@ -131,13 +149,10 @@ class _ResidentBatches:
         self.clips, self.batch_sampler = clips, batch_sampler
 
     def __iter__(self):
-        clips = self.clips
         for indices in self.batch_sampler:
-            # non_blocking: from pageable memory the copy is staged at once, and the GPU is not
-            # synchronised (a blocking copy would stall it every step).
-            index = torch.as_tensor(indices, dtype=torch.long).to(clips.device, non_blocking=True)
-            yield {"audio_name": [clips.audio_names[i] for i in indices],
-                   "waveform": clips.waveforms[index], "target": clips.targets[index]}
+            waveform, target = self.clips.gather(indices)
+            yield {"audio_name": [self.clips.audio_names[i] for i in indices],
+                   "waveform": waveform, "target": target}
 
     def __len__(self):
         return len(self.batch_sampler)

@@ -9,7 +9,8 @@ from pytorch.models import TransferModel, create_model, tagger_of
 from pytorch.pytorch_utils import ResidentClips, make_loader
 from utils import config
 from utils.config import RunConfig
-from utils.data_generator import BalancedTrainSampler, TrainSampler, WaveformDataset
+from utils.data_generator import (BalancedTrainSampler, TrainSampler, WaveformDataset,
+                                  describe_features)
 from utils.runs import RunFolder, format_changes, write_run_file
 from utils.splits import split_train_eval_indices
 from utils.utilities import UsageError, create_logging
@@ -47,7 +48,7 @@ def load_dataset(run):
     """The run's packed clips (int16: half the memory) and its train/holdout/test indices."""
     dataset = WaveformDataset(run.features, in_memory=run.in_memory, as_int16=True)
     if run.data_digest and dataset.info["digest"] != run.data_digest:
-        raise UsageError(f"--features={run.features}: its clips, folds or targets changed while "
+        raise UsageError(f"--features={describe_features(run.features)}: its clips, folds or targets changed while "
                          "the run started; start it again")
     split = split_train_eval_indices(dataset.info, run.holdout_fold, run.split, run.test_fold)
     check_training_classes(dataset.targets[split[0]], run.labels, run.task)
@@ -71,14 +72,14 @@ def check_training_classes(targets, labels, task):
 def resident_clips(dataset, device):
     """The dataset held whole on the training device, or None to stream it through loaders.
 
-    In-memory datasets stay on the CPU as they are; on a GPU when they take less than
+    In-memory datasets stay on the CPU as they are (mapped); on a GPU when they take less than
     GPU_RESIDENT_FRACTION of its free memory (GTZAN's 1,000 x 30 s clips are 1.9 GB in int16).
     """
     if not dataset.in_memory:
         return None
     if device.type == "cuda":
         free_bytes, _ = torch.cuda.mem_get_info(device)
-        if dataset.waveforms.nbytes > GPU_RESIDENT_FRACTION * free_bytes:
+        if dataset.clips.nbytes > GPU_RESIDENT_FRACTION * free_bytes:
             return None
     return ResidentClips(dataset, device)
 
@@ -89,7 +90,7 @@ def batch_source(dataset, device, num_workers, seed):
     resident = resident_clips(dataset, device)
     if resident is not None:
         logging.info("the dataset (%.2f GB) stays on %s for the run",
-                     dataset.waveforms.nbytes / 1e9, device)
+                     dataset.clips.nbytes / 1e9, device)
         return resident.batches
     return lambda batch_sampler: make_loader(dataset, batch_sampler, num_workers, seed, device)
 

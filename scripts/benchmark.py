@@ -58,7 +58,8 @@ from utils.arguments import Parser, non_negative_int, positive_float, positive_i
 from utils.config import REPO_DIR, AudioConfig, RunConfig
 from utils.data_generator import (EvaluateSampler, TrainSampler, WaveformDataset, collate_fn,
                                   read_hdf5_info)
-from utils.features import create_waveform_dataset, write_clip_metadata
+from utils.features import write_clip_metadata
+from utils.partial_pack import create_waveform_dataset
 from utils.utilities import UsageError, atomic_path, atomic_write_text, check_output_file, run_cli
 
 BASELINE = {"loader": "original", "backends": False, "channels_last": False,

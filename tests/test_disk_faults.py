@@ -104,24 +104,28 @@ def test_a_full_statistics_disk_is_one_line_naming_the_file(tmp_path, features, 
     assert last.startswith("error: ") and "statistics" in last and "No space left" in last
 
 
-def test_a_disk_that_fills_while_packing_is_one_line_and_leaves_nothing(tmp_path, small_disk):
-    """Another writer fills the disk once the packer's temporary HDF5 appears: exit 2, one
-    line, the failed report, no temporary, no segfault."""
+def test_a_disk_that_fills_while_packing_keeps_what_is_packed_and_continues(tmp_path, small_disk):
+    """Another writer fills the disk once the packer's partial HDF5 appears: exit 2, one line
+    saying what is kept, no segfault. Once space is freed, the same command
+    continues the pack and the file equals one packed without a fault."""
     import sys
     import time
+    import h5py
+    import numpy as np
     from helpers import REPO_DIR, make_class_folders
     data = make_class_folders(str(tmp_path / "data"), clips_per_class=20, seconds=30.0)
     features = small_disk(90 * 2**20, tmp_path / "ws" / "features")  # the pre-flight passes
-    packer = subprocess.Popen(
-        [sys.executable, os.path.join(REPO_DIR, "utils", "features.py"), "pack_audio_files_to_hdf5",
-         f"--dataset_dir={data}", f"--workspace={tmp_path / 'ws'}", "--clip_duration=30",
-         # in-process decoding: before HDF5's chunk cache was turned off for packing, one run
-         # with a worker pool hung while stopping the pool (docs/reliability.md); with workers
-         # it has passed 4 of 4 since, but this test must not depend on that
-         "--num_workers=0"], cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+    command = [sys.executable, os.path.join(REPO_DIR, "utils", "features.py"),
+               "pack_audio_files_to_hdf5", f"--dataset_dir={data}", f"--workspace={tmp_path / 'ws'}",
+               "--clip_duration=30",
+               # in-process decoding: before HDF5's chunk cache was turned off for packing, one
+               # run with a worker pool hung while stopping the pool (docs/reliability.md); with
+               # workers it has passed 4 of 4 since, but this test must not depend on that
+               "--num_workers=0"]
+    packer = subprocess.Popen(command, cwd=REPO_DIR, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not any(name.endswith(".tmp") for name in os.listdir(features)):
+    while time.time() < deadline and not any(name.endswith(".partial") for name in os.listdir(features)):
         time.sleep(0.05)
     fill_disk(os.path.join(features, "filler"))
     try:
@@ -133,5 +137,24 @@ def test_a_disk_that_fills_while_packing_is_one_line_and_leaves_nothing(tmp_path
     assert "Traceback" not in stderr and "leaked semaphore" not in stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert errors == [stderr.strip().splitlines()[-1]]
-    assert f"{features}/waveform.h5: No space left on device while packing" in errors[0]
-    assert sorted(os.listdir(features)) == ["filler", "waveform_failed_report.tsv"]
+    assert f"{features}/waveform.h5: No space left on device while packing: " in errors[0]
+    assert "free space and run the same command again to continue" in errors[0]
+    # the disk is full to the last byte: the report cannot be written either, and says so
+    assert "(report: not written either (No space left on device))" in errors[0]
+    assert sorted(os.listdir(features)) == [".waveform.h5.partial", ".waveform.h5.progress",
+                                            "filler"]
+    logged = len(open(os.path.join(features, ".waveform.h5.progress")).read().splitlines()) - 1
+    assert 0 < logged < 40
+
+    os.remove(os.path.join(features, "filler"))
+    rerun = subprocess.run(command, cwd=REPO_DIR, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"{logged} of 40 clips done before" in rerun.stderr
+    assert sorted(os.listdir(features)) == ["waveform.h5", "waveform_report.tsv"]
+    fresh = tmp_path / "fresh"
+    subprocess.run(command[:4] + [f"--workspace={fresh}"] + command[5:], cwd=REPO_DIR, check=True,
+                   capture_output=True)
+    with h5py.File(os.path.join(features, "waveform.h5"), "r") as resumed, \
+            h5py.File(fresh / "features" / "waveform.h5", "r") as whole:
+        for name in ("audio_name", "target", "fold", "waveform"):
+            assert np.array_equal(resumed[name][:], whole[name][:]), name

@@ -120,8 +120,10 @@ def str2bool(text):
 # the command from the data or the checkpoint", as each help says.
 SHARED_FLAGS = {
     "workspace": dict(help="the workspace: features/, statistics/, checkpoints/, logs/, results/"),
-    "features": dict(default=None, help="a packed HDF5 (default: WS/features/waveform.h5, or "
-                                        "for a checkpoint the file it was trained on)"),
+    "features": dict(default=None, nargs="+",
+                     help="the packed HDF5: a file, or several shards as one dataset (files, a "
+                          "folder of .h5 files or a quoted glob; default: WS/features/waveform.h5,"
+                          " or for a checkpoint the files it was trained on)"),
     "holdout_fold": dict(type=holdout_fold, default=None,
                          help=f"1..{FOLDS_NUM}: the fold held out (training default 1; "
                               "evaluation: the checkpoint's); all: every fold in turn; "

@@ -128,7 +128,8 @@ class RunConfig:
     task: str
     labels: list
     audio: AudioConfig
-    features: str = dataclasses.field(metadata={"resumable": True})  # where it lies now
+    # where it lies now: the packed file, or the list of its shards
+    features: object = dataclasses.field(metadata={"resumable": True})
     holdout_fold: object  # 1..10, or 'filtered' for the artist-filtered split
     loss_type: str
     split: str = "folds"

@@ -1,11 +1,15 @@
 """Reading a packed HDF5 for training and evaluation: the dataset and the batch samplers."""
+import collections
+import glob
 import hashlib
+import logging
 import os
 
 import h5py
 import numpy as np
 
 from utils.audio import int16_to_float32
+from utils.clip_store import ClipStore
 from utils.config import FOLDS_NUM, TASKS
 from utils.utilities import UsageError
 
@@ -17,12 +21,47 @@ def _strings(values):
     return [value.decode() if isinstance(value, bytes) else str(value) for value in values]
 
 
-def read_hdf5_info(hdf5_path):
-    """The configuration the packed file carries (labels, task, sample rate, clip length, folds,
-    targets), checked for consistency, and its `digest`: what identifies the data."""
-    if not os.path.isfile(hdf5_path):
-        raise UsageError(f"--features={hdf5_path}: file not found; pack it first with "
-                         "utils/features.py (or pass --features)")
+def feature_files(spec, flag="--features"):
+    """The packed files `spec` names: a file, a folder (its *.h5), a glob, or a list of these;
+    sorted, each once. A name that finds nothing is a UsageError naming it."""
+    paths = []
+    for entry in [spec] if isinstance(spec, str) else spec:
+        if os.path.isdir(entry):
+            found = sorted(glob.glob(os.path.join(glob.escape(entry), "*.h5")))
+            if not found:
+                raise UsageError(f"{flag}={entry}: a folder without .h5 files; pack into it "
+                                 "first with utils/features.py")
+        elif glob.has_magic(entry):
+            found = sorted(path for path in glob.glob(entry) if os.path.isfile(path))
+            if not found:
+                raise UsageError(f"{flag}={entry}: no file matches")
+        elif os.path.isfile(entry):
+            found = [entry]
+        else:
+            raise UsageError(f"{flag}={entry}: file not found; pack it first with "
+                             "utils/features.py (or pass --features)")
+        paths += [os.path.abspath(path) for path in found]
+    if not paths:
+        raise UsageError(f"{flag}: no file given")
+    return sorted(set(paths), key=paths.index)
+
+
+def describe_features(paths):
+    """How messages name the data: the file, or the shards' count and folder."""
+    if isinstance(paths, str) or len(paths) == 1:
+        return paths if isinstance(paths, str) else paths[0]
+    folders = sorted({os.path.dirname(path) for path in paths})
+    return f"{len(paths)} files in {', '.join(folders)}"
+
+
+def features_value(files):
+    """What a RunConfig records as its data: the file's absolute path, or the list of them."""
+    paths = [path for path, _ in files]
+    return paths[0] if len(paths) == 1 else paths
+
+
+def read_file_info(hdf5_path, flag="--features"):
+    """One packed file's configuration and clips, checked for consistency."""
     try:
         with h5py.File(hdf5_path, "r") as hf:
             attrs = dict(hf.attrs)
@@ -38,13 +77,78 @@ def read_hdf5_info(hdf5_path):
                 "waveform_bytes": hf["waveform"].size * hf["waveform"].dtype.itemsize,
                 # train / valid / test per clip, when packed with its own split (seed CSVs)
                 "subsets": _strings(hf["subset"][:]) if "subset" in hf else None,
+                # one of several shards of one list (utils/features.py --shard=I/N)
+                "shard": str(attrs["shard"]) if "shard" in attrs else None,
+                "list_digest": str(attrs.get("list_digest", "")),
             }
     except (OSError, KeyError, ValueError, TypeError) as error:
-        raise UsageError(f"--features={hdf5_path}: not a packed waveform file ({error}); "
+        raise UsageError(f"{flag}={hdf5_path}: not a packed waveform file ({error}); "
                          "repack it with utils/features.py") from None
     problem = hdf5_problem(info)
     if problem:
-        raise UsageError(f"--features={hdf5_path}: {problem}; repack it with utils/features.py")
+        raise UsageError(f"{flag}={hdf5_path}: {problem}; repack it with utils/features.py")
+    return info
+
+
+# What every file of one dataset must share.
+AGREEING = ("labels", "task", "sample_rate", "clip_samples")
+
+
+def combine_infos(paths, infos, flag):
+    """Several files' infos as one dataset's, in order; a file that disagrees with the first
+    is a UsageError naming it."""
+    first = infos[0]
+    for path, info in zip(paths[1:], infos[1:]):
+        for key in AGREEING:
+            if info[key] != first[key]:
+                raise UsageError(f"{flag}={path}: its {key.replace('_', ' ')} ({info[key]}) "
+                                 f"differs from {paths[0]}'s ({first[key]}); give files of one "
+                                 "dataset")
+        if (info["subsets"] is None) != (first["subsets"] is None):
+            raise UsageError(f"{flag}={path}: packed {'without' if info['subsets'] is None else 'with'}"
+                             f" train/valid/test subsets, unlike {paths[0]}")
+        if info["list_digest"] != first["list_digest"] and info["shard"] and first["shard"]:
+            raise UsageError(f"{flag}={path}: a shard of another list than {paths[0]} (packed "
+                             "from other CSVs or flags); give the shards of one pack")
+    check_shards_complete(paths, infos)
+    combined = {key: first[key] for key in AGREEING}
+    combined.update(
+        folds=np.concatenate([info["folds"] for info in infos]),
+        audio_names=[name for info in infos for name in info["audio_names"]],
+        targets=np.concatenate([info["targets"] for info in infos]),
+        waveform_shape=(sum(info["waveform_shape"][0] for info in infos), first["clip_samples"]),
+        waveform_bytes=sum(info["waveform_bytes"] for info in infos),
+        subsets=None if first["subsets"] is None else [s for info in infos for s in info["subsets"]],
+        shard=None, list_digest=first["list_digest"])
+    problem = hdf5_problem(combined)
+    if problem:
+        raise UsageError(f"{flag}: {describe_features(paths)} together: {problem}")
+    return combined
+
+
+def check_shards_complete(paths, infos):
+    """Shards of one pack given without some of their siblings: said in the log, since the
+    missing clips are then silently out of every fold."""
+    shards = [info["shard"] for info in infos if info["shard"]]
+    if not shards:
+        return
+    total = int(shards[0].split("/")[1])
+    present = {int(shard.split("/")[0]) for shard in shards}
+    missing = sorted(set(range(1, total + 1)) - present)
+    if missing:
+        logging.warning("%d of the %d shards of this pack are given (missing %s): the run uses "
+                        "the clips of those present only", len(present), total,
+                        ", ".join(f"{index}/{total}" for index in missing[:10]))
+
+
+def read_hdf5_info(spec, flag="--features"):
+    """The configuration the packed file(s) carry (labels, task, sample rate, clip length,
+    folds, targets), checked for consistency, with `files` [(path, clips)] and the `digest`:
+    what identifies the data."""
+    paths = feature_files(spec, flag)
+    infos = [read_file_info(path, flag) for path in paths]
+    info = infos[0] if len(infos) == 1 else combine_infos(paths, infos, flag)
+    info["files"] = [(path, len(one["audio_names"])) for path, one in zip(paths, infos)]
     info["digest"] = data_digest(info)
     return info
 
@@ -94,18 +198,19 @@ def available_ram_bytes():
 
 
 class WaveformDataset:
-    """Clips of a packed HDF5, by index: {'audio_name', 'waveform', 'target'}.
+    """Clips of one or more packed HDF5 files (a path, folder, glob or list), by index:
+    {'audio_name', 'waveform', 'target'}.
 
-    The file is opened once per process (lazily, so each DataLoader worker gets its own handle),
-    or read whole into memory when `in_memory` is True, or 'auto' and it fits.
-    Waveforms come back as float32 in [-1, 1], or as the stored int16 with `as_int16` so the
-    conversion can happen on the GPU.
+    With `in_memory` True, or 'auto' and the data fits, the files are memory-mapped: one copy
+    per node in the page cache, shared by all ranks and workers (utils/clip_store.py); otherwise
+    each clip is read when asked for. Waveforms come back as float32 in [-1, 1], or as the
+    stored int16 with `as_int16` so the conversion can happen on the GPU.
     """
 
-    def __init__(self, hdf5_path, in_memory="auto", as_int16=False):
-        self.hdf5_path = hdf5_path
+    def __init__(self, features, in_memory="auto", as_int16=False):
         self.as_int16 = as_int16
-        self.info = info = read_hdf5_info(hdf5_path)
+        self.info = info = read_hdf5_info(features)
+        self.paths = [path for path, _ in info["files"]]
         self.labels = info["labels"]
         self.task = info["task"]
         self.audio_names = info["audio_names"]
@@ -113,31 +218,36 @@ class WaveformDataset:
             in_memory = info["waveform_bytes"] < IN_MEMORY_RAM_FRACTION * available_ram_bytes()
         self.in_memory = bool(in_memory)
         self.targets = info["targets"]
-        with h5py.File(hdf5_path, "r") as hf:
-            self.waveforms = hf["waveform"][:] if self.in_memory else None
-        self._file = None
+        self.clips = ClipStore(info["files"], info["clip_samples"], mapped=self.in_memory)
 
     def __len__(self):
         return len(self.audio_names)
 
-    def __getstate__(self):  # an open h5py handle must not travel to worker processes
-        state = self.__dict__.copy()
-        state["_file"] = None
-        return state
-
-    def _read_waveform(self, index):
-        if self.waveforms is not None:
-            return self.waveforms[index]
-        if self._file is None:
-            self._file = h5py.File(self.hdf5_path, "r")
-        return self._file["waveform"][index]
-
     def __getitem__(self, index):
-        waveform = self._read_waveform(index)
-        if not self.as_int16:
-            waveform = int16_to_float32(waveform)
+        waveform = self.clips.read(index)
+        waveform = waveform.copy() if self.as_int16 else int16_to_float32(waveform)
         return {"audio_name": self.audio_names[index], "waveform": waveform,
                 "target": self.targets[index]}
+
+
+class ReadAhead:
+    """A batch sampler that tells the dataset each batch `depth` batches before it is read, so
+    the kernel fetches its clips from storage meanwhile (lazy reading; no effect when mapped)."""
+
+    def __init__(self, batch_sampler, clips, depth=4):
+        self.batch_sampler, self.clips, self.depth = batch_sampler, clips, depth
+
+    def __iter__(self):
+        ahead = collections.deque()
+        for batch in self.batch_sampler:
+            self.clips.advise(batch)
+            ahead.append(batch)
+            if len(ahead) > self.depth:
+                yield ahead.popleft()
+        yield from ahead
+
+    def __len__(self):
+        return len(self.batch_sampler)
 
 
 def collate_fn(items):

@@ -6,11 +6,15 @@
         [--filename_pattern='Y{ytid}.wav'] [--keep_unlabelled]
     python3 utils/features.py pack_csv_to_hdf5 --csv=FILE [--audio_dir=DIR] --workspace=WS \\
         [--labels=5|20|NAME,NAME|FILE] [--keep_unlabelled]
+    Any of them with --shard=I/N packs shard I of N into OUTPUT_shards/ (N machines in parallel);
+    python3 utils/features.py shard_summary --shards=WS/features/waveform_shards
 
+A killed pack continues where it stopped when the same command runs again.
 The HDF5 holds audio_name, waveform (int16, one clip per chunk), target, fold, and records its
 sample_rate, clip_samples, labels and task as attributes, so training needs no other file.
 """
 import argparse
+import collections
 import contextlib
 import errno
 import logging
@@ -32,13 +36,16 @@ from utils.arguments import (Parser, add_flags, float_range, int_range, non_nega
                              positive_int)
 from utils.audio import (INT16_SCALE, AudioReadError, float32_to_int16, is_audio_file, read_clip,
                          wav_truncation)
+from utils.data_generator import data_digest
 from utils.folds import folds_from_mapping, multilabel_stratified_folds, read_folds_file, stratified_folds
 from utils.iab_labels import LABEL_SET_SIZES, load_label_set
 from utils.iab_sources import (DEFAULT_FILENAME_PATTERN, KNOWN_PATTERNS, audioset_items, cap_per_label,
                                csv_items, display_path, label_counts, label_set_name,
                                mapping_used, mini_data_subset, resolve_label_names, seed_items)
+from utils.partial_pack import (NOTED, SKIPPED, KEPT, PartialPack, job_digest, parse_shard,
+                                shard_of, shard_path, shard_summary)
 from utils.runs import default_features_path
-from utils.utilities import (UsageError, atomic_path, atomic_write_text, check_free_space,
+from utils.utilities import (UsageError, atomic_write_text, write_json, check_free_space,
                              check_output_file, create_folder, create_logging,
                              remove_stale_temporaries, require_file, run_cli)
 
@@ -105,17 +112,34 @@ def assign_folds(task, targets, audio_names, folds_from=None, folds_num=config.F
     return multilabel_stratified_folds(targets, folds_num, seed)
 
 
-def create_waveform_dataset(hf, clips, clip_samples):
-    """The int16 waveform dataset of a packed file: one chunk per clip (one read per clip)."""
-    return hf.create_dataset("waveform", shape=(clips, clip_samples),
-                             maxshape=(None, clip_samples), dtype=np.int16,
-                             chunks=(1, clip_samples))
+def select_shard(shard, items, folds, targets, subset_of, output_path, attributes):
+    """Shard (I, N) of the list: its items, folds, targets and file; `attributes` gain what
+    ties the shard to its list (utils/partial_pack.py)."""
+    index, total = shard
+    whole_list = {"audio_names": [name for name, _, _ in items], "folds": folds,
+                  "targets": targets, "subsets": [subset_of[path] for _, path, _ in items]
+                  if subset_of else None}
+    chosen = [position for position, (name, _, _) in enumerate(items)
+              if shard_of(name, total) == index]
+    attributes.update(shard=f"{index}/{total}", list_digest=data_digest(whole_list),
+                      list_clips=len(items), shard_items=len(chosen))
+    logging.info("shard %d/%d: %d of the list's %d clips", index, total, len(chosen), len(items))
+    return ([items[p] for p in chosen], folds[chosen], targets[chosen],
+            shard_path(output_path, index, total))
 
 
 def write_clip_metadata(hf, audio_names, targets, folds, labels, task, sample_rate,
-                        clip_duration, extra_attributes=None):
+                        clip_duration, extra_attributes=None, subsets=None):
     """Everything of a packed file but its waveforms: names, targets, folds and the attributes
-    that training reads its configuration from."""
+    that training reads its configuration from. The waveform rows are cut to the clips named
+    (a partial pack allocated one per item); metadata of a finish that was killed is replaced."""
+    hf["waveform"].resize((len(audio_names), hf["waveform"].shape[1]))
+    for name in ("audio_name", "target", "fold", "subset"):
+        if name in hf:
+            del hf[name]
+    hf.attrs.pop("job", None)
+    if subsets is not None:
+        hf.create_dataset("subset", data=list(subsets), dtype=h5py.string_dtype())
     hf.create_dataset("audio_name", data=list(audio_names), dtype=h5py.string_dtype())
     hf.create_dataset("target", data=np.asarray(targets, dtype=np.float32))
     hf.create_dataset("fold", data=np.asarray(folds).astype(np.int32))
@@ -126,63 +150,81 @@ def write_clip_metadata(hf, audio_names, targets, folds, labels, task, sample_ra
         "int16_scaling": f"clipped to [-1, 1] x {INT16_SCALE:g}", **(extra_attributes or {})})
 
 
+PackResult = collections.namedtuple("PackResult", "path items kept skipped")
+
+
 def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RATE,
                  clip_duration=config.GTZAN_CLIP_DURATION, num_workers=1, folds_from=None,
-                 seed=1234, extra_attributes=None, excluded=(), subset_of=None):
+                 seed=1234, extra_attributes=None, excluded=(), subset_of=None, shard=None):
     """Decode `items` [(audio_name, path, target vector)] into `output_path`.
 
-    `subset_of` {path: 'train' | 'valid' | 'test'} also writes each clip's subset (a dataset
-    'subset', for --split=subsets); the folds are assigned in any case.
+    The folds are dealt over all `items` before anything is decoded, so they do not depend on
+    which files decode or which machine packs them. With `shard` (I, N) only the clips of shard
+    I (utils/partial_pack.shard_of) are packed, into shard_path(output_path, I, N): N machines
+    pack one list in parallel, and the N files read together are the one-file pack's clips,
+    folds and targets. `subset_of` {path: 'train' | 'valid' | 'test'} also writes each clip's
+    subset (a dataset 'subset', for --split=subsets).
 
     Unusable files are skipped and listed in a report beside the HDF5, after `excluded`
     [(path, reason)]: what the caller left out before packing (missing audio, no label, ...).
-    The file is written under a temporary name and renamed only when complete.
-    Returns (number packed, skipped list).
+    The file is written under a hidden name and renamed only when complete; a killed or failed
+    pack is continued by the same call (utils/partial_pack.py).
     """
     if task not in config.TASKS:
         raise ValueError(f"task must be one of {config.TASKS}")
     clip_samples = int(round(sample_rate * clip_duration))
     classes_num = len(labels)
+    targets = np.asarray([target for _, _, target in items], dtype=np.float32).reshape(
+        len(items), classes_num)
+    folds = assign_folds(task, targets, [name for name, _, _ in items], folds_from, seed=seed)
+    attributes = dict(extra_attributes or {})
+    if shard:
+        items, folds, targets, output_path = select_shard(
+            shard, items, folds, targets, subset_of, output_path, attributes)
     # Before decoding anything: the disk can hold the output.
     folder = create_folder(os.path.dirname(os.path.abspath(output_path)))
     remove_stale_temporaries([folder], prefix=f".{os.path.basename(output_path)}.")
     check_free_space(folder, int(1.05 * len(items) * clip_samples * 2) + 2**20, "the HDF5")
-    jobs = [(index, path, sample_rate, clip_samples) for index, (_, path, _) in enumerate(items)]
+    job = job_digest(items, folds, dict(attributes, sample_rate=sample_rate,
+                                        clip_samples=clip_samples, task=task, labels=labels))
+    partial = PartialPack(output_path, job, len(items), clip_samples)
+    done = partial.open()
+    decoded = DecodedClips(items, partial, done)
+    jobs = [(index, path, sample_rate, clip_samples)
+            for index, (_, path, _) in enumerate(items)][len(done):]
     started = time.time()
-    decoded = DecodedClips(items, len(jobs))
-    with atomic_path(output_path) as temp_path:
-        # No raw-data chunk cache: each clip reaches the disk when written, so a full disk fails
-        # that write, not a later flush HDF5 cannot recover from.
-        hf = h5py.File(temp_path, "w", rdcc_nbytes=0)
-        try:
-            waveforms = create_waveform_dataset(hf, len(items), clip_samples)
-            decoded.write_into(waveforms, _decoded_clips(jobs, num_workers), temp_path)
-            if not decoded.kept:
-                failed_report = _write_report(output_path, list(excluded) + decoded.skipped,
-                                              failed=True)
-                raise UsageError(f"no usable audio among {len(items)} files; see {failed_report}")
-            kept = decoded.kept
-            waveforms.resize((len(kept), clip_samples))
-            audio_names = [items[index][0] for index in kept]
-            targets = np.stack([np.asarray(items[index][2], dtype=np.float32) for index in kept])
-            folds = assign_folds(task, targets, audio_names, folds_from, seed=seed)
-            write_clip_metadata(hf, audio_names, targets.reshape(len(kept), classes_num), folds,
-                                labels, task, sample_rate, clip_duration, extra_attributes)
-            if subset_of:
-                hf.create_dataset("subset", data=[subset_of[items[index][1]] for index in kept],
-                                  dtype=h5py.string_dtype())
-        except OSError as error:  # a full disk, mostly: HDF5 can no longer close this file
-            abandon_hdf5(hf, temp_path)
-            report = _write_report_if_possible(output_path, list(excluded) + decoded.skipped)
-            reason = os.strerror(error.errno) if error.errno else "write failed"
-            raise OSError(error.errno, f"{reason} while packing (nothing was kept; report: "
-                          f"{report})", output_path) from None
-        finally:
-            hf.close()  # after abandon_hdf5: already closed, a no-op
+    try:
+        decoded.write_into(_decoded_clips(jobs, num_workers))
+        if items and not decoded.kept:
+            partial.discard()
+            failed_report = _write_report(output_path, list(excluded) + decoded.skipped,
+                                          failed=True)
+            raise UsageError(f"no usable audio among {len(items)} files; see {failed_report}")
+        kept = decoded.kept
+        write_clip_metadata(partial.hf, [items[index][0] for index in kept], targets[kept],
+                            folds[kept], labels, task, sample_rate, clip_duration, attributes,
+                            [subset_of[items[index][1]] for index in kept] if subset_of else None)
+        partial.finish()
+    except OSError as error:
+        report = _write_report_if_possible(output_path, list(excluded) + decoded.skipped)
+        if decoded.out_of_space:  # stopped while HDF5 could still close the file: keep it
+            partial.close()
+            raise OSError(error.errno, f"No space left on device while packing: {len(decoded.kept)}"
+                          f" clips are kept in {partial.path}; free space and run the same "
+                          f"command again to continue (report: {report})", output_path) from None
+        abandon_hdf5(partial.hf, partial.path)
+        partial.discard()
+        reason = os.strerror(error.errno) if error.errno else "write failed"
+        raise OSError(error.errno, f"{reason} while packing (nothing was kept; report: "
+                      f"{report})", output_path) from None
+    except BaseException:  # interrupted: keep what is packed for the rerun
+        if partial.hf is not None:
+            partial.close()
+        raise
     _write_report(output_path, list(excluded) + decoded.skipped + decoded.noted)
     logging.info("packed %d clips (%d skipped) in %.1f s into %s",
                  len(decoded.kept), len(decoded.skipped), time.time() - started, output_path)
-    return len(decoded.kept), decoded.skipped
+    return PackResult(output_path, items, decoded.kept, decoded.skipped)
 
 
 # Free space kept for HDF5 to write its metadata when the file is closed.
@@ -190,33 +232,52 @@ HDF5_CLOSE_RESERVE = 8 * 2**20
 
 
 class DecodedClips:
-    """The clips decoding gives, written in order: which items were kept, skipped or noted."""
+    """The clips decoding gives, written in order into the partial pack: which items were kept,
+    skipped or noted (those of an earlier, interrupted run of the pack first)."""
 
-    def __init__(self, items, total):
-        self.items, self.total = items, total
+    def __init__(self, items, partial, done=()):
+        self.items, self.partial = items, partial
         self.kept, self.skipped, self.noted = [], [], []
+        self.out_of_space = False
+        for position, (status, reason) in enumerate(done):
+            self._count(position, status, reason)
 
-    def write_into(self, waveforms, clips, temp_path):
-        """Each usable clip into the next row of `waveforms`. Stops with ENOSPC while the disk
-        still has room for HDF5 to close the file (HDF5 itself failing on a full disk leaves a
-        file it cannot close, and the library then crashes the interpreter at exit)."""
+    def _count(self, position, status, reason):
+        path = self.items[position][1]
+        if status == SKIPPED:
+            self.skipped.append((path, reason))
+            return
+        if status == NOTED:
+            self.noted.append((path, reason))
+        self.kept.append(position)
+
+    def write_into(self, clips):
+        """Each usable clip into the next row. Stops with ENOSPC while the disk still has room
+        for HDF5 to close the file (HDF5 itself failing on a full disk leaves a file it cannot
+        close, and the library then crashes the interpreter at exit)."""
+        waveforms, temp_path = self.partial.waveforms, self.partial.path
         folder = os.path.dirname(os.path.abspath(temp_path))
         reserve = 2 * waveforms.shape[1] * waveforms.dtype.itemsize + HDF5_CLOSE_RESERVE
+        done = len(self.kept) + len(self.skipped)
         # closing: a failed write stops the worker pool now, not when the generator is collected
         with contextlib.closing(clips):
-            for index, clip, reason in tqdm(clips, total=self.total, desc="packing", unit="clip"):
+            for index, clip, reason in tqdm(clips, total=len(self.items), initial=done,
+                                            desc="packing", unit="clip"):
                 path = self.items[index][1]
                 if clip is None:
-                    self.skipped.append((path, reason))
                     logging.warning("skipped %s: %s", path, reason)
+                    self._count(index, SKIPPED, reason)
+                    self.partial.record(index, SKIPPED, reason)
                     continue
                 if reason:  # packed, but worth a look
-                    self.noted.append((path, reason))
                     logging.warning("%s: %s", path, reason)
                 if shutil.disk_usage(folder).free < reserve:
+                    self.out_of_space = True
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), temp_path)
                 waveforms[len(self.kept)] = clip
-                self.kept.append(index)
+                status = NOTED if reason else KEPT
+                self._count(index, status, reason)
+                self.partial.record(index, status, reason)
 
 
 def abandon_hdf5(hf, temp_path):
@@ -266,10 +327,10 @@ def pack_audio_files_to_hdf5(args):
         raise UsageError(f"--dataset_dir={args.dataset_dir}: no audio files in the class folders")
     logging.info("%d files in %d classes: %s", len(found), len(labels), " ".join(labels))
     items = [(name, path, one_hot(class_index, len(labels))) for name, path, class_index in found]
-    pack_to_hdf5(items, labels, config.SINGLE_LABEL, output_path, args.sample_rate,
-                 args.clip_duration, args.num_workers, args.folds_from, args.seed,
-                 {"source": os.path.abspath(args.dataset_dir)})
-    print(f"Wrote {output_path}")
+    result = pack_to_hdf5(items, labels, config.SINGLE_LABEL, output_path, args.sample_rate,
+                          args.clip_duration, args.num_workers, args.folds_from, args.seed,
+                          {"source": os.path.abspath(args.dataset_dir)}, shard=args.shard)
+    print(f"Wrote {result.path}")
 
 
 def report_label_counts(args):
@@ -364,21 +425,22 @@ def pack_multi_label(items, labels, summary, args, attributes, missing_hint, sub
             if summary.first_missing else ""
         raise UsageError(f"nothing to pack: {summary.describe()}{example}; see {report_path}")
     logging.info("%d clips to pack, %d labels: %s", len(items), len(labels), "; ".join(labels))
-    packed, skipped = pack_to_hdf5(items, labels, config.MULTI_LABEL, output_path,
-                                   args.sample_rate, args.clip_duration, args.num_workers,
-                                   args.folds_from, args.seed, attributes, summary.excluded,
-                                   subset_of)
-    skipped_paths = {path for path, _ in skipped}
-    per_label = np.sum([target for _, path, target in items if path not in skipped_paths], axis=0)
+    result = pack_to_hdf5(items, labels, config.MULTI_LABEL, output_path, args.sample_rate,
+                          args.clip_duration, args.num_workers, args.folds_from, args.seed,
+                          attributes, summary.excluded, subset_of, args.shard)
+    per_label = np.zeros(len(labels))
+    for index in result.kept:
+        per_label += result.items[index][2]
     logging.info("%s, %d unreadable, %d packed; every left-out clip and why: %s",
-                 summary.describe(), len(skipped), packed, report_path_for(output_path))
+                 summary.describe(), len(result.skipped), len(result.kept),
+                 report_path_for(result.path))
     logging.info("clips per label: %s", ", ".join(
         f"{label} {int(count)}" for label, count in zip(labels, per_label)))
     empty = [label for label, count in zip(labels, per_label) if count == 0]
     if empty:
         logging.warning("no packed clip has the label(s) %s: they cannot be learned or scored",
                         "; ".join(empty))
-    print(f"Wrote {output_path}")
+    print(f"Wrote {result.path}")
 
 
 def pack_iab_seed_to_hdf5(args):
@@ -411,6 +473,17 @@ def add_common_packing_flags(parser, clip_duration):
     parser.add_argument("--folds_from", default=None, help="CSV of name,fold to fix the folds")
     parser.add_argument("--seed", type=non_negative_int, default=1234,
                         help="seed of the fold assignment")
+    parser.add_argument("--shard", type=shard_flag, default=None, metavar="I/N",
+                        help="pack only shard I of N (1 <= I <= N; clips split by a hash of their "
+                             "name, folds dealt over the whole list) into OUTPUT_shards/; run "
+                             "I = 1..N on as many machines, then read the folder as --features")
+
+
+def shard_flag(text):
+    try:
+        return parse_shard(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_multi_label_flags(parser, keep_unlabelled=False):
@@ -487,15 +560,34 @@ def build_parser():
                       help="allow clips of one YouTube video (IDs {ytid}_{start}) in two sets")
     add_multi_label_flags(seed, keep_unlabelled=True)
     seed.set_defaults(handler=pack_iab_seed_to_hdf5)
+
+    summary = subparsers.add_parser("shard_summary", help="the shards of a --shard pack: which "
+                                    "are packed (clips, bytes), packing or missing")
+    summary.add_argument("--shards", required=True, help="the shards' folder (OUTPUT_shards)")
+    summary.set_defaults(handler=summarise_shards)
     return parser
+
+
+def summarise_shards(args):
+    """Print the shards' table and write it as summary.json in their folder."""
+    summary = shard_summary(args.shards)
+    for row in summary["shards"]:
+        detail = {"packed": lambda r: f"{r['clips']} clips of {r['items']}, {r['bytes'] / 1e9:.2f} GB",
+                  "packing": lambda r: f"{r['clips_done']} clips done"}.get(
+                      row["status"], lambda r: "")(row)
+        print(f"{row['shard']:>11}  {row['status']:<10} {detail}")
+    print(f"{summary['packed']} of {summary['shards_num']} shards packed: {summary['clips']} clips, "
+          f"{summary['bytes'] / 1e9:.2f} GB" + ("" if summary["complete"] else "; not complete"))
+    write_json(summary, os.path.join(args.shards, "summary.json"))
 
 
 def main():
     args = build_parser().parse_args()
-    # Before scanning or decoding anything: the output file can be written.
-    check_output_file(args.output or default_features_path(args.workspace, args.mini_data),
-                      "--output")
-    create_logging(os.path.join(args.workspace, "logs", "features"), args.mode)
+    if args.mode != "shard_summary":
+        # Before scanning or decoding anything: the output file can be written.
+        output = args.output or default_features_path(args.workspace, args.mini_data)
+        check_output_file(shard_path(output, *args.shard) if args.shard else output, "--output")
+        create_logging(os.path.join(args.workspace, "logs", "features"), args.mode)
     args.handler(args)
 
 

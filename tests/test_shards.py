@@ -1,0 +1,208 @@
+"""Packing in shards and reading several files as one dataset: the shards of a list hold its
+one-file pack's clips, folds and targets; a killed pack continues where it stopped; shards that
+disagree are refused naming the shard; training over shards resumes exactly."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from helpers import REPO_DIR, run_script, write_tone
+from pytorch import main as main_script
+from pytorch.checkpoints import load_checkpoint_file
+from utils.data_generator import WaveformDataset, read_hdf5_info
+from utils.features import one_hot, pack_to_hdf5
+from utils.utilities import UsageError
+
+TAGS = {"low": 220.0, "high": 1760.0}
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """A file,labels CSV of 100 half-second clips (low, high, both or neither) and one file
+    that is not audio."""
+    root = tmp_path_factory.mktemp("labelled")
+    rows = []
+    for clip in range(100):
+        tags = [tag for bit, tag in enumerate(TAGS) if (clip >> bit) & 1 or clip % 7 == 0]
+        frequency = sum(TAGS[tag] for tag in tags) or 3000.0
+        write_tone(str(root / "audio" / f"clip{clip:03d}.wav"), frequency + clip, 0.5)
+        rows.append(f"audio/clip{clip:03d}.wav,{';'.join(tags)}")
+    (root / "audio" / "broken.wav").write_bytes(b"not audio at all")
+    rows.append("audio/broken.wav,low")
+    (root / "labels.csv").write_text("file,labels\n" + "\n".join(rows) + "\n")
+    return root / "labels.csv"
+
+
+def pack_csv(csv, workspace, *extra):
+    result = run_script("utils/features.py", "pack_csv_to_hdf5", f"--csv={csv}",
+                        f"--workspace={workspace}", "--clip_duration=0.5", "--num_workers=0",
+                        "--keep_unlabelled", *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def clips_of(features):
+    """{name: (fold, target, waveform bytes)} of a packed file or of its shards."""
+    dataset = WaveformDataset(features, in_memory=False, as_int16=True)
+    return {name: (int(fold), tuple(dataset.targets[index]), dataset[index]["waveform"].tobytes())
+            for index, (name, fold) in enumerate(zip(dataset.audio_names, dataset.info["folds"]))}
+
+
+@pytest.mark.slow
+def test_four_shards_hold_the_one_file_packs_clips_folds_and_targets(labelled, tmp_path):
+    pack_csv(labelled, tmp_path / "one", "--max_clips_per_label=25")
+    for index in range(1, 5):
+        pack_csv(labelled, tmp_path / "four", f"--shard={index}/4", "--max_clips_per_label=25")
+    one = clips_of(str(tmp_path / "one" / "features" / "waveform.h5"))
+    folder = tmp_path / "four" / "features" / "waveform_shards"
+    shards = sorted(glob.glob(str(folder / "*.h5")))
+    assert [os.path.basename(path) for path in shards] == [
+        f"waveform-0000{index}-of-00004.h5" for index in range(1, 5)]
+    assert clips_of(str(folder)) == one  # the folder, read as one dataset
+    assert clips_of(shards) == one       # the files, listed
+    assert clips_of(str(folder / "waveform-*-of-00004.h5")) == one  # a glob
+    sizes = [read_hdf5_info(path)["waveform_shape"][0] for path in shards]
+    assert sum(sizes) == len(one) and min(sizes) > 0
+    reports = [open(path).read() for path in glob.glob(str(folder / "*_report.tsv"))]
+    assert sum("broken.wav" in report for report in reports) == 1  # in its own shard's report
+
+    summary = run_script("utils/features.py", "shard_summary", f"--shards={folder}")
+    assert summary.returncode == 0, summary.stderr
+    assert f"4 of 4 shards packed: {len(one)} clips" in summary.stdout
+    written = json.loads((folder / "summary.json").read_text())
+    assert written["complete"] and [row["clips"] for row in written["shards"]] == sizes
+
+    os.remove(shards[2])
+    summary = run_script("utils/features.py", "shard_summary", f"--shards={folder}")
+    assert "3/4  missing" in summary.stdout and "not complete" in summary.stdout
+
+
+def test_shards_that_disagree_are_refused_naming_the_shard(tmp_path):
+    paths = [write_tone(str(tmp_path / "audio" / f"{index}.wav"), 300.0 + 50 * index, 0.5)
+             for index in range(6)]
+    items = [(os.path.basename(path), path, one_hot(index % 2, 2))
+             for index, path in enumerate(paths)]
+    pack_to_hdf5(items[:3], ["a", "b"], "single_label", str(tmp_path / "x" / "1.h5"),
+                 clip_duration=0.5)
+    pack_to_hdf5(items[3:], ["a", "b"], "single_label", str(tmp_path / "x" / "2.h5"),
+                 sample_rate=16000, clip_duration=0.5)
+    with pytest.raises(UsageError, match=r"--features=.*x/2.h5: its sample rate \(16000\) "
+                                         r"differs from .*x/1.h5's \(32000\)"):
+        read_hdf5_info(str(tmp_path / "x"))
+    pack_to_hdf5(items[2:], ["a", "b"], "single_label", str(tmp_path / "y" / "2.h5"),
+                 clip_duration=0.5)
+    os.replace(tmp_path / "x" / "1.h5", tmp_path / "y" / "1.h5")
+    with pytest.raises(UsageError, match=r"together: clip names repeat \(2.wav\)"):
+        read_hdf5_info([str(tmp_path / "y" / "1.h5"), str(tmp_path / "y" / "2.h5")])
+    with pytest.raises(UsageError, match=r"--features=.*nowhere/\*.h5: no file matches"):
+        read_hdf5_info(str(tmp_path / "nowhere" / "*.h5"))
+
+
+@pytest.mark.slow
+def test_a_killed_pack_continues_where_it_stopped(labelled, tmp_path):
+    """Once packing has begun, clip 95 becomes a named pipe: the packer blocks on it, past its
+    first checkpoint (64 clips), and is killed there. The rerun decodes only what the log does
+    not hold, and the file equals an uninterrupted pack's."""
+    import shutil
+    source = labelled.parent
+    copy = tmp_path / "copy"
+    shutil.copytree(source, copy)
+    clip = copy / "audio" / "clip095.wav"
+    os.mkfifo(tmp_path / "pipe")
+    workspace = tmp_path / "ws"
+    packer = subprocess.Popen(
+        [sys.executable, os.path.join(REPO_DIR, "utils", "features.py"), "pack_csv_to_hdf5",
+         f"--csv={copy / 'labels.csv'}", f"--workspace={workspace}", "--clip_duration=0.5",
+         "--num_workers=0", "--keep_unlabelled", "--shard=1/1"],
+        cwd=REPO_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    folder = workspace / "features" / "waveform_shards"
+    log = folder / ".waveform-00001-of-00001.h5.progress"
+    deadline = time.time() + 120
+    while time.time() < deadline and not log.exists():  # the list is read: swap the clip
+        time.sleep(0.005)
+    os.replace(tmp_path / "pipe", clip)
+    while time.time() < deadline and len(log.read_text().splitlines()) < 65:
+        time.sleep(0.05)
+    time.sleep(0.5)  # blocked on the pipe by now
+    packer.send_signal(signal.SIGKILL)
+    packer.communicate(timeout=60)
+    assert len(log.read_text().splitlines()) == 65  # the job line and 64 clips
+    os.remove(clip)
+    shutil.copy(source / "audio" / "clip095.wav", clip)
+
+    rerun = pack_csv(copy / "labels.csv", workspace, "--shard=1/1")
+    assert "64 of 101 clips done before" in rerun.stderr  # 100 clips and broken.wav
+    assert "64/101" in rerun.stderr and " 0/101" not in rerun.stderr  # the bar starts at 65
+    assert sorted(os.listdir(folder)) == ["waveform-00001-of-00001.h5",
+                                          "waveform-00001-of-00001_report.tsv"]
+    pack_csv(labelled, tmp_path / "whole")
+    assert clips_of(str(folder)) == clips_of(str(tmp_path / "whole" / "features" / "waveform.h5"))
+
+
+@pytest.mark.slow
+def test_training_over_shards_resumes_exactly(labelled, tmp_path):
+    """Folds, the balanced sampler and --resume_iteration over a folder of shards: a run
+    stopped at 2 and resumed to 4 ends with the weights of one that ran to 4."""
+    shards = tmp_path / "data"
+    for index in (1, 2, 3):
+        pack_csv(labelled, shards, f"--shard={index}/3")
+    folder = str(shards / "features" / "waveform_shards")
+
+    def train(workspace, *extra):
+        main_script.main(["train", f"--workspace={workspace}", f"--features={folder}",
+                          "--model_type=Transfer_Cnn6", "--batch_size=4", "--num_workers=0",
+                          "--in_memory=no", "--learning_rate=1e-3", "--holdout_fold=2",
+                          "--sampler=balanced", "--eval_every=2", "--save_every=2",
+                          "--no_spec_augment", *extra])
+
+    train(tmp_path / "straight", "--stop_iteration=4")
+    train(tmp_path / "resumed", "--stop_iteration=2")
+    train(tmp_path / "resumed", "--stop_iteration=4", "--resume_iteration=2")
+    weights = []
+    for workspace in ("straight", "resumed"):
+        path, = glob.glob(str(tmp_path / workspace / "checkpoints" / "**" / "4_iterations.pth"),
+                          recursive=True)
+        checkpoint = load_checkpoint_file(path)
+        assert checkpoint["config"]["features"] == sorted(glob.glob(folder + "/*.h5"))
+        weights.append(checkpoint["model"])
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+def test_clips_read_alike_mapped_streamed_and_through_hdf5(tmp_path):
+    """The three readers of utils/clip_store.py give the same int16, also for a file a user
+    wrote compressed (read through h5py), and the loader's read-ahead changes no batch."""
+    from utils.data_generator import EvaluateSampler, ReadAhead
+    paths = [write_tone(str(tmp_path / "audio" / f"{index}.wav"), 200.0 + 90 * index, 0.3)
+             for index in range(9)]
+    items = [(os.path.basename(path), path, one_hot(index % 3, 3))
+             for index, path in enumerate(paths)]
+    packed = str(tmp_path / "plain.h5")
+    pack_to_hdf5(items, ["a", "b", "c"], "single_label", packed, clip_duration=0.3)
+    compressed = str(tmp_path / "compressed.h5")
+    with h5py.File(packed, "r") as source, h5py.File(compressed, "w") as target:
+        for name in ("audio_name", "target", "fold"):
+            source.copy(name, target)
+        target.attrs.update(source.attrs)
+        target.create_dataset("waveform", data=source["waveform"][:], chunks=(3, 9600),
+                              compression="gzip")
+    mapped = WaveformDataset(packed, in_memory=True, as_int16=True)
+    streamed = WaveformDataset(packed, in_memory=False, as_int16=True)
+    through_hdf5 = WaveformDataset(compressed, in_memory=False, as_int16=True)
+    assert mapped.clips.offsets[0] is not None and through_hdf5.clips.offsets[0] is None
+    for index in range(9):
+        expected = mapped[index]["waveform"]
+        assert np.abs(expected).max() > 1000
+        assert np.array_equal(streamed[index]["waveform"], expected)
+        assert np.array_equal(through_hdf5[index]["waveform"], expected)
+    sampler = EvaluateSampler(np.arange(9), 2)
+    assert list(ReadAhead(sampler, streamed.clips, depth=3)) == list(sampler)
