@@ -62,7 +62,9 @@ def add_selection_flags(parser):
     group.add_argument("--early_stop_patience", type=non_negative_int, default=0,
                        help="stop after this many evaluations without improvement (0: never)")
     group.add_argument("--in_memory", default="auto", choices=["auto", "yes", "no"],
-                       help="read the whole HDF5 into RAM (auto: when it fits)")
+                       help="yes: map the packed file(s) into memory (one copy per node, shared "
+                            "by its ranks); no: read each clip when its batch comes, with "
+                            "read-ahead; auto: map when under half the available RAM")
 
 
 def add_fine_tuning_flags(parser):

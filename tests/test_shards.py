@@ -206,3 +206,37 @@ def test_clips_read_alike_mapped_streamed_and_through_hdf5(tmp_path):
         assert np.array_equal(through_hdf5[index]["waveform"], expected)
     sampler = EvaluateSampler(np.arange(9), 2)
     assert list(ReadAhead(sampler, streamed.clips, depth=3)) == list(sampler)
+
+
+MEMORY_PROBE = """
+import sys
+import h5py, numpy as np
+from utils.data_generator import WaveformDataset
+
+def anonymous_mb():
+    with open("/proc/self/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Anonymous:")) / 1024
+
+dataset = WaveformDataset(sys.argv[1], in_memory=True, as_int16=True)
+dataset.clips.read(0)  # the files opened and mapped
+before = anonymous_mb()
+total = sum(int(dataset.clips.read(index).sum(dtype=np.int64)) for index in range(len(dataset)))
+mapped = anonymous_mb() - before
+copy = np.concatenate([h5py.File(path, "r")["waveform"][:] for path in dataset.paths])
+print(total == int(copy.sum(dtype=np.int64)), mapped, anonymous_mb() - before)
+"""
+
+
+def test_data_held_in_memory_is_mapped_not_copied(tmp_path):
+    """--in_memory=yes holds the clips as the files' pages (shared by every process of the
+    node), not as memory of each process: reading every clip adds next to nothing to the
+    process's own (anonymous) memory, where a copy adds the data's size. Measured in a fresh
+    process, whose allocator holds no freed memory to reuse."""
+    from scripts.benchmark_reading import write_shards
+    folder = write_shards(str(tmp_path), clips=64, seconds=10.0, shards=2)  # 41 MB
+    result = subprocess.run([sys.executable, "-c", MEMORY_PROBE, folder], cwd=REPO_DIR,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    same, mapped, copied = result.stdout.split()
+    assert same == "True"  # the mapped reads gave the file's clips
+    assert float(mapped) < 4 and float(copied) > 35, result.stdout

@@ -13,7 +13,7 @@ from utils.clip_store import ClipStore
 from utils.config import FOLDS_NUM, TASKS
 from utils.utilities import UsageError
 
-# Load the whole file into memory when it is smaller than this share of the available RAM.
+# Map the files into memory when they are smaller than this share of the available RAM.
 IN_MEMORY_RAM_FRACTION = 0.5
 
 
@@ -191,6 +191,15 @@ def data_digest(info):
 
 
 def available_ram_bytes():
+    """What the kernel could give without swapping (MemAvailable: free memory plus page cache it
+    can drop; the packed files' own cached pages count), else the free memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError):
