@@ -63,11 +63,15 @@ def restore_rng_states(states, mixup, device):
 
 def all_rank_rng_states(mixup, device, world_size):
     """Every rank's random states, gathered on each rank (a collective: all ranks call it)."""
-    states = rng_states(mixup, device)
+    return gather_from_ranks(rng_states(mixup, device), world_size)
+
+
+def gather_from_ranks(value, world_size):
+    """Every rank's `value` (picklable), in rank order, on each rank (a collective)."""
     if world_size == 1:
-        return [states]
+        return [value]
     gathered = [None] * world_size
-    dist.all_gather_object(gathered, states)
+    dist.all_gather_object(gathered, value)
     return gathered
 
 

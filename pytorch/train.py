@@ -21,8 +21,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pytorch.checkpoints import load_checkpoint_file, save_checkpoint_file
 from pytorch.distributed import (RankShare, all_rank_rng_states, barrier, broadcast_flag,
-                                 global_mean, rank_mixup_lambda, restore_rng_states, rng_states,
-                                 setup_distributed, wrap_model)
+                                 gather_from_ranks, global_mean, rank_mixup_lambda,
+                                 restore_rng_states, rng_states, setup_distributed, wrap_model)
 from pytorch.losses import LOSSES
 from pytorch.optimization import clip_gradients, make_optimizer, set_learning_rates
 from pytorch.pytorch_utils import (Mixup, autocast, check_precision, do_mixup, forward_loader,
@@ -35,7 +35,7 @@ from utils.data_generator import EvaluateSampler
 from utils.runs import STATISTICS_FILE, checkpoint_path
 from utils.metrics_stream import open_metrics_stream
 from utils.statistics_files import StatisticsContainer, statistics_meta
-from utils.utilities import UsageError
+from utils.utilities import UsageError, host_memory_mb
 
 LOG_EVERY = 10  # training steps between metric records (each one syncs the GPU once)
 
@@ -255,6 +255,13 @@ class TrainingRun:
     def finish(self, stopped_early):
         """The chosen checkpoint's thresholds and test score; the run marked finished."""
         self.checkpointer.check_final()
+        memory = gather_from_ranks(host_memory_mb(), self.world_size)  # every rank joins
+        if self.is_master and all(memory):
+            logging.info("host memory per rank, MB (PSS: shared pages split between their "
+                         "processes; anon: the rank's own; file: its share of mapped data): %s",
+                         "; ".join(f"rank {rank} RSS {m['rss']:.0f} PSS {m['pss']:.0f} anon "
+                                   f"{m['anon']:.0f} file {m['file']:.0f}"
+                                   for rank, m in enumerate(memory)))
         if self.is_master:
             run = self.run
 

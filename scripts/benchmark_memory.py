@@ -38,24 +38,10 @@ from pytorch.pytorch_utils import ResidentClips, make_loader
 from scripts.benchmark_reading import write_shards
 from utils.arguments import Parser, positive_float, positive_int
 from utils.data_generator import TrainSampler, WaveformDataset
-from utils.utilities import run_cli
+from utils.utilities import host_memory_mb, run_cli
 
 MODES = ("private copy", "mapped", "lazy")
 BATCH_SIZE = 32
-
-
-def memory_mb():
-    """{'rss', 'pss', 'anon', 'file'} of this process in MB: resident, proportional (a page
-    shared by k processes counts 1/k), anonymous (its own heap: cannot be evicted, counted
-    once per rank) and the file pages it maps (page cache: one copy per node, evictable)."""
-    fields = {}
-    with open("/proc/self/smaps_rollup") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
-                fields[parts[0][:-1]] = int(parts[1]) / 1024
-    return {"rss": fields["Rss"], "pss": fields["Pss"], "anon": fields["Anonymous"],
-            "file": fields["Pss_File"]}
 
 
 def read_epoch(folder, mode, rank, world_size):
@@ -92,10 +78,10 @@ class EpochSampler(TrainSampler):
 
 def rank_main(folder, mode, rank, world_size, barrier, results):
     torch.set_num_threads(1)
-    before = memory_mb()
+    before = host_memory_mb()
     held = read_epoch(folder, mode, rank, world_size)
     barrier.wait()  # every rank has read its epoch and still holds its data
-    after = memory_mb()
+    after = host_memory_mb()
     results.put({"mode": mode, "processes": world_size, "rank": rank,
                  **{key: round(after[key] - before[key], 1) for key in after}})
     barrier.wait()  # hold on until every rank has measured

@@ -21,6 +21,7 @@ a 2-process run resumed from its own checkpoint must replay the uninterrupted 2-
 which needs each rank's own random states back.
 """
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -139,6 +140,10 @@ def test_two_processes_match_one(tmp_path, features, augmentation, streamed, nod
         log = f.read()
     assert log.count("run configuration:") == 1 and log.count("saved ") == 2
     assert "2 process(es)" in log
+    # every rank's host memory, gathered to rank 0's log: real, positive figures
+    memory = re.search(r"host memory per rank.*: rank 0 RSS (\d+) PSS (\d+) anon \d+ file \d+; "
+                       r"rank 1 RSS (\d+) PSS (\d+)", log)
+    assert memory and all(int(value) > 50 for value in memory.groups()), log[-2000:]
 
 
 @pytest.mark.slow

@@ -135,13 +135,16 @@ def test_a_killed_pack_continues_where_it_stopped(labelled, tmp_path):
     packer.send_signal(signal.SIGKILL)
     packer.communicate(timeout=60)
     assert len(log.read_text().splitlines()) == 65  # the job line and 64 clips
+    summary = run_script("utils/features.py", "shard_summary", f"--shards={folder}")
+    assert "1/1  packing    64 clips done" in summary.stdout, summary.stdout
+    assert "0 of 1 shards packed: 0 clips, 0.00 GB; not complete" in summary.stdout
     os.remove(clip)
     shutil.copy(source / "audio" / "clip095.wav", clip)
 
     rerun = pack_csv(copy / "labels.csv", workspace, "--shard=1/1")
     assert "64 of 101 clips done before" in rerun.stderr  # 100 clips and broken.wav
     assert "64/101" in rerun.stderr and " 0/101" not in rerun.stderr  # the bar starts at 65
-    assert sorted(os.listdir(folder)) == ["waveform-00001-of-00001.h5",
+    assert sorted(os.listdir(folder)) == ["summary.json", "waveform-00001-of-00001.h5",
                                           "waveform-00001-of-00001_report.tsv"]
     pack_csv(labelled, tmp_path / "whole")
     assert clips_of(str(folder)) == clips_of(str(tmp_path / "whole" / "features" / "waveform.h5"))
@@ -240,3 +243,19 @@ def test_data_held_in_memory_is_mapped_not_copied(tmp_path):
     same, mapped, copied = result.stdout.split()
     assert same == "True"  # the mapped reads gave the file's clips
     assert float(mapped) < 4 and float(copied) > 35, result.stdout
+
+
+def test_a_shard_another_process_is_packing_is_refused(tmp_path):
+    """Two machines given the same --shard would write one partial file: the second is
+    refused in one line while the first holds the pack's lock; afterwards the lock is gone."""
+    import fcntl
+    path = write_tone(str(tmp_path / "audio" / "a.wav"), 440.0, 0.3)
+    items = [("a.wav", path, one_hot(0, 2)), ("b.wav", path, one_hot(1, 2))]
+    output = str(tmp_path / "ws" / "w.h5")
+    os.makedirs(tmp_path / "ws")
+    with open(tmp_path / "ws" / ".w.h5.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(UsageError, match=r"another process is packing .*w.h5 now"):
+            pack_to_hdf5(items, ["a", "b"], "single_label", output, clip_duration=0.3)
+    pack_to_hdf5(items, ["a", "b"], "single_label", output, clip_duration=0.3)
+    assert sorted(os.listdir(tmp_path / "ws")) == ["w.h5", "w_report.tsv"]

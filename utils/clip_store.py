@@ -126,8 +126,9 @@ class ClipStore:
                 os.posix_fadvise(self._handle(file_number), int(offsets[row]), self.clip_bytes,
                                  os.POSIX_FADV_WILLNEED)
 
-    def blocks(self, rows=4096):
-        """The clips in order, as (rows, clip_samples) arrays of at most `rows` clips."""
+    def blocks(self, max_bytes=2**28):
+        """The clips in order, as (rows, clip_samples) arrays of at most `max_bytes`."""
+        rows = max(1, max_bytes // self.clip_bytes)
         for start in range(0, len(self), rows):
             yield self.read_batch(range(start, min(start + rows, len(self))))
 

@@ -8,6 +8,7 @@ the log says which clips it holds, so a rerun of the same command continues afte
 logged clip: nothing is decoded twice and nothing is lost. The log's first line names the job
 (a digest of its clips, folds, targets and format); another job starts afresh.
 """
+import fcntl
 import hashlib
 import logging
 import os
@@ -81,12 +82,23 @@ class PartialPack:
         self.output_path = output_path
         self.path = os.path.join(folder, f".{name}.partial")
         self.log_path = os.path.join(folder, f".{name}.progress")
+        self.lock_path = os.path.join(folder, f".{name}.lock")
+        self.lock = None
         self.job, self.rows, self.clip_samples = job, rows, clip_samples
         self.pending = []
         self.hf = None
 
     def open(self):
-        """The outcomes already logged [(status, reason)], in clip order; the HDF5 is open."""
+        """The outcomes already logged [(status, reason)], in clip order; the HDF5 is open.
+        Refused while another process packs the same file (two machines given one shard)."""
+        self.lock = open(self.lock_path, "a")
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.lock.close()
+            self.lock = None
+            raise UsageError(f"another process is packing {self.output_path} now (it holds "
+                             f"{self.lock_path}); wait for it, or pack another --shard") from None
         done = self._logged_outcomes()
         if done is not None:
             try:
@@ -103,7 +115,7 @@ class PartialPack:
                 self.hf.close()
             except (OSError, KeyError) as error:  # killed while finishing: start again
                 logging.warning("%s cannot be continued (%s); packing afresh", self.path, error)
-        self.discard()
+        self._remove_files()
         self._create()
         return []
 
@@ -166,6 +178,14 @@ class PartialPack:
             self.checkpoint()
             self.hf.close()
             self.hf = None
+        self._unlock(remove=False)
+
+    def _unlock(self, remove):
+        if self.lock is not None:
+            if remove:
+                os.remove(self.lock_path)  # while held: no other packer holds a removed file
+            self.lock.close()
+            self.lock = None
 
     def finish(self):
         """Close and rename the file into place (once the caller has cut the rows to those kept
@@ -180,8 +200,14 @@ class PartialPack:
         os.replace(self.path, self.output_path)
         fsync_path(os.path.dirname(os.path.abspath(self.output_path)))
         os.remove(self.log_path)
+        self._unlock(remove=True)
 
     def discard(self):
+        """Give the pack up: its files and its lock go."""
+        self._remove_files()
+        self._unlock(remove=True)
+
+    def _remove_files(self):
         if self.hf is not None:
             try:
                 self.hf.close()

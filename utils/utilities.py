@@ -193,6 +193,21 @@ def remove_stale_temporaries(folders, prefix="."):
     return removed
 
 
+def host_memory_mb():
+    """This process's memory in MB, or None where /proc/self/smaps_rollup is missing: 'rss'
+    (resident), 'pss' (proportional: a page shared by k processes counts 1/k, so summing over
+    processes counts it once), 'anon' (its own heap, counted once per process) and 'file' (its
+    share of mapped files' pages: page cache, evictable)."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            fields = {parts[0][:-1]: int(parts[1]) / 1024 for parts in map(str.split, f)
+                      if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit()}
+        return {"rss": fields["Rss"], "pss": fields["Pss"], "anon": fields["Anonymous"],
+                "file": fields["Pss_File"]}
+    except (OSError, KeyError):
+        return None
+
+
 def check_output_file(path, flag):
     """Before long work: `path` can be written (not a folder; its folder writable)."""
     if os.path.isdir(path):
