@@ -11,7 +11,7 @@ from pytorch.pytorch_utils import fast_defaults
 from pytorch.published import identify_checkpoint
 from utils import config
 from utils.config import AudioConfig, RunConfig, resolve_loss_type
-from utils.data_generator import describe_features, features_value, read_hdf5_info
+from utils.data_generator import features_flag, features_value, read_hdf5_info
 from utils.utilities import UsageError
 
 FRONT_END_FLAGS = ("window_size", "hop_size", "mel_bins", "fmin", "fmax")
@@ -38,8 +38,8 @@ def architecture(flags, sample_rate, trusted):
         # resampling on load would cost every epoch and hide the mismatch.
         raise UsageError(
             f"--pretrained_checkpoint_path={pretrained}: {found.name} was trained on "
-            f"{found.audio['sample_rate']} Hz audio, but --features="
-            f"{describe_features(flags['features'])} holds "
+            f"{found.audio['sample_rate']} Hz audio, but "
+            f"{features_flag(flags['features'])} holds "
             f"{sample_rate} Hz; repack the audio with utils/features.py --sample_rate="
             f"{found.audio['sample_rate']} and pass that file as --features")
     defaults = found.audio if found else AudioConfig().front_end()

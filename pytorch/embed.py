@@ -27,7 +27,7 @@ from pytorch.pytorch_utils import make_loader, waveform_to_tensor
 from pytorch.windows import predict_blocks, window_outputs
 from utils.arguments import add_flags
 from utils.audio import AudioReadError, stream_audio
-from utils.data_generator import EvaluateSampler, WaveformDataset, describe_features
+from utils.data_generator import EvaluateSampler, WaveformDataset, features_flag
 from utils.utilities import UsageError, atomic_path, check_output_file
 
 
@@ -58,10 +58,10 @@ def clip_rows(predictor, features, batch_size, num_workers):
     dataset = WaveformDataset(features, in_memory=False, as_int16=True)
     info, audio = dataset.info, predictor.run.audio
     if info["sample_rate"] != audio.sample_rate:
-        raise UsageError(f"--features={describe_features(features)}: packed at {info['sample_rate']} Hz, the model "
+        raise UsageError(f"{features_flag(features)}: packed at {info['sample_rate']} Hz, the model "
                          f"takes {audio.sample_rate} Hz; pack the audio at its rate")
     if info["clip_samples"] < predictor.min_samples:
-        raise UsageError(f"--features={describe_features(features)}: its clips are shorter than "
+        raise UsageError(f"{features_flag(features)}: its clips are shorter than "
                          f"{predictor.run.model_type} takes ({predictor.min_samples} samples)")
     seconds = info["clip_samples"] / info["sample_rate"]
     cpu = torch.device("cpu")  # the loader's side; the predictor moves batches to its device

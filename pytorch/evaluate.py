@@ -21,7 +21,7 @@ from pytorch.checkpoints import stored_thresholds
 from pytorch.restore import load_trained_model
 from pytorch.pytorch_utils import forward_loader, make_loader, resolve_precision, select_device
 from utils.config import MULTI_LABEL, SINGLE_LABEL
-from utils.data_generator import (EvaluateSampler, WaveformDataset, describe_features,
+from utils.data_generator import (EvaluateSampler, WaveformDataset, features_flag,
                                   feature_files, features_value, split_indices)
 from utils.arguments import add_flags
 from utils.metrics import (classification_report_text, compute_metrics, tuned_scores,
@@ -86,7 +86,7 @@ def check_compatible(run, info, features_path, split):
     clips of a repacked training file may be clips the model trained on."""
     if run.data_digest and info["digest"] != run.data_digest and split != "all":
         same_path = sorted(feature_files(features_path)) == sorted(feature_files(run.features))
-        message = (f"--features={describe_features(features_path)}: its clips, folds or targets differ from the data "
+        message = (f"{features_flag(features_path)}: its clips, folds or targets differ from the data "
                    f"the checkpoint was trained on, so its {split} held-out clips may be clips "
                    "the model trained on")
         if same_path:
@@ -95,15 +95,15 @@ def check_compatible(run, info, features_path, split):
         logging.warning("%s", message)
     if list(run.labels) != list(info["labels"]):
         raise UsageError(
-            f"--features={describe_features(features_path)}: its labels ({', '.join(info['labels'])}) differ from "
+            f"{features_flag(features_path)}: its labels ({', '.join(info['labels'])}) differ from "
             f"the checkpoint's ({', '.join(run.labels)}); evaluate on an HDF5 packed "
             "with the same classes in the same order")
     if run.task != info["task"]:
-        raise UsageError(f"--features={describe_features(features_path)}: a {info['task']} file, but the checkpoint "
+        raise UsageError(f"{features_flag(features_path)}: a {info['task']} file, but the checkpoint "
                          f"is a {run.task} model")
     model_rate = run.audio.sample_rate
     if model_rate != info["sample_rate"]:
-        raise UsageError(f"--features={describe_features(features_path)}: packed at {info['sample_rate']} Hz, but the "
+        raise UsageError(f"{features_flag(features_path)}: packed at {info['sample_rate']} Hz, but the "
                          f"model was trained at {model_rate} Hz; repack with --sample_rate={model_rate}")
     if run.audio.clip_samples != info["clip_samples"]:
         logging.warning("the HDF5's clips are %d samples, the model was trained on %d; "
@@ -216,7 +216,7 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
     indices = select_indices(dataset.info, split, holdout_fold, subset)
     selection = selection_name(split, holdout_fold, subset)
     if len(indices) == 0:
-        raise UsageError(f"--features={describe_features(features_path)}: no clips in {selection}")
+        raise UsageError(f"{features_flag(features_path)}: no clips in {selection}")
     iteration = checkpoint.get("iteration", os.path.splitext(os.path.basename(checkpoint_path))[0])
     if write:  # before the work: the reports' folder must take files
         output_dir = output_dir or default_output_dir(checkpoint_path, iteration, selection)

@@ -10,7 +10,7 @@ from pytorch.pytorch_utils import ResidentClips, make_loader
 from utils import config
 from utils.config import RunConfig
 from utils.data_generator import (BalancedTrainSampler, TrainSampler, WaveformDataset,
-                                  describe_features)
+                                  features_flag)
 from utils.runs import RunFolder, format_changes, write_run_file
 from utils.splits import split_train_eval_indices
 from utils.utilities import UsageError, create_logging
@@ -48,7 +48,7 @@ def load_dataset(run):
     """The run's packed clips (int16: half the memory) and its train/holdout/test indices."""
     dataset = WaveformDataset(run.features, in_memory=run.in_memory, as_int16=True)
     if run.data_digest and dataset.info["digest"] != run.data_digest:
-        raise UsageError(f"--features={describe_features(run.features)}: its clips, folds or targets changed while "
+        raise UsageError(f"{features_flag(run.features)}: its clips, folds or targets changed while "
                          "the run started; start it again")
     split = split_train_eval_indices(dataset.info, run.holdout_fold, run.split, run.test_fold)
     check_training_classes(dataset.targets[split[0]], run.labels, run.task)

@@ -258,7 +258,8 @@ class TrainingRun:
         memory = gather_from_ranks(host_memory_mb(), self.world_size)  # every rank joins
         if self.is_master and all(memory):
             logging.info("host memory per rank, MB (PSS: shared pages split between their "
-                         "processes; anon: the rank's own; file: its share of mapped data): %s",
+                         "processes; anon: the rank's own; file: its share of mapped files, "
+                         "libraries included): %s",
                          "; ".join(f"rank {rank} RSS {m['rss']:.0f} PSS {m['pss']:.0f} anon "
                                    f"{m['anon']:.0f} file {m['file']:.0f}"
                                    for rank, m in enumerate(memory)))

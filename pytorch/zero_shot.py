@@ -22,7 +22,7 @@ from pytorch.models import TAGGERS, create_model
 from pytorch.published import identify_checkpoint
 from pytorch.pytorch_utils import forward_loader, make_loader, resolve_precision, select_device
 from utils import config
-from utils.data_generator import (EvaluateSampler, WaveformDataset, describe_features,
+from utils.data_generator import (EvaluateSampler, WaveformDataset, features_flag,
                                   features_value, split_indices)
 from utils.arguments import add_flags
 from utils.config import AudioConfig
@@ -65,7 +65,7 @@ def iab_label_set_of(labels, iab_labels, features_path):
         return iab_labels
     if iab_labels:
         raise UsageError(
-            f"--features={describe_features(features_path)}: its labels ({'; '.join(labels)}) are not the "
+            f"{features_flag(features_path)}: its labels ({'; '.join(labels)}) are not the "
             f"{iab_labels}-label IAB set that --iab_labels={iab_labels} maps to "
             f"({'; '.join(load_label_set(iab_labels))}); pack the file with "
             f"--iab_labels={iab_labels} or pick the set it was packed with")
@@ -73,7 +73,7 @@ def iab_label_set_of(labels, iab_labels, features_path):
         if labels == load_label_set(size):
             return size
     raise UsageError(
-        f"--features={describe_features(features_path)}: its labels ({'; '.join(labels)}) are not an IAB label set "
+        f"{features_flag(features_path)}: its labels ({'; '.join(labels)}) are not an IAB label set "
         "(metadata/iab_labels_5.csv or _20.csv, in that order), so AudioSet classes cannot be "
         "mapped to them; pack with utils/features.py pack_audioset_to_hdf5 --iab_labels=5|20 "
         "(or pack_csv_to_hdf5 --labels=5|20)")
@@ -94,7 +94,7 @@ def zero_shot_tagger(args, info, features, device):
     if found.audio["sample_rate"] != info["sample_rate"]:
         raise UsageError(f"--pretrained_checkpoint_path={args.pretrained_checkpoint_path}: "
                          f"{found.name} takes {found.audio['sample_rate']} Hz audio, but "
-                         f"--features={describe_features(features)} holds {info['sample_rate']} Hz; repack it "
+                         f"{features_flag(features)} holds {info['sample_rate']} Hz; repack it "
                          f"with utils/features.py --sample_rate={found.audio['sample_rate']}")
     model_type = args.model_type or found.name
     if model_type not in AUDIOSET_TAGGERS:
@@ -125,7 +125,7 @@ def run_zero_shot(args):
     info = dataset.info
     num_labels = iab_label_set_of(info["labels"], args.iab_labels, features)
     if info["task"] != config.MULTI_LABEL:
-        raise UsageError(f"--features={describe_features(features)}: packed as {info['task']}; the IAB labels "
+        raise UsageError(f"{features_flag(features)}: packed as {info['task']}; the IAB labels "
                          "are multi-label, repack it")
     matrix = mapping_matrix(num_labels, args.mapping)
     if holdout_fold == "all":

@@ -54,6 +54,11 @@ def describe_features(paths):
     return f"{len(paths)} files in {', '.join(folders)}"
 
 
+def features_flag(features):
+    """--features=... as messages name it."""
+    return f"--features={describe_features(features)}"
+
+
 def features_value(files):
     """What a RunConfig records as its data: the file's absolute path, or the list of them."""
     paths = [path for path, _ in files]
