@@ -259,3 +259,29 @@ def test_a_shard_another_process_is_packing_is_refused(tmp_path):
             pack_to_hdf5(items, ["a", "b"], "single_label", output, clip_duration=0.3)
     pack_to_hdf5(items, ["a", "b"], "single_label", output, clip_duration=0.3)
     assert sorted(os.listdir(tmp_path / "ws")) == ["w.h5", "w_report.tsv"]
+
+
+def test_subsets_and_splits_read_alike_from_shards_and_one_file(tmp_path):
+    """A pack with its own train/valid/test subsets (the seed CSVs' kind), in 3 shards and in
+    one file: every split names the same clips (multi-label folds dealt over the whole list)."""
+    from utils.splits import split_train_eval_indices
+    paths = [write_tone(str(tmp_path / "audio" / f"{index}.wav"), 200.0 + 37 * index, 0.2)
+             for index in range(40)]
+    items = [(f"{index}.wav", path, np.array([index % 2, index % 3 == 0], dtype=np.float32))
+             for index, path in enumerate(paths)]
+    subset_of = {path: ("train", "train", "valid", "test")[index % 4]
+                 for index, path in enumerate(paths)}
+    one = str(tmp_path / "one.h5")
+    pack_to_hdf5(items, ["odd", "third"], "multi_label", one, clip_duration=0.2,
+                 subset_of=subset_of)
+    for index in (1, 2, 3):
+        pack_to_hdf5(items, ["odd", "third"], "multi_label", str(tmp_path / "many.h5"),
+                     clip_duration=0.2, subset_of=subset_of, shard=(index, 3))
+    infos = [read_hdf5_info(one), read_hdf5_info(str(tmp_path / "many_shards"))]
+    assert len(infos[1]["files"]) == 3
+    for split, holdout, test_fold in (("subsets", "subsets", None), ("folds", 3, None),
+                                      ("folds", 2, 5)):
+        named = [[sorted(info["audio_names"][i] for i in indices)
+                  for indices in split_train_eval_indices(info, holdout, split, test_fold)
+                  if indices is not None] for info in infos]
+        assert named[0] == named[1] and all(named[0]), (split, holdout)
