@@ -193,3 +193,10 @@ def test_a_csv_that_is_not_utf8_is_a_one_line_error(tmp_path):
     folds_csv.write_bytes("caf\u00e9.wav,1\n".encode("latin-1"))
     with pytest.raises(UsageError, match=r"--folds_from=.*folds.csv: not UTF-8 text .*save it as UTF-8"):
         read_folds_file(str(folds_csv))
+
+
+def test_multilabel_folds_of_a_single_label_spread_positives_and_negatives():
+    targets = (np.arange(100) % 4 == 0).astype(np.float32)[:, None]  # 25 positives
+    folds = multilabel_stratified_folds(targets)
+    for fold in range(1, 11):
+        assert (folds == fold).sum() == 10 and targets[folds == fold].sum() in (2, 3)

@@ -108,45 +108,44 @@ def test_shards_that_disagree_are_refused_naming_the_shard(tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_pack_continues_where_it_stopped(labelled, tmp_path):
-    """Once packing has begun, clip 95 becomes a named pipe: the packer blocks on it, past its
-    first checkpoint (64 clips), and is killed there. The rerun decodes only what the log does
-    not hold, and the file equals an uninterrupted pack's."""
+    """A packer of 300 clips is killed (SIGKILL) as soon as its log holds a checkpoint (every
+    64 clips), mid-pack. The rerun decodes only what the log does not hold, and the file
+    equals an uninterrupted pack's."""
     import shutil
     source = labelled.parent
-    copy = tmp_path / "copy"
-    shutil.copytree(source, copy)
-    clip = copy / "audio" / "clip095.wav"
-    os.mkfifo(tmp_path / "pipe")
+    rows = []
+    for copy in range(3):  # 300 clips: well over a second of packing after the first checkpoint
+        shutil.copytree(source / "audio", tmp_path / "data" / f"audio{copy}")
+        rows += [f"audio{copy}/clip{clip:03d}.wav,{('low', 'high')[clip % 2]}"
+                 for clip in range(100)]
+    csv = tmp_path / "data" / "labels.csv"
+    csv.write_text("\n".join(rows) + "\n")
     workspace = tmp_path / "ws"
     packer = subprocess.Popen(
         [sys.executable, os.path.join(REPO_DIR, "utils", "features.py"), "pack_csv_to_hdf5",
-         f"--csv={copy / 'labels.csv'}", f"--workspace={workspace}", "--clip_duration=0.5",
-         "--num_workers=0", "--keep_unlabelled", "--shard=1/1"],
-        cwd=REPO_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+         f"--csv={csv}", f"--workspace={workspace}", "--clip_duration=0.5", "--num_workers=0",
+         "--keep_unlabelled", "--shard=1/1"],
+        cwd=REPO_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     folder = workspace / "features" / "waveform_shards"
     log = folder / ".waveform-00001-of-00001.h5.progress"
     deadline = time.time() + 120
-    while time.time() < deadline and not log.exists():  # the list is read: swap the clip
-        time.sleep(0.005)
-    os.replace(tmp_path / "pipe", clip)
-    while time.time() < deadline and len(log.read_text().splitlines()) < 65:
-        time.sleep(0.05)
-    time.sleep(0.5)  # blocked on the pipe by now
+    while time.time() < deadline and packer.poll() is None and \
+            (not log.exists() or len(log.read_text().splitlines()) < 65):
+        time.sleep(0.001)
     packer.send_signal(signal.SIGKILL)
-    packer.communicate(timeout=60)
-    assert len(log.read_text().splitlines()) == 65  # the job line and 64 clips
+    assert packer.wait(timeout=60) == -signal.SIGKILL  # killed mid-pack, not finished
+    logged = len(log.read_text().splitlines()) - 1  # the job line, then one line per clip
+    assert logged in (64, 128, 192, 256), logged
     summary = run_script("utils/features.py", "shard_summary", f"--shards={folder}")
-    assert "1/1  packing    64 clips done" in summary.stdout, summary.stdout
+    assert f"1/1  packing    {logged} clips done" in summary.stdout, summary.stdout
     assert "0 of 1 shards packed: 0 clips, 0.00 GB; not complete" in summary.stdout
-    os.remove(clip)
-    shutil.copy(source / "audio" / "clip095.wav", clip)
 
-    rerun = pack_csv(copy / "labels.csv", workspace, "--shard=1/1")
-    assert "64 of 101 clips done before" in rerun.stderr  # 100 clips and broken.wav
-    assert "64/101" in rerun.stderr and " 0/101" not in rerun.stderr  # the bar starts at 65
+    rerun = pack_csv(csv, workspace, "--shard=1/1")
+    assert f"{logged} of 300 clips done before" in rerun.stderr
+    assert f"{logged}/300" in rerun.stderr and " 0/300" not in rerun.stderr  # the bar's start
     assert sorted(os.listdir(folder)) == ["summary.json", "waveform-00001-of-00001.h5",
                                           "waveform-00001-of-00001_report.tsv"]
-    pack_csv(labelled, tmp_path / "whole")
+    pack_csv(csv, tmp_path / "whole")
     assert clips_of(str(folder)) == clips_of(str(tmp_path / "whole" / "features" / "waveform.h5"))
 
 

@@ -222,6 +222,8 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
     except BaseException:  # interrupted: keep what is packed for the rerun
         if partial.hf is not None:
             partial.close()
+            logging.warning("stopped: %d clips are kept in %s; run the same command again to "
+                            "continue", len(decoded.kept), partial.path)
         raise
     _write_report(output_path, list(excluded) + decoded.skipped + decoded.noted)
     logging.info("packed %d clips (%d skipped) in %.1f s into %s",

@@ -34,6 +34,8 @@ def multilabel_stratified_folds(targets, folds_num=10, seed=1234):
     folds = np.zeros(len(targets), dtype=np.int32)
     if len(targets) < folds_num:  # too few clips to stratify: deal them out in order
         return (np.arange(len(targets)) % folds_num + 1).astype(np.int32)
+    if targets.shape[1] == 1:  # one label: positives and negatives, each dealt evenly
+        return stratified_folds((targets[:, 0] >= 0.5).astype(int), folds_num, seed)
     splitter = MultilabelStratifiedKFold(n_splits=folds_num, shuffle=True, random_state=seed)
     for fold, (_, holdout) in enumerate(splitter.split(np.zeros(len(targets)), targets)):
         folds[holdout] = fold + 1
