@@ -23,7 +23,8 @@ def _strings(values):
 
 def feature_files(spec, flag="--features"):
     """The packed files `spec` names: a file, a folder (its *.h5), a glob, or a list of these;
-    sorted, each once. A name that finds nothing is a UsageError naming it."""
+    sorted, each once, so the same files in another order are the same data (and the same
+    digest). A name that finds nothing is a UsageError naming it."""
     paths = []
     for entry in [spec] if isinstance(spec, str) else spec:
         if os.path.isdir(entry):
@@ -31,19 +32,19 @@ def feature_files(spec, flag="--features"):
             if not found:
                 raise UsageError(f"{flag}={entry}: a folder without .h5 files; pack into it "
                                  "first with utils/features.py")
+        elif os.path.isfile(entry):  # before globbing: a file name may hold [ or *
+            found = [entry]
         elif glob.has_magic(entry):
             found = sorted(path for path in glob.glob(entry) if os.path.isfile(path))
             if not found:
                 raise UsageError(f"{flag}={entry}: no file matches")
-        elif os.path.isfile(entry):
-            found = [entry]
         else:
             raise UsageError(f"{flag}={entry}: file not found; pack it first with "
                              "utils/features.py (or pass --features)")
         paths += [os.path.abspath(path) for path in found]
     if not paths:
         raise UsageError(f"{flag}: no file given")
-    return sorted(set(paths), key=paths.index)
+    return sorted(set(paths))
 
 
 def describe_features(paths):
