@@ -85,7 +85,7 @@ def check_compatible(run, info, features_path, split):
     """The HDF5 must hold the classes, task and sample rate the model was trained on; held-out
     clips of a repacked training file may be clips the model trained on."""
     if run.data_digest and info["digest"] != run.data_digest and split != "all":
-        same_path = sorted(feature_files(features_path)) == sorted(feature_files(run.features))
+        same_path = feature_files(features_path) == feature_files(run.features)
         message = (f"{features_flag(features_path)}: its clips, folds or targets differ from the data "
                    f"the checkpoint was trained on, so its {split} held-out clips may be clips "
                    "the model trained on")

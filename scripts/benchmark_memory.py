@@ -49,7 +49,7 @@ def read_epoch(folder, mode, rank, world_size):
     dataset = WaveformDataset(folder, in_memory=mode != "lazy", as_int16=True)
     batches = RankShare(EpochSampler(len(dataset)), rank, world_size)
     if mode == "private copy":
-        copies = [h5py.File(path, "r")["waveform"][:] for path in dataset.paths]
+        copies = [h5py.File(path, "r")["waveform"][:] for path in dataset.clips.paths]
         waveforms = np.concatenate(copies)
         del copies
         for batch in batches:

@@ -33,7 +33,7 @@ import torch
 from pytorch.pytorch_utils import make_loader
 from utils import config
 from utils.arguments import Parser, positive_float, positive_int
-from utils.data_generator import TrainSampler, WaveformDataset, collate_fn, feature_files
+from utils.data_generator import TrainSampler, WaveformDataset, collate_fn
 from utils.features import write_clip_metadata
 from utils.partial_pack import create_waveform_dataset, shard_path
 from utils.utilities import check_free_space, run_cli
@@ -105,7 +105,7 @@ class H5pyDataset(torch.utils.data.Dataset):
 
 def time_reading(dataset, clips, batch_size, num_workers, reader):
     """Clips/s of shuffled training batches (mixup doubles each: 2 x batch_size clips)."""
-    drop_page_cache(feature_files(dataset.paths))
+    drop_page_cache(dataset.clips.paths)
     sampler = TrainSampler(np.arange(len(dataset)), batch_size, mixup=True, seed=1)
     if reader == "pread + read-ahead":  # what training uses
         loader = make_loader(dataset, sampler, num_workers, seed=1, device=torch.device("cpu"))
@@ -166,7 +166,7 @@ def main():
 
 def report(args, dataset, results):
     gigabytes = dataset.clips.nbytes / 1e9
-    print(f"\n{len(dataset)} clips x {args.seconds:g} s in {len(dataset.paths)} shards "
+    print(f"\n{len(dataset)} clips x {args.seconds:g} s in {len(dataset.clips.paths)} shards "
           f"({gigabytes:.1f} GB), shuffled batches of {2 * args.batch_size} clips, page cache "
           f"dropped before each row; target {GPU_CLIPS_PER_S} clips/s")
     print(f"{'reader':<22}{'workers':>8}{'clips/s':>10}{'MB/s':>8}{'vs h5py':>9}{'vs target':>11}")
@@ -179,7 +179,7 @@ def report(args, dataset, results):
     if args.output_json:
         record = {"date": datetime.date.today().isoformat(), "host": platform.node(),
                   "cpus": os.cpu_count(), "argv": sys.argv[1:], "clips": len(dataset),
-                  "seconds": args.seconds, "shards": len(dataset.paths), "gigabytes": gigabytes,
+                  "seconds": args.seconds, "shards": len(dataset.clips.paths), "gigabytes": gigabytes,
                   "target_clips_per_s": GPU_CLIPS_PER_S, "results": results}
         with open(args.output_json, "w") as f:
             json.dump(record, f, indent=2)

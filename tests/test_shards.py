@@ -214,17 +214,17 @@ MEMORY_PROBE = """
 import sys
 import h5py, numpy as np
 from utils.data_generator import WaveformDataset
+from utils.utilities import host_memory_mb
 
 def anonymous_mb():
-    with open("/proc/self/smaps_rollup") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("Anonymous:")) / 1024
+    return host_memory_mb()["anon"]
 
 dataset = WaveformDataset(sys.argv[1], in_memory=True, as_int16=True)
 dataset.clips.read(0)  # the files opened and mapped
 before = anonymous_mb()
 total = sum(int(dataset.clips.read(index).sum(dtype=np.int64)) for index in range(len(dataset)))
 mapped = anonymous_mb() - before
-copy = np.concatenate([h5py.File(path, "r")["waveform"][:] for path in dataset.paths])
+copy = np.concatenate([h5py.File(path, "r")["waveform"][:] for path in dataset.clips.paths])
 print(total == int(copy.sum(dtype=np.int64)), mapped, anonymous_mb() - before)
 """
 

@@ -96,6 +96,14 @@ def holdout_fold(text):
             f"{text}: use 1..{FOLDS_NUM} or {', '.join(NAMED_HOLDOUTS)}") from None
 
 
+def shard(text):
+    """--shard: 'I/N' -> (I, N), 1 <= I <= N."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise argparse.ArgumentTypeError(f"{text}: expected I/N with 1 <= I <= N, e.g. 3/8")
+    return int(match.group(1)), int(match.group(2))
+
+
 def iteration_or_last(text):
     """--resume_iteration: an iteration (0: from scratch), or 'last': where this run stopped."""
     if text == "last":

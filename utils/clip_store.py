@@ -131,16 +131,3 @@ class ClipStore:
         rows = max(1, max_bytes // self.clip_bytes)
         for start in range(0, len(self), rows):
             yield self.read_batch(range(start, min(start + rows, len(self))))
-
-    def close(self):
-        for handle in self._handles.values():
-            if isinstance(handle, int):
-                os.close(handle)
-            elif isinstance(handle, mmap.mmap):
-                try:
-                    handle.close()
-                except BufferError:  # a view of it is still in use; the mapping goes with it
-                    pass
-            else:
-                handle.file.close()
-        self._handles = {}

@@ -225,7 +225,6 @@ class WaveformDataset:
     def __init__(self, features, in_memory="auto", as_int16=False):
         self.as_int16 = as_int16
         self.info = info = read_hdf5_info(features)
-        self.paths = [path for path, _ in info["files"]]
         self.labels = info["labels"]
         self.task = info["task"]
         self.audio_names = info["audio_names"]

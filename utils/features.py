@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from utils import config
 from utils.arguments import (Parser, add_flags, float_range, int_range, non_negative_int,
-                             positive_int)
+                             positive_int, shard)
 from utils.audio import (INT16_SCALE, AudioReadError, float32_to_int16, is_audio_file, read_clip,
                          wav_truncation)
 from utils.data_generator import data_digest
@@ -42,8 +42,8 @@ from utils.iab_labels import LABEL_SET_SIZES, load_label_set
 from utils.iab_sources import (DEFAULT_FILENAME_PATTERN, KNOWN_PATTERNS, audioset_items, cap_per_label,
                                csv_items, display_path, label_counts, label_set_name,
                                mapping_used, mini_data_subset, resolve_label_names, seed_items)
-from utils.partial_pack import (NOTED, SKIPPED, KEPT, PartialPack, job_digest, parse_shard,
-                                shard_of, shard_path, shard_summary)
+from utils.partial_pack import (NOTED, SKIPPED, KEPT, PartialPack, job_digest, shard_of,
+                                shard_path, shard_summary)
 from utils.runs import default_features_path
 from utils.utilities import (UsageError, atomic_write_text, write_json, check_free_space,
                              check_output_file, create_folder, create_logging,
@@ -477,17 +477,10 @@ def add_common_packing_flags(parser, clip_duration):
     parser.add_argument("--folds_from", default=None, help="CSV of name,fold to fix the folds")
     parser.add_argument("--seed", type=non_negative_int, default=1234,
                         help="seed of the fold assignment")
-    parser.add_argument("--shard", type=shard_flag, default=None, metavar="I/N",
+    parser.add_argument("--shard", type=shard, default=None, metavar="I/N",
                         help="pack only shard I of N (1 <= I <= N; clips split by a hash of their "
                              "name, folds dealt over the whole list) into OUTPUT_shards/; run "
                              "I = 1..N on as many machines, then read the folder as --features")
-
-
-def shard_flag(text):
-    try:
-        return parse_shard(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_multi_label_flags(parser, keep_unlabelled=False):
@@ -576,9 +569,11 @@ def summarise_shards(args):
     """Print the shards' table and write it as summary.json in their folder."""
     summary = shard_summary(args.shards)
     for row in summary["shards"]:
-        detail = {"packed": lambda r: f"{r['clips']} clips of {r['items']}, {r['bytes'] / 1e9:.2f} GB",
-                  "packing": lambda r: f"{r['clips_done']} clips done"}.get(
-                      row["status"], lambda r: "")(row)
+        detail = ""
+        if row["status"] == "packed":
+            detail = f"{row['clips']} clips of {row['items']}, {row['bytes'] / 1e9:.2f} GB"
+        elif row["status"] == "packing":
+            detail = f"{row['clips_done']} clips done"
         print(f"{row['shard']:>11}  {row['status']:<10} {detail}")
     print(f"{summary['packed']} of {summary['shards_num']} shards packed: {summary['clips']} clips, "
           f"{summary['bytes'] / 1e9:.2f} GB" + ("" if summary["complete"] else "; not complete"))

@@ -17,7 +17,7 @@ import re
 import h5py
 import numpy as np
 
-from utils.utilities import UsageError, atomic_write_text
+from utils.utilities import UsageError, atomic_write_text, fsync_path, publish
 
 # Outcomes of one clip in the log. 'noted' is packed, with a remark for the report.
 KEPT, NOTED, SKIPPED = "kept", "noted", "skipped"
@@ -25,14 +25,6 @@ CHECKPOINT_CLIPS = 64  # clips between checkpoints: at most this many are decode
 
 
 # ----- shards -----
-
-def parse_shard(text):
-    """'I/N' -> (I, N), 1 <= I <= N (argparse type of --shard)."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
-        raise ValueError(f"{text}: expected I/N with 1 <= I <= N, e.g. 3/8")
-    return int(match.group(1)), int(match.group(2))
-
 
 def shard_of(audio_name, shards_num):
     """The shard (1..N) of a clip: by a hash of its name, so every machine computes the same
@@ -194,11 +186,7 @@ class PartialPack:
         self.hf.close()
         self.hf = None
         fsync_path(self.path)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.path, 0o666 & ~umask)
-        os.replace(self.path, self.output_path)
-        fsync_path(os.path.dirname(os.path.abspath(self.output_path)))
+        publish(self.path, self.output_path)
         os.remove(self.log_path)
         self._unlock(remove=True)
 
@@ -217,14 +205,6 @@ class PartialPack:
         for path in (self.path, self.log_path):
             if os.path.exists(path):
                 os.remove(path)
-
-
-def fsync_path(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ----- the summary of a sharded pack -----

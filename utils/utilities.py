@@ -63,22 +63,32 @@ def atomic_path(final_path):
     try:
         try:
             yield temp_path
-            with open(temp_path, "rb+") as f:  # on disk before the name says it is finished
-                os.fsync(f.fileno())
+            fsync_path(temp_path)  # on disk before the name says it is finished
         except OSError as error:  # a write error names no file: name the one being written
             raise OSError(error.errno, error.strerror or str(error), final_path) from None
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(temp_path, final_path)
-        directory = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # and the rename itself survives a crash
-        finally:
-            os.close(directory)
+        publish(temp_path, final_path)
     finally:
         if os.path.exists(temp_path):
             os.remove(temp_path)
+
+
+def fsync_path(path):
+    """A file's (or a folder's) data and metadata on disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(temp_path, final_path):
+    """Put a finished, fsynced temporary file in place under its final name, with the usual
+    permissions (mkstemp makes 0600), and make the rename itself survive a crash."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp_path, 0o666 & ~umask)
+    os.replace(temp_path, final_path)
+    fsync_path(os.path.dirname(os.path.abspath(final_path)))
 
 
 class _PlainUnpickler(pickle.Unpickler):
