@@ -16,6 +16,7 @@ import errno
 import hashlib
 import importlib
 import io
+import json
 import logging
 import os
 import pickle
@@ -158,6 +159,30 @@ class PretrainedFile:
 _PRETRAINED = {}  # (path, size, mtime, trusted) -> PretrainedFile: the last file read
 
 
+def card_path(path):
+    """The card written beside an exported backbone (pytorch/backbone_export.py): NAME.json."""
+    return os.path.splitext(path)[0] + ".json"
+
+
+def check_card(path, sha256, flag):
+    """A backbone with a card beside it must be the file the card describes: a truncated or
+    damaged copy (or another file under its name) is refused before it is unpickled."""
+    card = card_path(path)
+    if not os.path.isfile(card):
+        return
+    try:
+        with open(card, encoding="utf-8") as f:
+            card_data = json.load(f)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{flag}={path}: its card {card} is unreadable ({_first_line(error)}); "
+                         "restore the card or remove it") from None
+    expected = card_data.get("sha256") if isinstance(card_data, dict) else None
+    if expected is not None and expected != sha256:
+        raise UsageError(f"{flag}={path}: its SHA-256 is {sha256[:16]}..., but its card {card} "
+                         f"says {str(expected)[:16]}...: the file is damaged, truncated or "
+                         "replaced; copy it again (or remake it with scripts/pretrain_backbone.sh)")
+
+
 def read_pretrained(path, trusted=False, flag="--pretrained_checkpoint_path"):
     """The pretrained checkpoint at `path`, read from disk and hashed once per process while the
     file stays the same: identifying it, loading it and keying the probe's cache share one read
@@ -168,16 +193,31 @@ def read_pretrained(path, trusted=False, flag="--pretrained_checkpoint_path"):
     if stamp not in _PRETRAINED:
         with open(path, "rb") as f:
             data = f.read()
+        sha256 = hashlib.sha256(data).hexdigest()
+        check_card(path, sha256, flag)
         checkpoint = _torch_load(io.BytesIO(data), path, flag, trusted)
         _PRETRAINED.clear()  # one at a time: a Cnn14 state dict is 330 MB
-        _PRETRAINED[stamp] = PretrainedFile(checkpoint_state_dict(checkpoint, path),
-                                            hashlib.sha256(data).hexdigest())
+        _PRETRAINED[stamp] = PretrainedFile(checkpoint_state_dict(checkpoint, path), sha256)
     return _PRETRAINED[stamp]
 
 
-def load_pretrained(tagger, path, trusted=False, flag="--pretrained_checkpoint_path"):
-    """Official PANNs weights (or a bare state dict) into an AudioSet tagger, strictly."""
-    load_state_dict_checked(tagger, read_pretrained(path, trusted, flag).state_dict, path)
+SOURCE_HEAD = ("fc_audioset.weight", "fc_audioset.bias")  # a tagger's output layer
+
+
+def load_pretrained(tagger, path, trusted=False, flag="--pretrained_checkpoint_path",
+                    keep_own_head=False):
+    """Official PANNs weights (or a bare state dict) into an AudioSet tagger, strictly.
+
+    `keep_own_head` (the base of a transfer model, which never reads the output layer): a file
+    whose output layer has another width (a backbone pretrained on another label set) loads
+    every other tensor strictly and leaves the tagger's own output layer as it is."""
+    state_dict = read_pretrained(path, trusted, flag).state_dict
+    if keep_own_head:
+        own = tagger.state_dict()
+        kept = {key: own[key] for key in SOURCE_HEAD
+                if key in own and key in state_dict and state_dict[key].shape != own[key].shape}
+        state_dict = {**state_dict, **kept}
+    load_state_dict_checked(tagger, state_dict, path)
 
 
 LEGACY_KEYS = ("model", "labels", "task", "audio_settings", "model_type")

@@ -611,5 +611,6 @@ def create_model(model_type, *, sample_rate, window_size, hop_size, mel_bins, fm
     else:
         model = model_class(**audio, classes_num=classes_num)
     if pretrained_checkpoint_path:
-        load_pretrained(tagger_of(model), pretrained_checkpoint_path, trust_checkpoint)
+        load_pretrained(tagger_of(model), pretrained_checkpoint_path, trust_checkpoint,
+                        keep_own_head=isinstance(model, TransferModel))
     return model

@@ -13,15 +13,19 @@ PARITY_TOLERANCE at three input lengths, or nothing is written.
 """
 import json
 import logging
+import os
 import warnings
 
 import numpy as np
 import torch
 
+from pytorch.backbone_export import export_backbone
+from pytorch.evaluate import evaluate_checkpoint
 from pytorch.predictor import (CONFIG_KEY, MIN_SAMPLES_KEY, THRESHOLDS_KEY, OnnxPredictor,
                                TorchPredictor, load_predictor)
 from pytorch.pytorch_utils import probabilities_from_output
 from utils.arguments import add_flags
+from utils.config import SELECTION_METRICS
 from utils.utilities import UsageError, atomic_path, check_output_file
 
 OPSET = 17  # the first with STFT
@@ -106,19 +110,42 @@ def check_parity(reference, exported, lengths, seed=0):
 
 
 def run_export(args):
-    if not args.output.lower().endswith(".onnx"):
-        raise UsageError(f"--output={args.output}: name the file .onnx")
+    extension = os.path.splitext(args.output)[1].lower()
+    if extension not in (".onnx", ".pth"):
+        raise UsageError(f"--output={args.output}: name the file .onnx (ONNX) or .pth (a "
+                         "backbone in the official PANNs layout)")
     check_output_file(args.output, "--output")
+    if extension == ".pth":
+        run_backbone_export(args)
+        return
     difference, run = export_onnx(args.checkpoint_path, args.output, args.trust_checkpoint,
                                   args.model_type)
     print(f"Wrote {args.output}: {run.model_type}, {len(run.labels)} labels, "
           f"{run.audio.sample_rate} Hz; onnxruntime matches PyTorch within {difference:.1e}")
 
 
+def run_backbone_export(args):
+    """--output=X.pth: the backbone in the official layout, scored on its run's own holdout."""
+    result = evaluate_checkpoint(args.checkpoint_path, write=False,
+                                 trust_checkpoint=args.trust_checkpoint)
+    metrics = {key: float(result[key]) for key in SELECTION_METRICS[result["task"]]}
+    metrics.update(selection=result["selection"], clips=int(result["clips_num"]))
+    card = export_backbone(args.checkpoint_path, args.output, args.trust_checkpoint, metrics)
+    scores = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()
+                       if isinstance(value, float))
+    print(f"Wrote {args.output}: {card['architecture']} in the official PANNs layout, "
+          f"{len(card['source_labels'])} source labels, {card['bytes'] / 2**20:.1f} MiB, SHA-256 "
+          f"{card['sha256']}; {scores} on {metrics['selection']} ({metrics['clips']} clips); "
+          f"card {os.path.splitext(args.output)[0]}.json")
+
+
 def add_export_parser(subparsers):
-    parser = subparsers.add_parser("export", help="export a checkpoint to ONNX (front end inside)")
+    parser = subparsers.add_parser(
+        "export", help="export a checkpoint to ONNX (front end inside) or, as .pth, a "
+                       "Transfer_<model> run as a backbone in the official PANNs layout")
     add_flags(parser, "checkpoint_path", "model_type", "trust_checkpoint",
               required=("checkpoint_path",))
-    parser.add_argument("--output", required=True, help="model.onnx")
+    parser.add_argument("--output", required=True,
+                        help="model.onnx, or NAME.pth for a backbone (pytorch/backbone_export.py)")
     parser.set_defaults(handler=run_export)
     return parser

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pytorch.checkpoints import read_pretrained
-from utils.config import (AUDIOSET_CLIP_DURATION, AUDIOSET_LABELS_CSV, METADATA_DIR, MULTI_LABEL,
+from pytorch.checkpoints import SOURCE_HEAD, read_pretrained
+from utils.config import (AUDIOSET_CLASSES_NUM, AUDIOSET_CLIP_DURATION, AUDIOSET_LABELS_CSV, METADATA_DIR, MULTI_LABEL,
                           AudioConfig, RunConfig)
 from utils.utilities import UsageError
 
@@ -41,7 +41,30 @@ def published_models():
 
 def signature(state_dict):
     """The names and shapes of a state dict, as the published list writes them."""
-    return {f"{key} {'x'.join(map(str, value.shape))}" for key, value in state_dict.items()}
+    return _signature({key: tuple(value.shape) for key, value in state_dict.items()})
+
+
+def _signature(shapes):
+    return {f"{key} {'x'.join(map(str, shape))}" for key, shape in shapes.items()}
+
+
+def source_classes(state_dict):
+    """The width of the output layer (fc_audioset): 527 in the AudioSet files; a backbone
+    pretrained on another label set (scripts/pretrain_backbone.sh) has one row per label."""
+    weight, bias = (state_dict.get(key) for key in SOURCE_HEAD)
+    if weight is None or bias is None or weight.dim() != 2 or bias.shape != weight.shape[:1]:
+        return AUDIOSET_CLASSES_NUM
+    return int(weight.shape[0])
+
+
+def architecture_signature(state_dict):
+    """signature() with the output layer's rows as AudioSet's 527: the architecture is the same
+    whatever the number of labels its source task had."""
+    shapes = {key: tuple(value.shape) for key, value in state_dict.items()}
+    if source_classes(state_dict) != AUDIOSET_CLASSES_NUM:
+        shapes[SOURCE_HEAD[0]] = (AUDIOSET_CLASSES_NUM, shapes[SOURCE_HEAD[0]][1])
+        shapes[SOURCE_HEAD[1]] = (AUDIOSET_CLASSES_NUM,)
+    return _signature(shapes)
 
 
 @dataclass(frozen=True)
@@ -49,6 +72,7 @@ class Identified:
     name: str
     audio: dict  # AUDIO_KEYS -> value
     notes: tuple = ()  # how each setting was found, for the log
+    classes_num: int = AUDIOSET_CLASSES_NUM  # outputs of its fc_audioset (source labels)
 
 
 def _closest(found):
@@ -97,7 +121,7 @@ def _audio_from_mel(state_dict, name, path, flag):
 def identify(state_dict, path, flag="--pretrained_checkpoint_path", model_type=None):
     """The published architecture and audio settings of `state_dict` (read from `path`);
     `model_type` (--model_type) chooses among models that hold the same tensors."""
-    found = signature(state_dict)
+    found = architecture_signature(state_dict)
     names = [name for name, model in published_models().items()
              if set(model["state_dict"]) == found]
     if not names:
@@ -132,7 +156,21 @@ def identify(state_dict, path, flag="--pretrained_checkpoint_path", model_type=N
     else:
         audio = dict(published_models()[name]["audio"])
         notes.append(f"no STFT in {name}: its published settings ({audio['sample_rate']} Hz)")
-    return Identified(name, audio, tuple(notes))
+    classes = source_classes(state_dict)
+    if classes != AUDIOSET_CLASSES_NUM:
+        notes.append(f"an output layer of {classes} labels, not AudioSet's "
+                     f"{AUDIOSET_CLASSES_NUM}: a backbone pretrained on another task")
+    return Identified(name, audio, tuple(notes), classes)
+
+
+def require_audioset_head(identified, path, flag):
+    """Tagging AudioSet's 527 labels needs a file trained on them."""
+    if identified.classes_num != AUDIOSET_CLASSES_NUM:
+        raise UsageError(
+            f"{flag}={path}: {identified.name} with an output layer of {identified.classes_num} "
+            f"labels, not AudioSet's {AUDIOSET_CLASSES_NUM}: a backbone pretrained on another "
+            "task, not an AudioSet tagger; fine-tune it (train --pretrained_checkpoint_path) or "
+            "tag with the training checkpoint it was exported from")
 
 
 def identify_checkpoint(path, trusted=False, flag="--pretrained_checkpoint_path",
@@ -156,8 +194,9 @@ def audioset_labels():
         return [row["display_name"] for row in csv.DictReader(f)]
 
 
-def audioset_tagger_config(identified):
+def audioset_tagger_config(identified, path, flag):
     """The RunConfig of an official AudioSet tagger: tagging needs no training run."""
+    require_audioset_head(identified, path, flag)
     audio = AudioConfig(clip_samples=int(AUDIOSET_CLIP_DURATION * identified.audio["sample_rate"]),
                         **identified.audio)
     return RunConfig(model_type=identified.name, task=MULTI_LABEL, labels=audioset_labels(),

@@ -17,7 +17,8 @@ def load_trained_model(path, device, flag="--checkpoint_path", trusted=False,
     checkpoint = load_checkpoint_file(path, flag, trusted)
     if audioset_tagger and not is_training_checkpoint(checkpoint):
         state_dict = checkpoint_state_dict(checkpoint, path)
-        config = audioset_tagger_config(identify(state_dict, path, flag, model_type))
+        config = audioset_tagger_config(identify(state_dict, path, flag, model_type), path,
+                                        flag)
         checkpoint = {"model": state_dict}
     else:
         config = training_run_config(checkpoint, path, flag)

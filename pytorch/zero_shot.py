@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pytorch.models import TAGGERS, create_model
-from pytorch.published import identify_checkpoint
+from pytorch.published import identify_checkpoint, require_audioset_head
 from pytorch.pytorch_utils import forward_loader, make_loader, resolve_precision, select_device
 from utils import config
 from utils.data_generator import (EvaluateSampler, WaveformDataset, features_flag,
@@ -91,6 +91,7 @@ def zero_shot_tagger(args, info, features, device):
     """(model_type, the official tagger with its checkpoint's front end, on `device`)."""
     found = identify_checkpoint(args.pretrained_checkpoint_path, args.trust_checkpoint,
                                 model_type=args.model_type)
+    require_audioset_head(found, args.pretrained_checkpoint_path, "--pretrained_checkpoint_path")
     if found.audio["sample_rate"] != info["sample_rate"]:
         raise UsageError(f"--pretrained_checkpoint_path={args.pretrained_checkpoint_path}: "
                          f"{found.name} takes {found.audio['sample_rate']} Hz audio, but "

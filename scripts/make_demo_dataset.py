@@ -19,14 +19,11 @@ This file is the command line and the parallel writer.
 """
 import os
 import sys
-from multiprocessing import get_context
-
-from tqdm import tqdm
-
 if __name__ == "__main__":  # as a script: import from the repository root, never this folder
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from scripts.demo.mixing import _write_clip, clip_path
+from scripts.demo.parallel import run_jobs
 from utils.arguments import Parser, float_range, int_range, non_negative_int, positive_int
 from utils.config import GTZAN_LABELS, SAMPLE_RATE
 from utils.utilities import UsageError, create_folder, run_cli
@@ -44,17 +41,7 @@ def make_demo_dataset(output_dir, genres=10, clips_per_genre=20, clip_duration=3
             for genre in GTZAN_LABELS[:genres] for index in range(clips_per_genre)]
     for genre in GTZAN_LABELS[:genres]:
         create_folder(os.path.join(output_dir, genre))
-    progress = tqdm(total=len(jobs), desc="synthesising clips", unit="clip")
-    if num_workers == 1:
-        for job in jobs:
-            _write_clip(job)
-            progress.update()
-    else:
-        # forkserver: forked workers could inherit a lock held by tqdm's monitor thread.
-        with get_context("forkserver").Pool(min(num_workers, len(jobs))) as pool:
-            for _ in pool.imap_unordered(_write_clip, jobs):
-                progress.update()
-    progress.close()
+    run_jobs(_write_clip, jobs, num_workers, "synthesising clips")
     return [clip_path(output_dir, genre, index) for _, genre, index, *_ in jobs]
 
 

@@ -2,6 +2,7 @@
 folders. torch reports a full disk during a save as a RuntimeError, not an OSError; these tests
 let it."""
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -150,10 +151,19 @@ def test_a_disk_that_fills_while_packing_keeps_what_is_packed_and_continues(tmp_
     assert 0 <= logged < 40  # the clips written before the disk filled (none if it filled first)
 
     os.remove(os.path.join(features, "filler"))
+    # Space for the clips still to pack, less than the whole file: the rerun counts only the
+    # rest (it asked for the whole file, so a pack stopped late could never continue).
+    held = os.stat(os.path.join(features, ".waveform.h5.partial")).st_blocks * 512
+    whole = int(1.05 * 40 * 30 * 32000 * 2) + 2**20
+    if held > 16 * 2**20:
+        with open(os.path.join(features, "filler"), "wb") as filler:
+            filler.write(b"\0" * (shutil.disk_usage(features).free - (whole - held) - 12 * 2**20))
+        assert shutil.disk_usage(features).free < whole
     rerun = subprocess.run(command, cwd=REPO_DIR, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"{logged} of 40 clips done before" in rerun.stderr
-    assert sorted(os.listdir(features)) == ["waveform.h5"] + failed_report + ["waveform_report.tsv"]
+    assert sorted(os.listdir(features)) == (["filler"] * (held > 16 * 2**20) + ["waveform.h5"]
+                                            + failed_report + ["waveform_report.tsv"])
     fresh = tmp_path / "fresh"
     subprocess.run(command[:4] + [f"--workspace={fresh}"] + command[5:], cwd=REPO_DIR, check=True,
                    capture_output=True)

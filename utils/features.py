@@ -45,7 +45,7 @@ from utils.iab_sources import (DEFAULT_FILENAME_PATTERN, KNOWN_PATTERNS, audiose
 from utils.partial_pack import (NOTED, SKIPPED, KEPT, PartialPack, job_digest, shard_of,
                                 shard_path, shard_summary)
 from utils.runs import default_features_path
-from utils.utilities import (UsageError, atomic_write_text, write_json, check_free_space,
+from utils.utilities import (UsageError, allocated_bytes, atomic_write_text, write_json, check_free_space,
                              check_output_file, create_folder, create_logging,
                              remove_stale_temporaries, require_file, run_cli)
 
@@ -186,7 +186,10 @@ def pack_to_hdf5(items, labels, task, output_path, sample_rate=config.SAMPLE_RAT
     # Before decoding anything: the disk can hold the output.
     folder = create_folder(os.path.dirname(os.path.abspath(output_path)))
     remove_stale_temporaries([folder], prefix=f".{os.path.basename(output_path)}.")
-    check_free_space(folder, int(1.05 * len(items) * clip_samples * 2) + 2**20, "the HDF5")
+    # What a pack stopped earlier (a full disk, a kill) already wrote needs no new space.
+    held = allocated_bytes(os.path.join(folder, f".{os.path.basename(output_path)}.partial"))
+    check_free_space(folder, max(0, int(1.05 * len(items) * clip_samples * 2) - held) + 2**20,
+                     "the HDF5")
     job = job_digest(items, folds, dict(attributes, sample_rate=sample_rate,
                                         clip_samples=clip_samples, task=task, labels=labels))
     partial = PartialPack(output_path, job, len(items), clip_samples)

@@ -179,6 +179,14 @@ def check_writable_folder(folder, what):
                          "folder or fix its permissions") from None
 
 
+def allocated_bytes(path):
+    """The disk space a file holds (its blocks: a sparse file's holes take none); 0 if absent."""
+    try:
+        return os.stat(path).st_blocks * 512
+    except FileNotFoundError:
+        return 0
+
+
 def check_free_space(folder, needed_bytes, what="a checkpoint"):
     free = shutil.disk_usage(folder).free
     if free < needed_bytes:

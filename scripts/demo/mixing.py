@@ -129,11 +129,21 @@ def compose_clip(genre, index, clip_duration=30.0, sample_rate=SAMPLE_RATE, seed
 
 def synthesize_clip(genre, index, clip_duration=30.0, sample_rate=SAMPLE_RATE, seed=1234):
     """One clip as float32 in [-1, 1], peak 0.45..0.9."""
-    song = compose_clip(genre, index, clip_duration, sample_rate, seed)
+    return render_song(compose_clip(genre, index, clip_duration, sample_rate, seed))
+
+
+def render_song(song):
+    """A composed song as float32 in [-1, 1], peak 0.45..0.9."""
     clip = mix_song(song)
     peak = 0.9 * song.rng.uniform(0.5, 1.0)
     clip = clip / (np.max(np.abs(clip)) + 1e-9) * peak
     return clip.astype(np.float32)
+
+
+def write_wav(path, audio, sample_rate):
+    """16-bit mono WAV, written atomically."""
+    with atomic_path(path) as temp_path:
+        soundfile.write(temp_path, float32_to_int16(audio), sample_rate, subtype="PCM_16", format="WAV")
 
 
 def clip_path(output_dir, genre, index):
@@ -144,6 +154,5 @@ def _write_clip(job):
     output_dir, genre, index, clip_duration, sample_rate, seed = job
     audio = synthesize_clip(genre, index, clip_duration, sample_rate, seed)
     path = clip_path(output_dir, genre, index)
-    with atomic_path(path) as temp_path:
-        soundfile.write(temp_path, float32_to_int16(audio), sample_rate, subtype="PCM_16", format="WAV")
+    write_wav(path, audio, sample_rate)
     return path
