@@ -56,7 +56,7 @@ def check_backbone(model, run, state, source):
     return max(float((expected[a] - found[b]).abs().max()) for a, b in pairs)
 
 
-def export_backbone(checkpoint_path, output, trusted=False, metrics=None, command=None):
+def export_backbone(checkpoint_path, output, trusted=False, metrics=None, recipe=None):
     """Write the backbone file and its card; returns the card."""
     model, checkpoint, run = load_trained_model(checkpoint_path, "cpu", trusted=trusted)
     if not isinstance(model, TransferModel):
@@ -78,8 +78,10 @@ def export_backbone(checkpoint_path, output, trusted=False, metrics=None, comman
         "source_labels": list(run.labels), "source_task": run.task,
         "source_metrics": metrics or {}, "parity_max_difference": difference,
         "training_run": run.to_dict(),
-        "command": command or " ".join(sys.argv),
+        "command": " ".join(sys.argv),
     }
+    if recipe:  # the whole recipe, when a script made the run and exported it
+        card["recipe"] = recipe
     atomic_write_text(json.dumps(card, indent=1) + "\n", card_path(output))
     logging.info("backbone %s: %s, %d source labels, SHA-256 %s", output, card["architecture"],
                  len(run.labels), sha256)

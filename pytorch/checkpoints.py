@@ -164,6 +164,21 @@ def card_path(path):
     return os.path.splitext(path)[0] + ".json"
 
 
+def describe_pretrained(path):
+    """What a run was fine-tuned from, for people: the file, and its card's summary if any."""
+    if not path:
+        return "nothing (random initialisation: trained from scratch)"
+    try:
+        with open(card_path(path), encoding="utf-8") as f:
+            card = json.load(f)
+        metrics = card["source_metrics"]
+        return (f"{path} ({card['architecture']}, pretrained on {len(card['source_labels'])} "
+                f"source labels, {card['source_task']}: {metrics['selection']} mAP "
+                f"{metrics['mAP']:.3f}; SHA-256 {card['sha256'][:12]}...)")
+    except (OSError, ValueError, KeyError, TypeError):
+        return path
+
+
 def check_card(path, sha256, flag):
     """A backbone with a card beside it must be the file the card describes: a truncated or
     damaged copy (or another file under its name) is refused before it is unpickled."""

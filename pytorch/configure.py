@@ -7,6 +7,7 @@ import os
 
 import torch
 
+from pytorch.optimization import check_options
 from pytorch.pytorch_utils import fast_defaults
 from pytorch.published import identify_checkpoint
 from utils import config
@@ -89,4 +90,6 @@ def train_run_config(flags, info=None):
                              "whose embeddings it probes")
         # The head alone learns, on embeddings of the clips as they are.
         values.update(freeze_base=True, augmentation="none", spec_augment=False)
-    return RunConfig(**values)
+    run = RunConfig(**values)
+    check_options(run)  # before the run claims its folder: a refused command leaves nothing
+    return run

@@ -22,13 +22,16 @@ import torch
 from tqdm import tqdm
 
 from pytorch.embeddings import NpyRows, loader_embeddings
-from pytorch.inference import add_window_flags, find_audio_files, open_predictor
+from pytorch.inference import add_window_flags, find_audio_files, none_read, open_predictor
 from pytorch.pytorch_utils import make_loader, waveform_to_tensor
 from pytorch.windows import predict_blocks, window_outputs
 from utils.arguments import add_flags
 from utils.audio import AudioReadError, stream_audio
 from utils.data_generator import EvaluateSampler, WaveformDataset, features_flag
-from utils.utilities import UsageError, atomic_path, check_output_file
+from utils.utilities import UsageError, atomic_path, check_output_file, remove_stale_temporaries
+
+
+INDEX_HEADER = ["file", "start_s", "end_s"]  # after 'row'; 'fold' follows for packed clips
 
 
 def index_path(output):
@@ -76,9 +79,26 @@ def clip_rows(predictor, features, batch_size, num_workers):
             row += 1
 
 
-def write_embeddings(rows, output, header):
+def check_index_is_ours(output):
+    """OUTPUT.csv is replaced only when it is an index that embed wrote (a seed's train.csv
+    beside train.npy is not)."""
+    path = index_path(output)
+    if not os.path.exists(path):
+        return
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = f.readline().strip()
+    except OSError as error:
+        raise UsageError(f"--output={output}: its index {path} cannot be read ({error.strerror})"
+                         ) from None
+    if not first.startswith(",".join(["row"] + INDEX_HEADER)):
+        raise UsageError(f"--output={output}: {path} exists and is not an embedding index (its "
+                         f"first line is {first[:60]!r}); name another --output, or move it")
+
+
+def write_embeddings(rows, output, header, none_read=None):
     """OUTPUT.npy and its index OUTPUT.csv from (index row, embedding) pairs, as they come;
-    returns (rows, width)."""
+    returns (rows, width). With no row, `none_read` is raised and neither file is replaced."""
     with atomic_path(output) as npy_temp, atomic_path(index_path(output)) as csv_temp:
         with open(npy_temp, "wb") as npy, open(csv_temp, "w", newline="") as index:
             values, writer = NpyRows(npy), csv.writer(index, lineterminator="\n")
@@ -88,6 +108,8 @@ def write_embeddings(rows, output, header):
                                                  else field for field in fields])
                 values.write(embedding[None])
             values.close()
+        if values.rows == 0 and none_read is not None:
+            raise none_read  # inside the atomic writes: both temporaries are dropped
     return values.rows, values.width
 
 
@@ -99,18 +121,21 @@ def run_embed(args):
                          f"{index_path(args.output)})")
     check_output_file(args.output, "--output")
     check_output_file(index_path(args.output), "--output")
+    check_index_is_ours(args.output)
+    for path in (args.output, index_path(args.output)):  # left by a killed embed
+        remove_stale_temporaries([os.path.dirname(os.path.abspath(path))],
+                                 prefix=f".{os.path.basename(path)}.")
     paths = find_audio_files(args.audio_path) if args.audio_path else None
     predictor, window_samples, hop_samples = open_predictor(args)
     if paths is None:
         rows = clip_rows(predictor, args.features, args.batch_size, args.num_workers)
-        header = ["file", "start_s", "end_s", "fold"]
+        header = INDEX_HEADER + ["fold"]
     else:
         rows = file_rows(predictor, paths, window_samples, hop_samples, args.batch_size,
                          args.timeline)
-        header = ["file", "start_s", "end_s"]
-    count, width = write_embeddings(rows, args.output, header)
-    if count == 0:
-        raise UsageError(f"--audio_path={args.audio_path}: none of the audio files could be read")
+        header = INDEX_HEADER
+    count, width = write_embeddings(rows, args.output, header, none_read(
+        args.audio_path or args.features, len(paths or []), args.output))
     print(f"Wrote {count} embeddings of {width} values to {args.output} "
           f"(rows named in {index_path(args.output)})")
 

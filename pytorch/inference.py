@@ -149,8 +149,8 @@ def run_inference(args):
     sample_rate = run.audio.sample_rate
     if args.timeline:
         rows, failed = write_timelines(predictor, paths, args.output, window_samples,
-                                       hop_samples, args.batch_size)
-        check_some_read(args.audio_path, len(paths), failed)
+                                       hop_samples, args.batch_size,
+                                       none_read=none_read(args.audio_path, len(paths), args.output))
         print(f"Wrote {rows} windows of {len(paths) - failed} files to {args.output}, and "
               f"their pictures to {timeline_dir(args.output)}")
         return
@@ -184,10 +184,16 @@ def run_inference(args):
             print(f"Wrote frame-wise probabilities of {len(framewise)} files to {folder}")
 
 
+def none_read(audio_path, files, output=None):
+    """The error of a command none of whose audio files could be read."""
+    kept = f"; {output} was left as it was" if output else ""
+    return UsageError(f"--audio_path={audio_path}: none of the {files} audio file(s) could be "
+                      f"read{kept}")
+
+
 def check_some_read(audio_path, files, failed):
     if failed == files:
-        raise UsageError(f"--audio_path={audio_path}: none of the {files} audio files could "
-                         "be read")
+        raise none_read(audio_path, files)
 
 
 def add_window_flags(parser):

@@ -21,8 +21,8 @@ import torch
 
 from pytorch.backbone_export import export_backbone
 from pytorch.evaluate import evaluate_checkpoint
-from pytorch.predictor import (CONFIG_KEY, MIN_SAMPLES_KEY, THRESHOLDS_KEY, OnnxPredictor,
-                               TorchPredictor, load_predictor)
+from pytorch.onnx_metadata import CONFIG_KEY, MIN_SAMPLES_KEY, THRESHOLDS_KEY
+from pytorch.predictor import OnnxPredictor, TorchPredictor, load_predictor
 from pytorch.pytorch_utils import probabilities_from_output
 from utils.arguments import add_flags
 from utils.config import SELECTION_METRICS
@@ -130,7 +130,8 @@ def run_backbone_export(args):
                                  trust_checkpoint=args.trust_checkpoint)
     metrics = {key: float(result[key]) for key in SELECTION_METRICS[result["task"]]}
     metrics.update(selection=result["selection"], clips=int(result["clips_num"]))
-    card = export_backbone(args.checkpoint_path, args.output, args.trust_checkpoint, metrics)
+    card = export_backbone(args.checkpoint_path, args.output, args.trust_checkpoint, metrics,
+                           args.recipe)
     scores = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()
                        if isinstance(value, float))
     print(f"Wrote {args.output}: {card['architecture']} in the official PANNs layout, "
@@ -147,5 +148,7 @@ def add_export_parser(subparsers):
               required=("checkpoint_path",))
     parser.add_argument("--output", required=True,
                         help="model.onnx, or NAME.pth for a backbone (pytorch/backbone_export.py)")
+    parser.add_argument("--recipe", default=None,
+                        help="with NAME.pth: the command that made the run, for the card")
     parser.set_defaults(handler=run_export)
     return parser

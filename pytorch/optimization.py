@@ -6,8 +6,9 @@
 - --layer_decay=D: layer-wise learning-rate decay. The new head trains at --learning_rate; each
   parameter-holding block of the backbone below it at D times the one above (Cnn14: fc1 at
   lr*D, conv_block6 at lr*D^2, ..., bn0 at lr*D^8), so the pretrained early layers move least;
-- --lr_schedule=cosine|linear with --warmup_iterations=W: a linear warm-up from 0 over W
-  iterations, then a decay to 0 at --decay_iterations (default --stop_iteration);
+- --warmup_iterations=W: a linear warm-up from 0 over W iterations (under any schedule);
+  --lr_schedule=cosine|linear then decays the rate to 0 at --decay_iterations (default
+  --stop_iteration, as the run started: a resumed run may not move it);
 - --grad_clip_norm=C: gradients clipped to a global L2 norm of C (after unscaling under fp16).
 
 The learning rate of an iteration is a function of the iteration alone (each group keeps its
@@ -29,10 +30,14 @@ def check_options(run):
     if run.weight_decay > 0 and run.optimizer != "adamw":
         raise UsageError(f"--weight_decay={run.weight_decay:g}: Adam's weight decay is an L2 "
                          "term that its scaling undoes; use --optimizer=adamw")
-    decay_end = run.decay_iterations or run.stop_iteration
-    if run.lr_schedule != "constant" and run.warmup_iterations >= decay_end:
+    end = run.decay_end
+    if run.lr_schedule != "constant" and run.stop_iteration > end:
+        raise UsageError(f"--stop_iteration={run.stop_iteration}: past the end of the "
+                         f"{run.lr_schedule} decay (iteration {end}), where the rate is 0; "
+                         "lower --stop_iteration or raise --decay_iterations")
+    if run.lr_schedule != "constant" and run.warmup_iterations >= end:
         raise UsageError(f"--warmup_iterations={run.warmup_iterations}: must end before the "
-                         f"decay does (iteration {decay_end}); lower it or raise "
+                         f"decay does (iteration {end}); lower it or raise "
                          "--decay_iterations")
 
 
@@ -83,13 +88,12 @@ def make_optimizer(model, run, device):
 
 def lr_factor(run, iteration):
     """The share of each group's base rate at step `iteration` (0: the first step)."""
+    if iteration < run.warmup_iterations:  # under any schedule, the constant one included
+        return (iteration + 1) / run.warmup_iterations
     if run.lr_schedule == "constant":
         return 1.0
-    if iteration < run.warmup_iterations:
-        return (iteration + 1) / run.warmup_iterations
-    decay_end = run.decay_iterations or run.stop_iteration
     progress = min(1.0, (iteration - run.warmup_iterations)
-                   / max(1, decay_end - run.warmup_iterations))
+                   / max(1, run.decay_end - run.warmup_iterations))
     if run.lr_schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     return 1.0 - progress

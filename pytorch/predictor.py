@@ -4,23 +4,17 @@ in onnxruntime (written by pytorch/onnx_export.py); inference, timelines, embedd
 (pytorch/classifier.py) all run through `load_predictor`, so each gives the same outputs from
 either file.
 """
-import json
-
 import numpy as np
 import torch
 
 from pytorch.checkpoints import stored_thresholds
 from pytorch.models import MODELS, TransferModel, tagger_of
+from pytorch.onnx_metadata import read_onnx_metadata
 from pytorch.pytorch_utils import probabilities_from_output
 from pytorch.restore import load_trained_model
-from utils.config import RunConfig
 from utils.utilities import UsageError, require_file
 
 ONNX_SUFFIX = ".onnx"
-# What an exported file's metadata carries (JSON values), so it runs as its checkpoint does.
-CONFIG_KEY = "run_config"        # RunConfig.to_dict()
-THRESHOLDS_KEY = "thresholds"    # the tuned per-label thresholds, or null
-MIN_SAMPLES_KEY = "min_samples"  # the shortest input the network takes
 
 
 class Predictor:
@@ -75,15 +69,8 @@ class OnnxPredictor(Predictor):
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise UsageError(f"{flag}={path}: not an ONNX model onnxruntime can run "
                              f"({reason[:200]})") from None
-        props = self.session.get_modelmeta().custom_metadata_map
-        if CONFIG_KEY not in props:
-            raise UsageError(f"{flag}={path}: an ONNX model without this pipeline's metadata "
-                             "(labels, sample rate); export it with `main.py export`")
-        self.run = RunConfig.from_dict(json.loads(props[CONFIG_KEY]), path)
-        thresholds = json.loads(props.get(THRESHOLDS_KEY, "null"))
-        self.thresholds = None if thresholds is None else np.asarray(thresholds, np.float64)
+        self.run, self.thresholds, self.min_samples = read_onnx_metadata(self.session, path, flag)
         self.audioset_tagger = not issubclass(MODELS[self.run.model_type], TransferModel)
-        self.min_samples = int(json.loads(props.get(MIN_SAMPLES_KEY, "1")))
 
     def forward(self, waveforms):
         probabilities, embedding = self.session.run(None, {"waveform": waveforms})

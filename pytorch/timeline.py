@@ -114,8 +114,11 @@ def file_timeline(predictor, path, writer, window_samples, hop_samples, batch_si
     return image, centres, rows
 
 
-def write_timelines(predictor, paths, output, window_samples, hop_samples, batch_size=8):
-    """The timeline CSV of every file, and a picture each; returns (rows, files that failed)."""
+def write_timelines(predictor, paths, output, window_samples, hop_samples, batch_size=8,
+                    none_read=None):
+    """The timeline CSV of every file, and a picture each; returns (rows, files that failed).
+    When no file can be read, `none_read` (a UsageError) is raised and `output` is left as it
+    was: a failed command replaces nothing."""
     run = predictor.run
     folder, taken, rows, failed = timeline_dir(output), set(), 0, 0
     os.makedirs(folder, exist_ok=True)
@@ -134,4 +137,6 @@ def write_timelines(predictor, paths, output, window_samples, hop_samples, batch
             save_timeline_picture(image, run.labels, centres,
                                   f"{os.path.basename(path)}: {run.model_type}",
                                   picture_path(folder, path, taken))
+        if paths and failed == len(paths) and none_read is not None:
+            raise none_read  # inside the atomic write: the temporary file is dropped
     return rows, failed

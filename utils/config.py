@@ -158,7 +158,8 @@ class RunConfig:
     weight_decay: float = 0.0        # AdamW's, never on biases and norms
     lr_schedule: str = "constant"    # or "cosine", "linear": after warmup_iterations
     warmup_iterations: int = 0
-    decay_iterations: int = 0        # where the decay reaches 0 (0: stop_iteration)
+    # where the decay reaches 0 (0: stop_iteration); a resume may restate it, not move it
+    decay_iterations: int = _resumable(0)
     layer_decay: float = 1.0         # each backbone block below the head: this times the rate
     grad_clip_norm: float = 0.0      # 0: no clipping
     stop_iteration: int = _resumable(2000)
@@ -179,6 +180,11 @@ class RunConfig:
     def selection_metric(self):
         """What --keep_best and early stopping maximise: --select_by, else the primary metric."""
         return self.select_by or self.primary_metric
+
+    @property
+    def decay_end(self):
+        """Where a decaying schedule reaches 0: --decay_iterations, else --stop_iteration."""
+        return self.decay_iterations or self.stop_iteration
 
     @property
     def pretrained(self):

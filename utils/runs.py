@@ -154,6 +154,14 @@ class RunFolder:
                     f"{self.dirs['statistics']} holds a run with other settings "
                     f"({format_changes(fixed)}); add --run_name=NAME to start a separate run "
                     "beside it")
+        if stored is not None and stored.lr_schedule != "constant" \
+                and stored.decay_end != self.config.decay_end:
+            raise UsageError(
+                f"{self.dirs['statistics']}: this run's {stored.lr_schedule} decay ends at "
+                f"iteration {stored.decay_end}, fixed when it started; --stop_iteration="
+                f"{self.config.stop_iteration} --decay_iterations="
+                f"{self.config.decay_iterations} would move it and change the rate of every "
+                "iteration already trained; keep both, or add --run_name=NAME for a new run")
         if resume_iteration == 0 and saved:
             raise UsageError(
                 f"{self.dirs['checkpoints']} already holds this run's checkpoints (up to "
