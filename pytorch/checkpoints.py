@@ -53,18 +53,24 @@ def _first_line(error):
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def load_checkpoint_file(path, flag="--checkpoint_path", trusted=False):
-    """The object saved in `path`, on the CPU. Weights-only unless `trusted`; see the module doc."""
+def load_checkpoint_file(path, flag="--checkpoint_path", trusted=False, own=False):
+    """The object saved in `path`, on the CPU. Weights-only unless `trusted`; see the module doc.
+    `own`: a checkpoint this project wrote for the run (resume), never loaded otherwise."""
     require_file(path, flag)
-    return _torch_load(path, path, flag, trusted)
+    return _torch_load(path, path, flag, trusted, own)
 
 
-def _torch_load(source, path, flag, trusted):
+def _torch_load(source, path, flag, trusted, own=False):
     """torch.load of a file name or a file object (read from `path`) under the policy."""
     try:
         with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
             return torch.load(source, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as error:  # the restricted unpickler refused something
+        if own:  # --trust_checkpoint is for the files the user names, not the run's own
+            raise UsageError(
+                f"{flag}={path}: holds Python objects that this project's checkpoints never "
+                f"hold ({_first_line(error)[:120]}); the file was replaced or altered: resume "
+                "from another iteration or start the run again") from None
         if not trusted:
             raise UsageError(
                 f"{flag}={path}: holds Python objects that a weights-only load refuses "

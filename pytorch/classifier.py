@@ -14,6 +14,7 @@ the model's rate as packing resamples (soxr, VHQ). Bad arguments are one-line Us
 """
 import math
 import numbers
+import os
 
 import numpy as np
 import soxr
@@ -23,7 +24,7 @@ from pytorch.predictor import load_predictor
 from pytorch.windows import (WHOLE_FILE_SECONDS, check_window_fits_model, predict_audio, predict_blocks,
                              predicted_labels, window_outputs, window_samples_of, whole_file)
 from utils.audio import stream_audio
-from utils.utilities import UsageError
+from utils.utilities import UsageError, require_file
 
 
 MAX_CHANNELS = 16  # an axis this short next to a longer one holds channels, not samples
@@ -85,7 +86,7 @@ class Classifier:
         """The audio as blocks of mono float32 samples at the model's rate, and its duration in
         seconds (None when only the file's header could tell)."""
         if isinstance(audio, (str, bytes)) or hasattr(audio, "__fspath__"):
-            return stream_audio(audio, self.sample_rate), None
+            return stream_audio(require_file(os.fsdecode(audio), "audio"), self.sample_rate), None
         check_sample_rate(sample_rate)
         waveform = mono_waveform(audio)
         if sample_rate != self.sample_rate:
@@ -104,7 +105,8 @@ class Classifier:
 
     def window_samples(self, window, hop):
         """(window, hop) in samples, checked: numbers, and a window the model takes."""
-        window_samples, hop_samples = window_samples_of(self.predictor.run.audio, window, hop)
+        window_samples, hop_samples = window_samples_of(self.predictor.run.audio, window, hop,
+                                                        self.batch_size)
         check_window_fits_model(self.predictor, window_samples, self.sample_rate)
         return window_samples, hop_samples
 

@@ -21,7 +21,8 @@ from pytorch.checkpoints import stored_thresholds
 from pytorch.restore import load_trained_model
 from pytorch.pytorch_utils import forward_loader, make_loader, resolve_precision, select_device
 from utils.config import MULTI_LABEL, SINGLE_LABEL
-from utils.data_generator import (EvaluateSampler, WaveformDataset, features_flag,
+from utils.data_generator import (EvaluateSampler, WaveformDataset, clips_digest, features_flag,
+                                  read_hdf5_info,
                                   feature_files, features_value, split_indices)
 from utils.arguments import add_flags
 from utils.metrics import (classification_report_text, compute_metrics, tuned_scores,
@@ -81,11 +82,25 @@ def select_indices(info, split, holdout_fold, subset):
     return np.arange(len(info["audio_names"]))
 
 
+def same_clips_reordered(run, info):
+    """The training data, where it still is, holds the same clips in another order (packed as
+    shards, say): nothing to warn about."""
+    try:
+        trained_on = read_hdf5_info(run.features)
+    except UsageError:
+        return False
+    return trained_on["digest"] == run.data_digest and clips_digest(trained_on) == clips_digest(info)
+
+
 def check_compatible(run, info, features_path, split):
     """The HDF5 must hold the classes, task and sample rate the model was trained on; held-out
     clips of a repacked training file may be clips the model trained on."""
-    if run.data_digest and info["digest"] != run.data_digest and split != "all":
-        same_path = feature_files(features_path) == feature_files(run.features)
+    if run.data_digest and info["digest"] != run.data_digest and split != "all" \
+            and not same_clips_reordered(run, info):
+        try:
+            same_path = feature_files(features_path) == feature_files(run.features)
+        except UsageError:  # the training data is no longer where it was
+            same_path = False
         message = (f"{features_flag(features_path)}: its clips, folds or targets differ from the data "
                    f"the checkpoint was trained on, so its {split} held-out clips may be clips "
                    "the model trained on")

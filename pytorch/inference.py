@@ -136,7 +136,8 @@ def open_predictor(args):
     predictor = load_predictor(args.checkpoint_path, select_device(args.cuda),
                                args.trust_checkpoint, args.model_type)
     audio = predictor.run.audio
-    window_samples, hop_samples = window_samples_of(audio, args.window, args.hop)
+    window_samples, hop_samples = window_samples_of(audio, args.window, args.hop,
+                                                    args.batch_size)
     check_window_fits_model(predictor, window_samples, audio.sample_rate)
     return predictor, window_samples, hop_samples
 

@@ -148,7 +148,7 @@ class TrainingRun:
         # Weights-only whatever --trust_checkpoint says: that trusts the file the user named,
         # and this project's own checkpoints never need more. On the CPU: RNG states must stay
         # CPU tensors; load_state_dict moves the rest over.
-        checkpoint = load_checkpoint_file(path, "--resume_iteration")
+        checkpoint = load_checkpoint_file(path, "--resume_iteration", own=True)
         check_resumable(checkpoint, self.run, path)
         self.raw_model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])

@@ -26,13 +26,34 @@ from tqdm import tqdm
 
 from utils.audio import AudioReadError, audio_duration, fix_length, stream_audio
 from utils.config import SINGLE_LABEL
+from utils.data_generator import available_ram_bytes
 from utils.utilities import UsageError
 
 # An AudioSet tagger reads files up to this long whole, in one pass (Cnn14: ~1 GB at 60 s).
 WHOLE_FILE_SECONDS = 60.0
 
 
-def window_samples_of(audio, window=None, hop=None):
+# Inference memory per log-mel frame and mel bin: the first CNN block's 64 channels in fp32,
+# about three tensors alive at once, doubled for safety (Cnn14 and Cnn6; the MobileNets need
+# less). A window is refused when a batch of it would need over half the available memory.
+ACTIVATION_BYTES = 64 * 4 * 3 * 2
+
+
+def check_window_memory(audio, window_samples, batch_size, flag="--window"):
+    """Before any audio is read: the window's activations fit in memory (a 100000-s window
+    was killed by the kernel at 24 GB)."""
+    frames = window_samples // audio.hop_size + 1
+    needed = frames * audio.mel_bins * ACTIVATION_BYTES * max(1, batch_size)
+    available = available_ram_bytes()
+    if available and needed > available / 2:
+        seconds = window_samples / audio.sample_rate
+        raise UsageError(f"{flag}={seconds:g}: a batch of {max(1, batch_size)} window(s) of "
+                         f"{seconds:g} s needs about {needed / 2**30:.1f} GiB for the network's "
+                         f"activations, more than half the memory available "
+                         f"({available / 2**30:.1f} GiB); lower {flag} (or --batch_size)")
+
+
+def window_samples_of(audio, window=None, hop=None, batch_size=1):
     """(window_samples, hop_samples) from seconds; the window defaults to the training clip.
 
     `audio` is the checkpoint's AudioConfig; window and hop are positive finite seconds
@@ -53,6 +74,7 @@ def window_samples_of(audio, window=None, hop=None):
                          f"({window_samples / audio.sample_rate:g} s); a longer hop skips audio")
     else:
         hop_samples = max(1, int(round(hop * audio.sample_rate)))
+    check_window_memory(audio, window_samples, batch_size)
     return window_samples, hop_samples
 
 
@@ -158,7 +180,7 @@ def predict_audio(predictor, blocks, window=None, hop=None, top_k=3, batch_size=
         outputs, samples = predict_whole(predictor, blocks)
         windows = 1
     else:
-        window_samples, hop_samples = window_samples_of(run.audio, window, hop)
+        window_samples, hop_samples = window_samples_of(run.audio, window, hop, batch_size)
         outputs, windows, samples = predict_blocks(predictor, blocks, window_samples,
                                                    hop_samples, batch_size)
     probabilities = outputs["probabilities"]

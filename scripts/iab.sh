@@ -99,6 +99,14 @@ if [ -n "$PRETRAINED_CHECKPOINT_PATH" ] && [ ! -f "$PRETRAINED_CHECKPOINT_PATH" 
 fi
 
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"  # sets PYTHON and REPO_DIR
+# The training flags are checked now, not after packing and the zero-shot baseline: a bad one
+# is the same one-line error (exit 2) that training would give.
+if [ ${#EXTRA_TRAIN_FLAGS[@]} -gt 0 ]; then
+    (cd "$REPO_DIR" && "$PYTHON" -c 'import sys; from pytorch.main import build_parser
+from utils.utilities import run_cli
+run_cli(lambda: build_parser().parse_args(["train", "--workspace=."] + sys.argv[1:]))' \
+        "${EXTRA_TRAIN_FLAGS[@]}") || exit 2
+fi
 
 read -r -a SEGMENTS_CSVS <<< "${SEGMENTS_CSV:-}"
 read -r -a SEED_FILES <<< "$SEED_CSVS"

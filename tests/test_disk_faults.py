@@ -171,3 +171,21 @@ def test_a_disk_that_fills_while_packing_keeps_what_is_packed_and_continues(tmp_
             h5py.File(fresh / "features" / "waveform.h5", "r") as whole:
         for name in ("audio_name", "target", "fold", "waveform"):
             assert np.array_equal(resumed[name][:], whole[name][:]), name
+
+
+def test_the_free_space_check_counts_what_a_stopped_pack_already_holds(tmp_path, small_disk):
+    """A pack stopped by a full disk holds part of the file: once space is freed, the check
+    asks only for the rest (it asked for the whole file, so a pack that stopped late could not
+    continue on the same disk)."""
+    from helpers import make_class_folders
+    from utils.features import one_hot, pack_to_hdf5, scan_class_folders
+    data = make_class_folders(str(tmp_path / "data"), clips_per_class=10, seconds=40.0)
+    labels, found = scan_class_folders(data)
+    items = [(name, path, one_hot(index, len(labels))) for name, path, index in found]
+    whole = 20 * 40 * 32000 * 2  # 48.8 MiB of int16 clips
+    disk = small_disk(64 * 2**20, tmp_path / "features")
+    with open(disk / ".waveform.h5.partial", "wb") as partial:  # what the stopped pack wrote
+        partial.write(os.urandom(36 * 2**20))
+    assert shutil.disk_usage(disk).free < 1.05 * whole  # the old check: refused
+    pack_to_hdf5(items, labels, "single_label", str(disk / "waveform.h5"), clip_duration=40.0)
+    assert sorted(os.listdir(disk)) == ["waveform.h5", "waveform_report.tsv"]

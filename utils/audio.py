@@ -1,4 +1,5 @@
 """Decoding, resampling and clip-length handling shared by packing and inference."""
+import logging
 import os
 import warnings
 import wave
@@ -66,6 +67,11 @@ def walk_audio_files(root):
         folders_seen.add(real)
         for name in names:
             path = os.path.join(folder, name)
+            if name.startswith(".") and is_audio_file(os.path.join(folder, name[1:])):
+                # macOS's ._song.wav companions and hidden files: left out, but said so
+                logging.warning("skipped %s: a hidden file (its name starts with '.'); rename "
+                                "it to include it", path)
+                continue
             if is_audio_file(path) and os.path.realpath(path) not in files_seen:
                 files_seen.add(os.path.realpath(path))
                 paths.append(path)

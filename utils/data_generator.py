@@ -196,6 +196,17 @@ def data_digest(info):
     return digest.hexdigest()
 
 
+def clips_digest(info):
+    """data_digest() whatever the clips' order: the same clips packed in another order (as
+    shards, or by another packer) have the same one."""
+    order = np.argsort(np.asarray(info["audio_names"], dtype=object), kind="stable")
+    subsets = info["subsets"] or []
+    return data_digest({"audio_names": [info["audio_names"][i] for i in order],
+                        "folds": np.asarray(info["folds"])[order],
+                        "targets": np.asarray(info["targets"])[order],
+                        "subsets": [subsets[i] for i in order] if subsets else []})
+
+
 def available_ram_bytes():
     """What the kernel could give without swapping (MemAvailable: free memory plus page cache it
     can drop; the packed files' own cached pages count), else the free memory."""

@@ -8,6 +8,7 @@ import math
 import os
 import pickle
 import shutil
+import stat
 import signal
 import sys
 import tempfile
@@ -254,6 +255,12 @@ def open_text(path, flag=None):
 
 def require_file(path, flag=None):
     """Fail with a usage error naming the file (and flag) when a required input is missing."""
+    if path and os.path.isdir(path):
+        raise UsageError(f"{named(path, flag)}: is a folder; give a file")
+    if path and os.path.exists(path) and not os.path.isfile(path):
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(os.stat(path).st_mode) else "a device or socket"
+        raise UsageError(f"{named(path, flag)}: is {kind}, not a regular file; save the data to "
+                         "a file first")
     if not path or not os.path.isfile(path):
         raise UsageError(f"{named(path, flag)}: file not found; check the path")
     return path
