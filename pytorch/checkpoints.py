@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ NUMPY_SAFE_GLOBALS = _numpy_safe_globals()
 
 
 def _first_line(error):
-    text = str(error).strip()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()  # torch's terminal colours
     return text.splitlines()[0] if text else type(error).__name__
 
 
@@ -87,7 +88,11 @@ def save_checkpoint_file(checkpoint, path):
     write is an OSError naming `path` (torch reports a full disk as a RuntimeError)."""
     with atomic_path(path) as temp_path:
         try:
-            torch.save(checkpoint, temp_path)
+            # Through a file object: torch names the archive's root after a file name (here
+            # the random temporary one), after a file object 'archive', so the same checkpoint
+            # gives the same bytes (and SHA-256) every time.
+            with open(temp_path, "wb") as f:
+                torch.save(checkpoint, f)
         except RuntimeError as error:
             free = shutil.disk_usage(os.path.dirname(os.path.abspath(temp_path))).free
             reason = ("No space left on device" if free < 2**20

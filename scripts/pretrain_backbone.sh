@@ -35,13 +35,14 @@ echo "== 2/4 packing them into $FEATURES ($SECONDS s)"
     --workspace="$WORKSPACE" --output="$FEATURES" --clip_duration=3
 
 echo "== 3/4 training Transfer_MobileNetV2 on the source task, fold 1 held out ($SECONDS s)"
-# Multi-label BCE, batch 32, Adam at 1e-3 warmed up over 50 iterations and decayed by cosine;
+# Multi-label BCE, batch 32, Adam at 1e-3 warmed up over the first 5% of the iterations (50 of
+# 1000) and decayed by cosine;
 # fp32 (bf16 is emulated on CPUs without AVX-512 BF16, and slower there).
 "$PYTHON" pytorch/main.py train --workspace="$WORKSPACE" --features="$FEATURES" --holdout_fold=1 \
     --model_type=Transfer_MobileNetV2 --loss_type=clip_bce --augmentation=none \
-    --learning_rate=1e-3 --lr_schedule=cosine --warmup_iterations=50 \
+    --learning_rate=1e-3 --lr_schedule=cosine --warmup_iterations=$((ITERATIONS / 20)) \
     --decay_iterations="$ITERATIONS" --batch_size=32 --stop_iteration="$ITERATIONS" \
-    --eval_every=250 --save_every=250 --num_workers=1 --precision=fp32 --no-channels_last \
+    --eval_every=$(( (ITERATIONS + 3) / 4 )) --save_every=$(( (ITERATIONS + 3) / 4 )) --num_workers=1 --precision=fp32 --no-channels_last \
     --seed="$TRAIN_SEED" --resume_iteration=last
 
 echo "== 4/4 exporting the backbone to $OUTPUT ($SECONDS s)"

@@ -95,9 +95,11 @@ def test_trust_names_the_pretrained_file_not_the_run_folder(tmp_path, features):
     checkpoint = torch.load(path, weights_only=False)
     checkpoint["payload"] = _WritesMarker(str(marker))
     torch.save(checkpoint, path)
-    with pytest.raises(UsageError, match="weights-only load refuses"):
+    with pytest.raises(UsageError, match="this project's checkpoints never hold") as refused:
         trained(tmp_path, features, "--resume_iteration=2", "--stop_iteration=4",
                 "--trust_checkpoint")
+    assert "add --trust_checkpoint" not in str(refused.value)  # it was given: no advice to
+    assert "\x1b[" not in str(refused.value)  # torch's terminal colours are left out
     assert not marker.exists()
 
 

@@ -206,6 +206,8 @@ def tampered(source, path, **changes):
     (dict(min_samples='"10"'), "field min_samples .* is not a number of samples"),
     ({"run_config.audio.clip_samples": 4 * 10**12, "clip_samples": str(4 * 10**12)},
      "field run_config.audio.clip_samples .* is not a clip length of up to 3600 s"),
+    ({"run_config.audio.clip_samples": 0, "clip_samples": "0"},
+     "field run_config.audio.clip_samples \\(0\\) is not a clip length"),
     ({"run_config.audio.sample_rate": 0, "sample_rate": "0"},
      "field run_config.audio.sample_rate \\(0\\) is not a sample rate"),
     ({"run_config.task": "single_label", "task": '"single_label"', "thresholds": "null"},
