@@ -238,12 +238,21 @@ def load_pretrained(tagger, path, trusted=False, flag="--pretrained_checkpoint_p
     whose output layer has another width (a backbone pretrained on another label set) loads
     every other tensor strictly and leaves the tagger's own output layer as it is."""
     state_dict = read_pretrained(path, trusted, flag).state_dict
-    if keep_own_head:
+    if keep_own_head and is_source_head(state_dict, tagger.state_dict()):
         own = tagger.state_dict()
-        kept = {key: own[key] for key in SOURCE_HEAD
-                if key in own and key in state_dict and state_dict[key].shape != own[key].shape}
-        state_dict = {**state_dict, **kept}
+        state_dict = {**state_dict, **{key: own[key] for key in SOURCE_HEAD}}
     load_state_dict_checked(tagger, state_dict, path)
+
+
+def is_source_head(state_dict, own):
+    """The file's output layer is a whole one of another width: one row per source label,
+    weight and bias agreeing, over the tagger's embedding (anything else is a mismatch to
+    report, not a head to skip)."""
+    weight, bias = (state_dict.get(key) for key in SOURCE_HEAD)
+    own_weight = own.get(SOURCE_HEAD[0])
+    return (weight is not None and bias is not None and own_weight is not None
+            and weight.dim() == 2 and bias.shape == weight.shape[:1]
+            and weight.shape[1] == own_weight.shape[1] and weight.shape != own_weight.shape)
 
 
 LEGACY_KEYS = ("model", "labels", "task", "audio_settings", "model_type")

@@ -181,7 +181,7 @@ def test_cli_missing_inputs_exit_2_with_one_line(checkpoint_path, tmp_path, flag
 
 
 @pytest.mark.parametrize("case, words", [
-    ("only_unreadable", "--audio_path={tmp}/junk: none of the 1 audio files could be read"),
+    ("only_unreadable", "--audio_path={tmp}/junk: none of the 1 audio file(s) could be read"),
     ("empty_folder", "--audio_path={tmp}/junk: no audio files in this folder"),
     ("bad_output", "--output={tmp}/p.txt: use a .csv or .json file name"),
     ("bad_hop", "--hop=5.0: must be at most the window (1 s)"),

@@ -22,6 +22,7 @@ from test_evaluate import SR, save_checkpoint
 from test_inference import melody
 from utils.audio import load_audio
 from utils.data_generator import WaveformDataset
+from utils.utilities import UsageError
 
 LABELS = ["bass", "middle", "treble"]
 THRESHOLDS = [0.3, 0.6, 0.45]
