@@ -22,9 +22,10 @@ import sys
 import torch
 
 from pytorch.checkpoints import card_path, load_state_dict_checked, save_checkpoint_file
+from pytorch.evaluate import evaluate_checkpoint
 from pytorch.models import TAGGERS, TransferModel
 from pytorch.restore import load_trained_model
-from utils.config import MULTI_LABEL
+from utils.config import MULTI_LABEL, SELECTION_METRICS
 from utils.utilities import UsageError, atomic_write_text
 
 PARITY_TOLERANCE = 1e-5
@@ -86,3 +87,19 @@ def export_backbone(checkpoint_path, output, trusted=False, metrics=None, recipe
     logging.info("backbone %s: %s, %d source labels, SHA-256 %s", output, card["architecture"],
                  len(run.labels), sha256)
     return card
+
+
+def run_backbone_export(args):
+    """--output=X.pth: the backbone in the official layout, scored on its run's own holdout."""
+    result = evaluate_checkpoint(args.checkpoint_path, write=False,
+                                 trust_checkpoint=args.trust_checkpoint)
+    metrics = {key: float(result[key]) for key in SELECTION_METRICS[result["task"]]}
+    metrics.update(selection=result["selection"], clips=int(result["clips_num"]))
+    card = export_backbone(args.checkpoint_path, args.output, args.trust_checkpoint, metrics,
+                           args.recipe)
+    scores = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()
+                       if isinstance(value, float))
+    print(f"Wrote {args.output}: {card['architecture']} in the official PANNs layout, "
+          f"{len(card['source_labels'])} source labels, {card['bytes'] / 2**20:.1f} MiB, SHA-256 "
+          f"{card['sha256']}; {scores} on {metrics['selection']} ({metrics['clips']} clips); "
+          f"card {os.path.splitext(args.output)[0]}.json")

@@ -244,15 +244,22 @@ def load_pretrained(tagger, path, trusted=False, flag="--pretrained_checkpoint_p
     load_state_dict_checked(tagger, state_dict, path)
 
 
-def is_source_head(state_dict, own):
-    """The file's output layer is a whole one of another width: one row per source label,
-    weight and bias agreeing, over the tagger's embedding (anything else is a mismatch to
-    report, not a head to skip)."""
+def source_head_rows(state_dict):
+    """The rows of a file's output layer when it is a whole one (weight and bias agreeing), else
+    None: a backbone pretrained on another label set has one row per source label."""
     weight, bias = (state_dict.get(key) for key in SOURCE_HEAD)
+    if weight is None or bias is None or weight.dim() != 2 or bias.shape != weight.shape[:1]:
+        return None
+    return int(weight.shape[0])
+
+
+def is_source_head(state_dict, own):
+    """The file's output layer is a whole one of another width over the tagger's embedding
+    (anything else is a mismatch to report, not a head to skip)."""
     own_weight = own.get(SOURCE_HEAD[0])
-    return (weight is not None and bias is not None and own_weight is not None
-            and weight.dim() == 2 and bias.shape == weight.shape[:1]
-            and weight.shape[1] == own_weight.shape[1] and weight.shape != own_weight.shape)
+    return (source_head_rows(state_dict) is not None and own_weight is not None
+            and state_dict[SOURCE_HEAD[0]].shape[1] == own_weight.shape[1]
+            and state_dict[SOURCE_HEAD[0]].shape != own_weight.shape)
 
 
 LEGACY_KEYS = ("model", "labels", "task", "audio_settings", "model_type")

@@ -24,6 +24,7 @@ from pytorch.predictor import load_predictor
 from pytorch.windows import (WHOLE_FILE_SECONDS, check_window_fits_model, predict_audio, predict_blocks,
                              predicted_labels, window_outputs, window_samples_of, whole_file)
 from utils.audio import stream_audio
+from utils.config import ARRAY_SAMPLE_RATES
 from utils.utilities import UsageError, require_file
 
 
@@ -34,9 +35,10 @@ def check_sample_rate(sample_rate):
     if sample_rate is None:
         raise UsageError("an array needs its sample_rate=... (samples per second)")
     if (isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real)
-            or not math.isfinite(sample_rate) or not 1000 <= sample_rate <= 768000):
+            or not math.isfinite(sample_rate)
+            or not ARRAY_SAMPLE_RATES[0] <= sample_rate <= ARRAY_SAMPLE_RATES[1]):
         raise UsageError(f"sample_rate={sample_rate!r}: give the array's rate in samples per "
-                         "second, a number from 1000 to 768000")
+                         f"second, a number from {ARRAY_SAMPLE_RATES[0]} to {ARRAY_SAMPLE_RATES[1]}")
 
 
 def mono_waveform(audio):

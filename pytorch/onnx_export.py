@@ -19,13 +19,11 @@ import warnings
 import numpy as np
 import torch
 
-from pytorch.backbone_export import export_backbone
-from pytorch.evaluate import evaluate_checkpoint
+from pytorch.backbone_export import run_backbone_export
 from pytorch.onnx_metadata import CONFIG_KEY, MIN_SAMPLES_KEY, THRESHOLDS_KEY
 from pytorch.predictor import OnnxPredictor, TorchPredictor, load_predictor
 from pytorch.pytorch_utils import probabilities_from_output
 from utils.arguments import add_flags
-from utils.config import SELECTION_METRICS
 from utils.utilities import UsageError, atomic_path, check_output_file
 
 OPSET = 17  # the first with STFT
@@ -122,22 +120,6 @@ def run_export(args):
                                   args.model_type)
     print(f"Wrote {args.output}: {run.model_type}, {len(run.labels)} labels, "
           f"{run.audio.sample_rate} Hz; onnxruntime matches PyTorch within {difference:.1e}")
-
-
-def run_backbone_export(args):
-    """--output=X.pth: the backbone in the official layout, scored on its run's own holdout."""
-    result = evaluate_checkpoint(args.checkpoint_path, write=False,
-                                 trust_checkpoint=args.trust_checkpoint)
-    metrics = {key: float(result[key]) for key in SELECTION_METRICS[result["task"]]}
-    metrics.update(selection=result["selection"], clips=int(result["clips_num"]))
-    card = export_backbone(args.checkpoint_path, args.output, args.trust_checkpoint, metrics,
-                           args.recipe)
-    scores = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items()
-                       if isinstance(value, float))
-    print(f"Wrote {args.output}: {card['architecture']} in the official PANNs layout, "
-          f"{len(card['source_labels'])} source labels, {card['bytes'] / 2**20:.1f} MiB, SHA-256 "
-          f"{card['sha256']}; {scores} on {metrics['selection']} ({metrics['clips']} clips); "
-          f"card {os.path.splitext(args.output)[0]}.json")
 
 
 def add_export_parser(subparsers):

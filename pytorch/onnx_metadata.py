@@ -12,14 +12,13 @@ import numpy as np
 
 from pytorch.checkpoints import stored_thresholds
 from pytorch.models import MODELS
-from utils.config import MULTI_LABEL, SINGLE_LABEL, TASKS, RunConfig
+from utils.config import ARRAY_SAMPLE_RATES, MULTI_LABEL, SINGLE_LABEL, TASKS, RunConfig
 from utils.utilities import UsageError
 
 # What an exported file's metadata carries (JSON values), so it runs as its checkpoint does.
 CONFIG_KEY = "run_config"        # RunConfig.to_dict()
 THRESHOLDS_KEY = "thresholds"    # the tuned per-label thresholds, or null
 MIN_SAMPLES_KEY = "min_samples"  # the shortest input the network takes
-SAMPLE_RATES = (1000, 768000)    # what a sample rate may be
 MAX_CLIP_SECONDS = 3600          # as packing allows
 
 
@@ -60,8 +59,8 @@ def read_run_config(props, path, flag):
          and all(isinstance(label, str) and label for label in run.labels),
          "is not a list of label names"),
         ("run_config.audio.sample_rate", audio.sample_rate, is_integer(audio.sample_rate,
-                                                                       *SAMPLE_RATES),
-         f"is not a sample rate from {SAMPLE_RATES[0]} to {SAMPLE_RATES[1]} Hz"),
+                                                                       *ARRAY_SAMPLE_RATES),
+         f"is not a sample rate from {ARRAY_SAMPLE_RATES[0]} to {ARRAY_SAMPLE_RATES[1]} Hz"),
     ]
     for field, value, good, what in checks:
         if not good:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pytorch.checkpoints import SOURCE_HEAD, read_pretrained
+from pytorch.checkpoints import SOURCE_HEAD, read_pretrained, source_head_rows
 from utils.config import (AUDIOSET_CLASSES_NUM, AUDIOSET_CLIP_DURATION, AUDIOSET_LABELS_CSV, METADATA_DIR, MULTI_LABEL,
                           AudioConfig, RunConfig)
 from utils.utilities import UsageError
@@ -51,10 +51,8 @@ def _signature(shapes):
 def source_classes(state_dict):
     """The width of the output layer (fc_audioset): 527 in the AudioSet files; a backbone
     pretrained on another label set (scripts/pretrain_backbone.sh) has one row per label."""
-    weight, bias = (state_dict.get(key) for key in SOURCE_HEAD)
-    if weight is None or bias is None or weight.dim() != 2 or bias.shape != weight.shape[:1]:
-        return AUDIOSET_CLASSES_NUM
-    return int(weight.shape[0])
+    rows = source_head_rows(state_dict)
+    return AUDIOSET_CLASSES_NUM if rows is None else rows
 
 
 def architecture_signature(state_dict):

@@ -25,6 +25,7 @@ FMIN = 50
 FMAX = 14000
 
 AUDIOSET_CLASSES_NUM = 527
+ARRAY_SAMPLE_RATES = (1000, 768000)  # what an array or a model file may say its rate is
 AUDIOSET_LABELS_CSV = os.path.join(METADATA_DIR, "audioset_class_labels_indices.csv")
 AUDIOSET_ONTOLOGY_JSON = os.path.join(METADATA_DIR, "audioset_ontology.json")
 
