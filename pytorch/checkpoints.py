@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from utils.config import RunConfig, resolve_loss_type
+from utils.runs import BEST_CHECKPOINT, checkpoint_path
 from utils.utilities import UsageError, atomic_path, require_file
 
 
@@ -323,3 +324,39 @@ def read_training_checkpoint(path, flag="--checkpoint_path", trusted=False):
     """(checkpoint dict, RunConfig) of a checkpoint written by this project's training."""
     checkpoint = load_checkpoint_file(path, flag, trusted)
     return checkpoint, training_run_config(checkpoint, path, flag)
+
+
+class Checkpointer:
+    """What a run saves, and when: N_iterations.pth every save_every iterations and at the stop
+    (not at the iteration it resumed from), best.pth for --keep_best. A failed save (disk full,
+    folder gone) is said in one line and training goes on: the next save retries, so the run
+    is lost only if the final save fails too."""
+
+    def __init__(self, checkpoints_dir, run, resume_iteration):
+        self.checkpoints_dir, self.run, self.resume_iteration = checkpoints_dir, run, resume_iteration
+        self.last = None    # the last checkpoint saved
+        self.failed = None  # why the latest save failed, until one succeeds
+
+    def due(self, iteration, at_end):
+        return iteration > self.resume_iteration and (
+            iteration % self.run.save_every == 0 or at_end)
+
+    def save(self, checkpoint, best=False):
+        path = (os.path.join(self.checkpoints_dir, BEST_CHECKPOINT) if best
+                else checkpoint_path(self.checkpoints_dir, checkpoint["iteration"]))
+        try:
+            save_checkpoint_file(checkpoint, path)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            self.failed = f"{path}: {reason}"
+            logging.error("could not save %s (%s); training goes on, the next save retries "
+                          "(last good checkpoint: %s)", path, reason, self.last or "none yet")
+            return
+        if not best:
+            self.last, self.failed = path, None
+        logging.info("saved %s", path)
+
+    def check_final(self):
+        if self.failed:
+            raise UsageError(f"the final checkpoint could not be saved ({self.failed}); the last "
+                             f"good one is {self.last or 'none'}: free space and resume from it")

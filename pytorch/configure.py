@@ -15,8 +15,7 @@ from utils.config import AudioConfig, RunConfig, resolve_loss_type
 from utils.data_generator import features_flag, features_value, read_hdf5_info
 from utils.utilities import UsageError
 
-FRONT_END_FLAGS = ("window_size", "hop_size", "mel_bins", "fmin", "fmax")
-IN_MEMORY = {"auto": "auto", "yes": True, "no": False}
+FRONT_END_FLAGS = tuple(config.options(AudioConfig))
 
 
 def architecture(flags, sample_rate, trusted):
@@ -75,16 +74,14 @@ def train_run_config(flags, info=None):
                   audio=audio, features=features_value(info["files"]),
                   clips=len(info["audio_names"]), data_digest=info["digest"],
                   pretrained_checkpoint_path=os.path.abspath(pretrained) if pretrained else None,
-                  loss_type=resolve_loss_type(flags.get("loss_type"), info["task"]),
-                  spec_augment=not flags.get("no_spec_augment", False),
-                  in_memory=IN_MEMORY.get(flags.get("in_memory", "auto"), flags.get("in_memory")))
+                  loss_type=resolve_loss_type(flags.get("loss_type"), info["task"]))
     select_by = flags.get("select_by")
     if select_by and select_by not in config.SELECTION_METRICS[info["task"]]:
         raise UsageError(f"--select_by={select_by}: a {info['task']} run is scored by "
                          f"{', '.join(config.SELECTION_METRICS[info['task']])}")
     probe = bool(flags.get("linear_probe"))
-    values["learning_rate"] = flags.get("learning_rate") or (1e-3 if probe else 1e-4)
     if probe:
+        values.setdefault("learning_rate", config.PROBE_LEARNING_RATE)
         if not pretrained:
             raise UsageError("--linear_probe: needs --pretrained_checkpoint_path, the backbone "
                              "whose embeddings it probes")

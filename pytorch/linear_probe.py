@@ -10,10 +10,14 @@ evaluation), the field's quick baseline, with the outputs of full fine-tuning.
   architecture and the front-end settings, so another checkpoint or other settings get their own
   cache; a cache whose HDF5 has changed since (size, modification time, clip count) is
   recomputed. The ten folds of --holdout_fold=all share one cache.
-- The head is fitted on embeddings standardised with the training clips' mean and deviation:
-  Adam (AMSGrad), --learning_rate (default 1e-3 here), --batch_size clips per step,
-  --stop_iteration steps, evaluated every --eval_every; --keep_best and --early_stop_patience
-  work as in training. The standardisation is then folded into the head's weights, so every
+- The head is fitted on embeddings standardised with the training clips' mean and deviation,
+  by the training loop's optimizer code (pytorch/optimization.py): --optimizer and
+  --weight_decay, --lr_schedule with --warmup_iterations and --decay_iterations, and
+  --grad_clip_norm apply to the head as they would to a whole model; --layer_decay is refused
+  (one layer has none below it). --learning_rate (default 1e-3 here), --batch_size clips per
+  step, --stop_iteration steps, evaluated every --eval_every; --keep_best and
+  --early_stop_patience work as in training, and checkpoints are saved by the loop's
+  Checkpointer (a failed save is retried, the final one must succeed). The standardisation is then folded into the head's weights, so every
   checkpoint is an ordinary Transfer_<model> (the pretrained base plus fc_transfer): evaluate,
   inference, the statistics, plots and the CV summary treat it like any fine-tuned run.
 - A probe is refitted, never resumed: the same seed and cache give the same head in seconds.
@@ -30,17 +34,17 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from pytorch.checkpoints import read_pretrained, save_checkpoint_file
+from pytorch.checkpoints import Checkpointer, read_pretrained
 from pytorch.losses import LOSSES
 from pytorch.embeddings import loader_embeddings
 from pytorch.pytorch_utils import (autocast, check_precision, probabilities_from_output,
                                    select_device, set_seed, waveform_to_tensor)
 from pytorch.run_setup import batch_source, build_model, load_dataset, make_sampler, open_run
-from pytorch.selection import (BEST_CHECKPOINT, Selection, chosen_checkpoint, finish_selection,
-                               score)
+from pytorch.optimization import clip_gradients, make_optimizer, set_learning_rates
+from pytorch.selection import Selection, chosen_checkpoint, finish_selection, score
 from utils.data_generator import EvaluateSampler, feature_files
 from utils.metrics_stream import open_metrics_stream
-from utils.runs import STATISTICS_FILE, checkpoint_path
+from utils.runs import BEST_CHECKPOINT, STATISTICS_FILE
 from utils.statistics_files import StatisticsContainer, statistics_meta
 from utils.utilities import UsageError, atomic_path, remove_stale_temporaries
 
@@ -154,25 +158,27 @@ class ProbeHead:
     head with the standardisation folded in, an ordinary Transfer_<model> checkpoint."""
 
     def __init__(self, run, model, embeddings, train_indices, checkpoints_dir, device):
-        self.run, self.model, self.checkpoints_dir = run, model, checkpoints_dir
+        self.run, self.model = run, model
+        self.checkpointer = Checkpointer(checkpoints_dir, run, resume_iteration=0)
         self.features = torch.from_numpy(embeddings).to(device)
         self.mean = self.features[train_indices].mean(dim=0)
         # a constant dimension stays put
         self.std = self.features[train_indices].std(dim=0).clamp_min(1e-6)
         self.standardised = (self.features - self.mean) / self.std
-        self.optimizer = torch.optim.Adam(model.fc_transfer.parameters(), lr=run.learning_rate,
-                                          amsgrad=True)
+        self.optimizer = make_optimizer(model, run, device)  # the base is frozen: the head's
         self.best = None  # the Selection's BestTracker, saved with each checkpoint
 
     def probabilities(self, indices, standardised=True):
         inputs = (self.standardised if standardised else self.features)[indices]
         return head_probabilities(self.model, inputs, self.run.task)
 
-    def step(self, batch, targets, loss_func):
+    def step(self, iteration, batch, targets, loss_func):
+        set_learning_rates(self.optimizer, self.run, iteration)
         loss = loss_func({"clipwise_output": self.model.head(self.standardised[batch])},
                          targets[batch])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        clip_gradients(self.model, self.optimizer, None, self.run.grad_clip_norm)
         self.optimizer.step()
         value = loss.item()
         if not np.isfinite(value):
@@ -181,13 +187,10 @@ class ProbeHead:
         return value
 
     def save(self, iteration, best=False):
-        path = (os.path.join(self.checkpoints_dir, BEST_CHECKPOINT) if best
-                else checkpoint_path(self.checkpoints_dir, iteration))
-        save_checkpoint_file({"iteration": iteration,
-                              "model": folded_state_dict(self.model, self.mean, self.std),
-                              "best": self.best.state_dict(), "config": self.run.to_dict()}, path)
-        logging.info("saved %s", path)
-        return path
+        self.checkpointer.save({"iteration": iteration,
+                                "model": folded_state_dict(self.model, self.mean, self.std),
+                                "best": self.best.state_dict(), "config": self.run.to_dict()},
+                               best)
 
     def fold_into_model(self):
         self.model.load_state_dict(folded_state_dict(self.model, self.mean, self.std))
@@ -208,8 +211,10 @@ def fit_head(head, run, selection, split, targets, loss_func):
                 stop_early = selection.after_validation(result, iteration)
             if iteration == run.stop_iteration or stop_early:
                 return iteration, stop_early
-            loss = head.step(sampler.next_batch(), train_targets, loss_func)
-            selection.statistics.append("train", {"iteration": iteration + 1, "loss": loss})
+            loss = head.step(iteration, sampler.next_batch(), train_targets, loss_func)
+            selection.statistics.append("train", {
+                "iteration": iteration + 1, "loss": loss,
+                "learning_rate": head.optimizer.param_groups[0]["lr"]})
 
 
 def train_probe(run, workspace, resume_iteration=0, trust_checkpoint=False):
@@ -238,7 +243,9 @@ def train_probe(run, workspace, resume_iteration=0, trust_checkpoint=False):
     head.best = selection.best
     started = time.time()
     iteration, stop_early = fit_head(head, run, selection, split, targets, loss_func)
-    final_path = head.save(iteration)
+    head.save(iteration)
+    head.checkpointer.check_final()
+    final_path = head.checkpointer.last
     logging.info("linear probe fitted in %.1f s", time.time() - started)
 
     # The chosen head (best.pth with --keep_best, else the final one) on the raw embeddings.

@@ -21,12 +21,14 @@ import torch
 
 from utils.utilities import UsageError
 
-SCHEDULES = ("constant", "cosine", "linear")
-OPTIMIZERS = ("adam", "adamw")
-
 
 def check_options(run):
     """One-line errors for combinations that cannot do what they say."""
+    if run.linear_probe and run.layer_decay != 1.0:
+        # The probe applies the optimizer, weight decay, schedule, warm-up and clipping to its
+        # head; layer-wise decay needs layers below the one that trains.
+        raise UsageError(f"--layer_decay={run.layer_decay:g}: a linear probe trains one layer, "
+                         "the head, with nothing below it to decay; drop --layer_decay")
     if run.weight_decay > 0 and run.optimizer != "adamw":
         raise UsageError(f"--weight_decay={run.weight_decay:g}: Adam's weight decay is an L2 "
                          "term that its scaling undoes; use --optimizer=adamw")
@@ -106,8 +108,9 @@ def set_learning_rates(optimizer, run, iteration):
 
 
 def clip_gradients(model, optimizer, scaler, max_norm):
-    """Clip the gradients' global norm to max_norm (0: off); under fp16 they are unscaled
-    first, so the norm is the true one."""
+    """Clip the gradients' global norm to max_norm (0: off); under fp16 (a `scaler`) they are
+    unscaled first, so the norm is the true one."""
     if max_norm > 0:
-        scaler.unscale_(optimizer)
+        if scaler is not None:
+            scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)

@@ -5,7 +5,8 @@ import logging
 
 import torch
 
-from pytorch.models import TransferModel, create_model, tagger_of
+from pytorch import models
+from pytorch.models import TransferModel, tagger_of
 from pytorch.pytorch_utils import ResidentClips, make_loader
 from utils import config
 from utils.config import RunConfig
@@ -103,7 +104,7 @@ def make_sampler(run, train_indices, targets, mixup=False):
 
 def build_model(run, device, trust_checkpoint=False):
     """The model to train, on `device` (unwrapped: its state_dict is what checkpoints hold)."""
-    model = create_model(run.model_type, **run.audio.front_end(),
+    model = models.create_model(run.model_type, **run.audio.front_end(),
                          classes_num=len(run.labels), task=run.task,
                          freeze_base=run.freeze_base,
                          pretrained_checkpoint_path=run.pretrained_checkpoint_path,

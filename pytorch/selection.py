@@ -13,8 +13,7 @@ from pytorch.pytorch_utils import forward_loader
 from utils import config
 from utils.metrics import (classification_report_text, compute_metrics, tune_thresholds,
                            tuned_scores)
-
-BEST_CHECKPOINT = "best.pth"
+from utils.runs import BEST_CHECKPOINT
 
 
 def score(probabilities, targets, task, loss_func, threshold):

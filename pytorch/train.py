@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from pytorch.checkpoints import load_checkpoint_file, save_checkpoint_file
+from pytorch.checkpoints import Checkpointer, load_checkpoint_file
 from pytorch.distributed import (RankShare, all_rank_rng_states, barrier, broadcast_flag,
                                  gather_from_ranks, global_mean, rank_mixup_lambda,
                                  restore_rng_states, rng_states, setup_distributed, wrap_model)
@@ -29,8 +29,7 @@ from pytorch.pytorch_utils import (Mixup, autocast, check_precision, do_mixup, f
                                    set_seed, waveform_to_tensor)
 from pytorch.run_setup import (batch_source, build_model, check_resumable, configure_backends,
                                load_dataset, make_sampler, open_run)
-from pytorch.selection import (BEST_CHECKPOINT, Selection, chosen_checkpoint, finish_selection,
-                               validate)
+from pytorch.selection import Selection, chosen_checkpoint, finish_selection, validate
 from utils.data_generator import EvaluateSampler
 from utils.runs import STATISTICS_FILE, checkpoint_path
 from utils.metrics_stream import open_metrics_stream
@@ -62,46 +61,15 @@ def train_step(model, batch, device, precision, loss_func, optimizer, scaler, mi
     return loss.detach()
 
 
-class Checkpointer:
-    """What a run saves, and when: N_iterations.pth every save_every iterations and at the stop
-    (not at the iteration it resumed from), best.pth for --keep_best. A failed save (disk full,
-    folder gone) is said in one line and training goes on: the next save retries, so the run
-    is lost only if the final save fails too."""
-
-    def __init__(self, checkpoints_dir, run, resume_iteration):
-        self.checkpoints_dir, self.run, self.resume_iteration = checkpoints_dir, run, resume_iteration
-        self.last = None    # the last checkpoint saved
-        self.failed = None  # why the latest save failed, until one succeeds
-
-    def due(self, iteration, at_end):
-        return iteration > self.resume_iteration and (
-            iteration % self.run.save_every == 0 or at_end)
-
-    def save(self, checkpoint, best=False):
-        path = (os.path.join(self.checkpoints_dir, BEST_CHECKPOINT) if best
-                else checkpoint_path(self.checkpoints_dir, checkpoint["iteration"]))
-        try:
-            save_checkpoint_file(checkpoint, path)
-        except OSError as error:
-            reason = error.strerror or str(error)
-            self.failed = f"{path}: {reason}"
-            logging.error("could not save %s (%s); training goes on, the next save retries "
-                          "(last good checkpoint: %s)", path, reason, self.last or "none yet")
-            return
-        if not best:
-            self.last, self.failed = path, None
-        logging.info("saved %s", path)
-
-    def check_final(self):
-        if self.failed:
-            raise UsageError(f"the final checkpoint could not be saved ({self.failed}); the last "
-                             f"good one is {self.last or 'none'}: free space and resume from it")
-
-
 class TrainingRun:
-    """The state of one run between its steps; train() drives it."""
+    """The state of one run between its steps; train() drives it.
 
-    def __init__(self, run, workspace, resume_iteration, trust_checkpoint):
+    Built in two steps: the constructor checks and builds everything a step needs (data, model,
+    optimizer, sampler) and writes nothing, so a run can be built to be inspected or tested;
+    open(workspace) then claims the run folder, opens the log, writes run.json and the
+    statistics, and restores a resumed run, all after every check has passed."""
+
+    def __init__(self, run, resume_iteration=0, trust_checkpoint=False):
         self.run, self.iteration, self.resume_iteration = run, resume_iteration, resume_iteration
         self.rank, self.world_size, self.device = setup_distributed(run.cuda, run.batch_size)
         self.is_master = self.rank == 0
@@ -115,9 +83,6 @@ class TrainingRun:
         check_precision(run.precision, self.device)
         self.loss_func = LOSSES[run.loss_type]
         self.raw_model = build_model(run, self.device, trust_checkpoint)
-        self.run_folder, self.log_path = open_run(run, workspace, resume_iteration,
-                                                  self.raw_model, self.is_master)
-        self.dirs = self.run_folder.dirs
         if run.sync_batchnorm and self.world_size > 1:  # BatchNorm over the global batch
             self.raw_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.raw_model)
         self.optimizer = make_optimizer(self.raw_model, run, self.device)
@@ -125,21 +90,31 @@ class TrainingRun:
         self.mixup = Mixup(mixup_alpha=1.0, seed=run.seed) if run.augmentation == "mixup" else None
         self.sampler = make_sampler(run, self.train_indices, self.dataset.targets,
                                     self.mixup is not None)
+        self.pending_losses = []  # (iteration, loss on the device, learning rate)
+        self.clips_timer = (time.perf_counter(), 0)  # since the last flush: (start, clips)
+        self.dirs = self.log_path = self.model = None  # set by open()
+
+    def open(self, workspace):
+        """Claim the run's folders under `workspace`, open its log, statistics and run.json,
+        restore a resumed run; returns self, ready to step."""
+        run = self.run
+        self.run_folder, self.log_path = open_run(run, workspace, self.resume_iteration,
+                                                  self.raw_model, self.is_master)
+        self.dirs = self.run_folder.dirs
         self.statistics = StatisticsContainer(
             os.path.join(self.dirs["statistics"], STATISTICS_FILE),
             meta=statistics_meta(run, self.world_size),
-            stream=open_metrics_stream(run, self.dirs["statistics"], resume_iteration)
+            stream=open_metrics_stream(run, self.dirs["statistics"], self.resume_iteration)
             if self.is_master else None)
-        self.checkpointer = Checkpointer(self.dirs["checkpoints"], run, resume_iteration)
+        self.checkpointer = Checkpointer(self.dirs["checkpoints"], run, self.resume_iteration)
         self.selection = Selection(run, self.statistics, self.save_best)
-        self.pending_losses = []  # (iteration, loss on the device, learning rate)
-        self.clips_timer = (time.perf_counter(), 0)  # since the last flush: (start, clips)
-        if resume_iteration > 0:
+        if self.resume_iteration > 0:
             self.resume()
         elif self.rank > 0:  # dropout and SpecAugment differ per rank (rank 0: as one process)
             torch.manual_seed(run.seed + self.rank)
         self.model = wrap_model(self.raw_model, self.device, self.world_size, run.compile)
         self.open_loaders()
+        return self
 
     def resume(self):
         path = checkpoint_path(self.dirs["checkpoints"], self.iteration)
@@ -287,7 +262,7 @@ class TrainingRun:
 def train(run, workspace, resume_iteration=0, trust_checkpoint=False):
     """Train one holdout fold (or split) as `run` (a RunConfig) says, from scratch or from the
     checkpoint at `resume_iteration`; returns (statistics dict, run dirs)."""
-    training = TrainingRun(run, workspace, resume_iteration, trust_checkpoint)
+    training = TrainingRun(run, resume_iteration, trust_checkpoint).open(workspace)
     started = time.time()
     progress = tqdm(total=run.stop_iteration, initial=training.iteration, desc="training",
                     unit="it", disable=not training.is_master)

@@ -1,4 +1,5 @@
-"""Small generated audio for the tests: tones and class-per-folder datasets."""
+"""What the tests share: small generated audio (tones, class-per-folder datasets), checkpoints
+as training writes them, and the training and packing commands as the tests call them."""
 import os
 import pickle
 import subprocess
@@ -6,6 +7,12 @@ import sys
 
 import numpy as np
 import soundfile
+import torch
+
+from pytorch import main as main_script
+from pytorch.models import create_model
+from utils.config import AudioConfig, RunConfig
+from utils.data_generator import WaveformDataset
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -66,3 +73,75 @@ def load_statistics(workspace, **kwargs):
 def visible_files(folder):
     """A folder's files but the hidden ones (the run lock, temporaries)."""
     return sorted(name for name in os.listdir(folder) if not name.startswith("."))
+
+
+SR = 32000
+AUDIO_SETTINGS = {"sample_rate": SR, "clip_samples": SR, "window_size": 1024, "hop_size": 320,
+                  "mel_bins": 64, "fmin": 50, "fmax": 14000}
+
+
+def spread_head(model, waveforms, seed=0):
+    """Give an untrained model's head random directions scaled to the embeddings of `waveforms`.
+
+    An untrained head predicts one class for every clip; this one predicts varied classes with
+    varied confidence, so confusion matrices and averages have something to check.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    model.eval()
+    with torch.no_grad():
+        embedding = model(torch.as_tensor(waveforms, dtype=torch.float32))["embedding"]
+        mean = embedding.mean(dim=0)
+        weight = torch.randn(model.fc_transfer.out_features, embedding.shape[1], generator=generator)
+        weight *= 3 / ((embedding - mean) @ weight.T).std()
+        model.fc_transfer.weight.copy_(weight)
+        model.fc_transfer.bias.copy_(-weight @ mean)
+    return model
+
+
+def save_checkpoint(path, labels, task, waveforms, args=None, iteration=7, legacy=False):
+    """A checkpoint as training writes it, of a Transfer_Cnn6 on 1-s clips; `args` sets RunConfig
+    fields. legacy: in the format written before RunConfig (flags in 'args')."""
+    torch.manual_seed(0)
+    model = create_model("Transfer_Cnn6", **{k: v for k, v in AUDIO_SETTINGS.items()
+                                             if k != "clip_samples"},
+                         classes_num=len(labels), task=task)
+    spread_head(model, waveforms)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if legacy:
+        torch.save({"iteration": iteration, "model": model.state_dict(), "labels": list(labels),
+                    "task": task, "audio_settings": dict(AUDIO_SETTINGS),
+                    "model_type": "Transfer_Cnn6", "args": args or {}}, path)
+        return model
+    fields = {"features": "", "holdout_fold": None, **(args or {})}
+    run = RunConfig(model_type="Transfer_Cnn6", task=task, labels=list(labels),
+                    audio=AudioConfig(**AUDIO_SETTINGS),
+                    loss_type="clip_nll" if task == "single_label" else "clip_bce", **fields)
+    torch.save({"iteration": iteration, "model": model.state_dict(), "config": run.to_dict()},
+               path)
+    return model
+
+
+def hdf5_waveforms(hdf5_path):
+    dataset = WaveformDataset(hdf5_path)
+    return np.stack([dataset[index]["waveform"] for index in range(len(dataset))]), dataset
+
+
+def melody(seconds, sample_rate=SR):
+    """A tone whose pitch changes every 5 s, so windows of one file give different outputs."""
+    pieces = [tone(150.0 * (1 + step % 7), 5.0, sample_rate) for step in range(int(seconds // 5))]
+    remainder = tone(3000.0, seconds % 5, sample_rate)
+    return np.concatenate(pieces + [remainder]).astype(np.float32)
+
+
+def train(workspace, features, *extra, model="Transfer_Cnn6"):
+    main_script.main(["train", f"--workspace={workspace}", f"--features={features}",
+                      f"--model_type={model}", "--batch_size=4", "--num_workers=0",
+                      "--learning_rate=1e-3", *map(str, extra)])
+
+
+def pack_csv(csv, workspace, *extra):
+    result = run_script("utils/features.py", "pack_csv_to_hdf5", f"--csv={csv}",
+                        f"--workspace={workspace}", "--clip_duration=0.5", "--num_workers=0",
+                        "--keep_unlabelled", *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result

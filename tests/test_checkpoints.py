@@ -13,7 +13,7 @@ from pytorch.checkpoints import load_checkpoint_file, read_training_checkpoint
 from pytorch.evaluate import evaluate_checkpoint
 from pytorch.models import create_model
 from pytorch.restore import load_trained_model
-from test_evaluate import AUDIO_SETTINGS, save_checkpoint, single_label  # noqa: F401 (fixture)
+from helpers import AUDIO_SETTINGS, save_checkpoint
 from utils.config import AudioConfig, RunConfig
 from utils.utilities import UsageError, safe_pickle_load
 

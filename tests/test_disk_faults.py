@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from helpers import run_dir, visible_files
-from pytorch import main as main_script, train as train_module
+from pytorch import checkpoints as checkpoint_files, main as main_script
 from pytorch.run_setup import checkpoint_bytes
 from pytorch.models import create_model
 from utils.utilities import UsageError
@@ -72,13 +72,13 @@ def test_a_disk_that_fills_during_a_save_loses_nothing(tmp_path, features, small
                                                         monkeypatch, capsys):
     """The pre-flight passes; then another writer fills the disk before the second save."""
     folder = small_disk(int(3.5 * one_checkpoint_bytes()), tmp_path / "checkpoints")
-    real_save = train_module.save_checkpoint_file
+    real_save = checkpoint_files.save_checkpoint_file
 
     def save_after_the_disk_filled(checkpoint, path):
         if checkpoint["iteration"] == 4:
             fill_disk(os.path.join(folder, "filler"))
         real_save(checkpoint, path)  # torch.save itself meets the full disk
-    monkeypatch.setattr(train_module, "save_checkpoint_file", save_after_the_disk_filled)
+    monkeypatch.setattr(checkpoint_files, "save_checkpoint_file", save_after_the_disk_filled)
     with pytest.raises(UsageError, match=r"final checkpoint could not be saved .*No space left on "
                                          r"device.*last good one is .*2_iterations.pth"):
         train(tmp_path, features, "--save_every=2", "--stop_iteration=4")

@@ -1,7 +1,6 @@
 """Evaluating a checkpoint: the chosen clips, metrics equal to scikit-learn's, the report files."""
 import csv
 import json
-import os
 
 import numpy as np
 import pytest
@@ -10,80 +9,11 @@ from sklearn.metrics import (accuracy_score, average_precision_score, confusion_
                              precision_recall_fscore_support)
 
 from pytorch.evaluate import default_output_dir, evaluate_checkpoint, resolve_selection
-from helpers import make_class_folders, run_script
+from helpers import hdf5_waveforms, make_class_folders, run_script, save_checkpoint
 from pytorch.main import main
-from pytorch.models import create_model
 from utils.config import AudioConfig, RunConfig
-from utils.data_generator import WaveformDataset
 from utils.features import one_hot, pack_to_hdf5, scan_class_folders
 from utils.utilities import UsageError
-
-SR = 32000
-AUDIO_SETTINGS = {"sample_rate": SR, "clip_samples": SR, "window_size": 1024, "hop_size": 320,
-                  "mel_bins": 64, "fmin": 50, "fmax": 14000}
-
-
-def spread_head(model, waveforms, seed=0):
-    """Give an untrained model's head random directions scaled to the embeddings of `waveforms`.
-
-    An untrained head predicts one class for every clip; this one predicts varied classes with
-    varied confidence, so confusion matrices and averages have something to check.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    model.eval()
-    with torch.no_grad():
-        embedding = model(torch.as_tensor(waveforms, dtype=torch.float32))["embedding"]
-        mean = embedding.mean(dim=0)
-        weight = torch.randn(model.fc_transfer.out_features, embedding.shape[1], generator=generator)
-        weight *= 3 / ((embedding - mean) @ weight.T).std()
-        model.fc_transfer.weight.copy_(weight)
-        model.fc_transfer.bias.copy_(-weight @ mean)
-    return model
-
-
-def save_checkpoint(path, labels, task, waveforms, args=None, iteration=7, legacy=False):
-    """A checkpoint as training writes it, of a Transfer_Cnn6 on 1-s clips; `args` sets RunConfig
-    fields. legacy: in the format written before RunConfig (flags in 'args')."""
-    torch.manual_seed(0)
-    model = create_model("Transfer_Cnn6", **{k: v for k, v in AUDIO_SETTINGS.items()
-                                             if k != "clip_samples"},
-                         classes_num=len(labels), task=task)
-    spread_head(model, waveforms)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if legacy:
-        torch.save({"iteration": iteration, "model": model.state_dict(), "labels": list(labels),
-                    "task": task, "audio_settings": dict(AUDIO_SETTINGS),
-                    "model_type": "Transfer_Cnn6", "args": args or {}}, path)
-        return model
-    fields = {"features": "", "holdout_fold": None, **(args or {})}
-    run = RunConfig(model_type="Transfer_Cnn6", task=task, labels=list(labels),
-                    audio=AudioConfig(**AUDIO_SETTINGS),
-                    loss_type="clip_nll" if task == "single_label" else "clip_bce", **fields)
-    torch.save({"iteration": iteration, "model": model.state_dict(), "config": run.to_dict()},
-               path)
-    return model
-
-
-def hdf5_waveforms(hdf5_path):
-    dataset = WaveformDataset(hdf5_path)
-    return np.stack([dataset[index]["waveform"] for index in range(len(dataset))]), dataset
-
-
-@pytest.fixture(scope="module")
-def single_label(tmp_path_factory):
-    """30 one-second tones in 3 classes packed into an HDF5, and a checkpoint trained 'on' it."""
-    root = tmp_path_factory.mktemp("single")
-    labels, found = scan_class_folders(
-        make_class_folders(str(root / "audio"), classes=("high", "low", "mid"), clips_per_class=10))
-    features = str(root / "waveform.h5")
-    pack_to_hdf5([(name, path, one_hot(index, len(labels))) for name, path, index in found],
-                 labels, "single_label", features, clip_duration=1.0)
-    waveforms, dataset = hdf5_waveforms(features)
-    checkpoint = str(root / "ws" / "checkpoints" / "main" / "run" / "7_iterations.pth")
-    model = save_checkpoint(checkpoint, labels, "single_label", waveforms,
-                            args={"features": features, "holdout_fold": 1, "threshold": 0.5})
-    return {"features": features, "checkpoint": checkpoint, "labels": labels, "model": model,
-            "waveforms": waveforms, "dataset": dataset, "root": root}
 
 
 def read_csv(path):

@@ -8,21 +8,14 @@ import soundfile
 import torch
 
 from pytorch.predictor import load_predictor
-from helpers import run_script, tone, write_tone
+from helpers import SR, melody, run_script, save_checkpoint, write_tone
 from pytorch.windows import predict_file, predict_paths, stream_windows, window_samples_of
 from pytorch.main import main
-from test_evaluate import SR, save_checkpoint
 from utils.audio import fix_length, load_audio
 from utils.utilities import UsageError
 
 LABELS = ["bass", "middle", "treble"]
 
-
-def melody(seconds, sample_rate=SR):
-    """A tone whose pitch changes every 5 s, so windows of one file give different outputs."""
-    pieces = [tone(150.0 * (1 + step % 7), 5.0, sample_rate) for step in range(int(seconds // 5))]
-    remainder = tone(3000.0, seconds % 5, sample_rate)
-    return np.concatenate(pieces + [remainder]).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

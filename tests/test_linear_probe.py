@@ -93,3 +93,50 @@ def test_probe_needs_a_backbone(tmp_path, features):
                         f"--features={features}")
     assert result.returncode == 2
     assert "--linear_probe: needs --pretrained_checkpoint_path" in result.stderr.strip().splitlines()[-1]
+
+
+def probe_statistics(workspace, run_name):
+    from utils.statistics_files import load_statistics
+    folder = probe_dirs(workspace, kind="statistics") + f"/run_name={run_name}"
+    return load_statistics(os.path.join(folder, "statistics.pickle"))
+
+
+def test_probe_applies_the_head_options_and_refuses_layer_decay(setup):
+    """The optimizer options reach the probe's head: its recorded rates follow the schedule,
+    weight decay shrinks the head, clipping to almost nothing stops it learning;
+    --layer_decay is refused in one line."""
+    from pytorch.optimization import lr_factor
+    from utils.config import RunConfig
+    from utils.utilities import UsageError
+    probe(setup, "--run_name=plain")
+    probe(setup, "--run_name=schedule", "--lr_schedule=cosine", "--warmup_iterations=10")
+    probe(setup, "--run_name=decay", "--optimizer=adamw", "--weight_decay=1.0",
+          "--learning_rate=1e-2")
+    probe(setup, "--run_name=plain_fast", "--learning_rate=1e-2")
+    probe(setup, "--run_name=clipped", "--grad_clip_norm=1e-9")
+
+    folder = probe_dirs(setup) + "/run_name=schedule"
+    config = RunConfig.from_dict(load_checkpoint_file(
+        os.path.join(folder, "60_iterations.pth"))["config"])
+    rates = [entry["learning_rate"] for entry in probe_statistics(setup, "schedule")["train"]]
+    np.testing.assert_allclose(rates, [1e-3 * lr_factor(config, step) for step in range(60)],
+                               rtol=1e-6)
+    assert rates[0] == pytest.approx(1e-4) and rates[-1] < 1e-5
+    assert {entry["learning_rate"] for entry in probe_statistics(setup, "plain")["train"]} == {1e-3}
+
+    def head_norm(run_name):
+        folder = probe_dirs(setup) + f"/run_name={run_name}"
+        weight = load_checkpoint_file(os.path.join(folder, "60_iterations.pth"))["model"]
+        return float(weight["fc_transfer.weight"].norm())
+
+    assert head_norm("decay") < 0.9 * head_norm("plain_fast")
+
+    def learned(run_name):
+        losses = [entry["loss"] for entry in probe_statistics(setup, run_name)["train"]]
+        return np.mean(losses[:10]) - np.mean(losses[-10:])
+
+    assert learned("plain") > 0.05 and abs(learned("clipped")) < 0.1 * learned("plain")
+
+    with pytest.raises(UsageError, match=r"^--layer_decay=0.75: a linear probe trains one layer"):
+        probe(setup, "--run_name=layers", "--layer_decay=0.75")
+    assert not os.path.exists(probe_dirs(setup) + "/run_name=layers")  # refused before its folder

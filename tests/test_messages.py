@@ -12,9 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from helpers import REPO_DIR, run_script
-from test_evaluate import SR, save_checkpoint
-from test_shards import labelled, pack_csv  # noqa: F401 (a fixture)
+from helpers import REPO_DIR, SR, pack_csv, run_script, save_checkpoint
 from utils.utilities import UsageError
 
 

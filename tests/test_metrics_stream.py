@@ -7,8 +7,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
-from helpers import load_statistics, run_dir
-from test_train import train
+from helpers import load_statistics, run_dir, train
 from utils.metrics_stream import METRICS_CSV, scalars
 
 

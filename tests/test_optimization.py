@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import load_statistics, run_dir
+from helpers import load_statistics, run_dir, train
 from pytorch.checkpoints import load_checkpoint_file
 from pytorch.models import create_model
 from pytorch.optimization import (clip_gradients, layers, lr_factor, make_optimizer,
                                   parameter_groups)
-from test_train import train
 from utils.config import AudioConfig, RunConfig
 from utils.utilities import UsageError
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from pytorch import main as main_script
-from pytorch import run_setup
+from pytorch import models
 from pytorch.checkpoints import load_checkpoint_file
 from helpers import load_statistics, run_dir, run_script
 
@@ -43,7 +43,7 @@ class OutputDtypes:
 
     def __init__(self, monkeypatch):
         self.seen = {"logmel": set(), "conv": set(), "head": set()}
-        create_model = run_setup.create_model
+        create_model = models.create_model
 
         def create_and_watch(*args, **kwargs):
             model = create_model(*args, **kwargs)
@@ -54,7 +54,7 @@ class OutputDtypes:
                 lambda module, inputs, output: self.seen["logmel"].add(inputs[0].dtype))
             return model
 
-        monkeypatch.setattr(run_setup, "create_model", create_and_watch)
+        monkeypatch.setattr(models, "create_model", create_and_watch)
 
     def record(self, name, module, inputs, output):
         self.seen[name].add(output.dtype)
@@ -87,7 +87,7 @@ def test_channels_last_on_cpu_trains_like_the_default(tmp_path, features, monkey
     deterministic = ["--freeze_base", "--no_spec_augment"]
     plain = train(tmp_path / "plain", features, *deterministic)
     layouts = []
-    create_model = run_setup.create_model
+    create_model = models.create_model
 
     def create_and_watch(*args, **kwargs):
         model = create_model(*args, **kwargs)
@@ -96,7 +96,7 @@ def test_channels_last_on_cpu_trains_like_the_default(tmp_path, features, monkey
                 output.is_contiguous(memory_format=torch.channels_last)))
         return model
 
-    monkeypatch.setattr(run_setup, "create_model", create_and_watch)
+    monkeypatch.setattr(models, "create_model", create_and_watch)
     losses = train(tmp_path / "channels_last", features, "--channels_last", *deterministic)
     assert layouts and all(layouts)  # the convolutions really ran channels-last
     np.testing.assert_allclose(losses, plain, rtol=1e-4)

@@ -16,7 +16,7 @@ import soundfile
 
 from helpers import (REPO_DIR, make_class_folders, nobody_can_run_the_project, run_dir,
                      run_script, visible_files)
-from pytorch import main as main_script, train as train_module
+from pytorch import checkpoints, losses, main as main_script, train as train_module
 from pytorch.inference import find_audio_files
 from utils.features import one_hot, pack_to_hdf5, scan_class_folders
 from utils.runs import LOCK_FILE
@@ -100,14 +100,14 @@ def test_outputs_are_checked_before_training(tmp_path, features, monkeypatch):
 @pytest.mark.slow
 def test_a_failed_save_is_retried_and_a_failed_final_save_names_the_last_good(
         tmp_path, features, monkeypatch, capsys):
-    real_save = train_module.save_checkpoint_file
+    real_save = checkpoints.save_checkpoint_file
     failing = {"2_iterations.pth"}
 
     def flaky_save(checkpoint, path):
         if os.path.basename(path) in failing:
             raise OSError(errno.ENOSPC, "No space left on device", path)
         real_save(checkpoint, path)
-    monkeypatch.setattr(train_module, "save_checkpoint_file", flaky_save)
+    monkeypatch.setattr(checkpoints, "save_checkpoint_file", flaky_save)
     train(tmp_path, features, "--stop_iteration=4", "--save_every=2")
     console = capsys.readouterr().err
     assert "could not save" in console and "No space left" in console
@@ -151,7 +151,7 @@ def test_resume_checks_the_run_still_matches(tmp_path, features, capsys):
 def test_a_non_finite_loss_stops_the_run_without_saving_it(tmp_path, features, monkeypatch):
     def exploding(output, target):
         return (output["clipwise_output"] * float("nan")).sum()
-    monkeypatch.setitem(train_module.LOSSES, "clip_nll", exploding)
+    monkeypatch.setitem(losses.LOSSES, "clip_nll", exploding)
     with pytest.raises(UsageError, match="training loss became nan at iteration 1.*none"):
         train(tmp_path, features)
     assert visible_files(checkpoints_of(tmp_path)) == []
@@ -190,7 +190,7 @@ def test_sigterm_stops_training_cleanly(tmp_path, features):
 @pytest.mark.slow
 def test_all_folds_continue_where_they_stopped(tmp_path, features, monkeypatch, capsys):
     trained = []
-    real_train = main_script.train
+    real_train = train_module.train
 
     def train_until_fold_3(run, *args):
         if run.holdout_fold == 3 and not trained.count(3):
@@ -198,7 +198,7 @@ def test_all_folds_continue_where_they_stopped(tmp_path, features, monkeypatch, 
             raise KeyboardInterrupt
         trained.append(run.holdout_fold)
         return real_train(run, *args)
-    monkeypatch.setattr(main_script, "train", train_until_fold_3)
+    monkeypatch.setattr(train_module, "train", train_until_fold_3)
     command = ["train", f"--workspace={tmp_path}", f"--features={features}",
                "--model_type=Transfer_Cnn6", "--batch_size=4", "--num_workers=0",
                "--holdout_fold=all", "--stop_iteration=1", "--eval_every=1", "--save_every=1",

@@ -14,39 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import REPO_DIR, run_script, write_tone
+from helpers import REPO_DIR, pack_csv, run_script, write_tone
 from pytorch import main as main_script
 from pytorch.checkpoints import load_checkpoint_file
 from utils.data_generator import WaveformDataset, read_hdf5_info
 from utils.features import one_hot, pack_to_hdf5
 from utils.utilities import UsageError
-
-TAGS = {"low": 220.0, "high": 1760.0}
-
-
-@pytest.fixture(scope="module")
-def labelled(tmp_path_factory):
-    """A file,labels CSV of 100 half-second clips (low, high, both or neither) and one file
-    that is not audio."""
-    root = tmp_path_factory.mktemp("labelled")
-    rows = []
-    for clip in range(100):
-        tags = [tag for bit, tag in enumerate(TAGS) if (clip >> bit) & 1 or clip % 7 == 0]
-        frequency = sum(TAGS[tag] for tag in tags) or 3000.0
-        write_tone(str(root / "audio" / f"clip{clip:03d}.wav"), frequency + clip, 0.5)
-        rows.append(f"audio/clip{clip:03d}.wav,{';'.join(tags)}")
-    (root / "audio" / "broken.wav").write_bytes(b"not audio at all")
-    rows.append("audio/broken.wav,low")
-    (root / "labels.csv").write_text("file,labels\n" + "\n".join(rows) + "\n")
-    return root / "labels.csv"
-
-
-def pack_csv(csv, workspace, *extra):
-    result = run_script("utils/features.py", "pack_csv_to_hdf5", f"--csv={csv}",
-                        f"--workspace={workspace}", "--clip_duration=0.5", "--num_workers=0",
-                        "--keep_unlabelled", *extra)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
 def clips_of(features):

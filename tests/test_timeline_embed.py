@@ -12,14 +12,12 @@ import pytest
 import soundfile
 import torch
 
-from helpers import REPO_DIR
+from helpers import REPO_DIR, SR, melody, save_checkpoint
 from pytorch.embeddings import NpyRows
 from pytorch.main import main
 from pytorch.onnx_export import export_onnx
 from pytorch.predictor import load_predictor
 from pytorch.timeline import TimelineImage, write_timelines
-from test_evaluate import SR, save_checkpoint
-from test_inference import melody
 from utils.audio import load_audio
 from utils.data_generator import WaveformDataset
 from utils.utilities import UsageError

@@ -8,17 +8,12 @@ import pytest
 import torch
 
 from pytorch import main as main_script
-from helpers import load_statistics, run_dir, run_script, visible_files
+from helpers import load_statistics, run_dir, run_script, train, visible_files
 from pytorch.checkpoints import load_checkpoint_file
 from pytorch.models import create_model
 
 AUDIO = dict(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000)
 
-
-def train(workspace, features, *extra, model="Transfer_Cnn6"):
-    main_script.main(["train", f"--workspace={workspace}", f"--features={features}",
-                      f"--model_type={model}", "--batch_size=4", "--num_workers=0",
-                      "--learning_rate=1e-3", *map(str, extra)])
 
 
 @pytest.mark.parametrize("augmentation", ["mixup", "none"])
@@ -200,6 +195,38 @@ def test_the_command_line_builds_one_run_config(tmp_path, features):
     from utils.utilities import UsageError
     with pytest.raises(UsageError, match="--holdout_fold=filtered goes with --split=filtered"):
         parsed_run(tmp_path, features, "--holdout_fold=filtered", "--split=subsets")
+
+
+def test_every_declared_option_is_a_train_flag_with_its_declared_default(tmp_path, features):
+    """One declaration per option: each RunConfig/AudioConfig option parses from its flag, and a
+    command line that names none gives the declared defaults (or None where the command
+    decides, as the declaration says)."""
+    import dataclasses
+    from utils.config import AudioConfig, RunConfig, option_flag, options
+    args = main_script.build_parser().parse_args(["train", f"--workspace={tmp_path}"])
+    for name, field in {**options(RunConfig), **options(AudioConfig)}.items():
+        flag, settings = option_flag(field)
+        decided_later = field.metadata["option"]["flag_default"] is not dataclasses.MISSING
+        assert getattr(args, name) == (None if decided_later else field.default), flag
+    run = parsed_run(tmp_path, features, "--model_type=Transfer_Cnn6")
+    assert (run.seed, run.eval_every, run.spec_augment, run.optimizer) == (1234, 200, True, "adam")
+    run = parsed_run(tmp_path, features, "--model_type=Transfer_Cnn6", "--no_spec_augment",
+                     "--freeze_base=True", "--sampler=balanced", "--mel_bins=32")
+    assert (run.spec_augment, run.freeze_base, run.sampler, run.audio.mel_bins) == (
+        False, True, "balanced", 32)
+
+
+def test_building_a_run_writes_nothing_until_it_is_opened(tmp_path, features):
+    from pytorch.train import TrainingRun
+    run = parsed_run(tmp_path / "ws", features, "--model_type=Transfer_Cnn6", "--batch_size=4",
+                     "--num_workers=0", "--learning_rate=1e-3")
+    training = TrainingRun(run)
+    assert training.optimizer.param_groups[0]["lr"] == 1e-3 and len(training.train_indices) == 27
+    assert not os.path.exists(tmp_path / "ws") and training.dirs is None
+    training.open(str(tmp_path / "ws"))
+    assert os.path.isfile(os.path.join(training.dirs["statistics"], "run.json"))
+    assert os.path.isfile(os.path.join(training.dirs["logs"], "train.log"))
+    training.run_folder.release()
 
 
 def test_all_folds_resume_where_each_fold_stopped(tmp_path, features):

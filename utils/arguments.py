@@ -5,11 +5,14 @@ with no usage dump and no traceback (argparse's own error() prints the usage blo
 The type functions below raise ArgumentTypeError("VALUE: reason") for that form.
 """
 import argparse
-import math
 import re
 import sys
 
+from utils import config
 from utils.config import FOLDS_NUM
+from utils.flag_types import (  # noqa: F401 (the types, for the commands)
+    auto_yes_no, float_range, int_range, non_negative_int, positive_float, positive_int,
+    probability, str2bool)
 
 
 class Parser(argparse.ArgumentParser):
@@ -24,54 +27,6 @@ class Parser(argparse.ArgumentParser):
             message = re.sub(r"^argument (--[\w-]+)(?:/\S+)?: ", r"\1: ", message)
         print(f"error: {message} (see --help)", file=sys.stderr)
         sys.exit(2)
-
-
-def _number(kind, text):
-    try:
-        value = kind(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"{text}: not {'an integer' if kind is int else 'a number'}") from None
-    if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text}: not a finite number")
-    return value
-
-
-def _in_range(kind, low, high, text, reason):
-    value = _number(kind, text)
-    if not ((low is None or value >= low) and (high is None or value <= high)):
-        raise argparse.ArgumentTypeError(f"{text}: {reason}")
-    return value
-
-
-def int_range(low, high=None):
-    """A flag type: an integer in [low, high]."""
-    reason = f"must be {low}..{high}" if high is not None else f"must be at least {low}"
-    return lambda text: _in_range(int, low, high, text, reason)
-
-
-def float_range(low, high):
-    """A flag type: a finite number in [low, high]."""
-    return lambda text: _in_range(float, low, high, text, f"must be between {low:g} and {high:g}")
-
-
-positive_int = int_range(1)
-non_negative_int = int_range(0)
-
-
-def positive_float(text):
-    value = _number(float, text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be positive")
-    return value
-
-
-def probability(text):
-    """A decision threshold: strictly between 0 and 1."""
-    value = _number(float, text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: must be between 0 and 1")
-    return value
 
 
 def fold_number(text):
@@ -114,18 +69,11 @@ def iteration_or_last(text):
         raise argparse.ArgumentTypeError(f"{text}: use an iteration (0: from scratch) or last") from None
 
 
-def str2bool(text):
-    """--freeze_base alone, or --freeze_base=True/False as some scripts write it."""
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text}: expected True or False")
-
-
-# Every flag that more than one command takes, declared once: one type, one default, one
-# meaning. A command lists the ones it takes (add_flags); a default of None means "decided by
-# the command from the data or the checkpoint", as each help says.
+# Every flag that more than one command takes and that is no config option, declared once: one
+# type, one default, one meaning. A command lists the ones it takes (add_flags); a default of
+# None means "decided by the command from the data or the checkpoint", as each help says. The
+# training options (--batch_size, --cuda, --threshold...) are declared on RunConfig and
+# AudioConfig (utils/config.option) and taken from there.
 SHARED_FLAGS = {
     "workspace": dict(help="the workspace: features/, statistics/, checkpoints/, logs/, results/"),
     "features": dict(default=None, nargs="+",
@@ -146,16 +94,6 @@ SHARED_FLAGS = {
     "pretrained_checkpoint_path": dict(default=None, help="an official PANNs checkpoint: its "
                                                           "tensors give the architecture and front end"),
     "checkpoint_path": dict(help="a training checkpoint (.pth) or, for tagging, an official one"),
-    "batch_size": dict(type=positive_int, default=32,
-                       help="clips per batch (inference: windows per forward pass)"),
-    "num_workers": dict(type=non_negative_int, default=2,
-                        help="worker processes that decode or read the data (0 or 1: none; "
-                             "training data held in memory needs none)"),
-    "cuda": dict(action="store_true", help="use the GPU when there is one"),
-    "precision": dict(default=None, choices=["fp32", "bf16", "fp16"],
-                      help="default bf16 with --cuda on a GPU, else fp32"),
-    "threshold": dict(type=probability, default=None,
-                      help="multi-label decision threshold (default 0.5, or the checkpoint's)"),
     "trust_checkpoint": dict(action="store_true",
                              help="the checkpoint files come from a source you trust: allow "
                                   "them to hold pickled Python objects (loading such a file "
@@ -166,10 +104,26 @@ SHARED_FLAGS = {
 
 
 def add_flags(parser, *names, required=()):
-    """Add the shared flags `names` to a parser; those in `required` must be given."""
+    """Add the flags `names` to a parser (shared flags, or options of RunConfig); those in
+    `required` must be given."""
+    declared = {**config.options(config.RunConfig), **config.options(config.AudioConfig)}
     for name in names:
-        options = dict(SHARED_FLAGS[name])
+        if name in SHARED_FLAGS:
+            flag, settings = name, dict(SHARED_FLAGS[name])
+        else:
+            flag, settings = config.option_flag(declared[name])
         if name in required:
-            options.pop("default", None)
-            options["required"] = True
-        parser.add_argument(f"--{name}", **options)
+            settings.pop("default", None)
+            settings["required"] = True
+        parser.add_argument(f"--{flag}", **settings)
+
+
+def add_config_options(parser, config_class, group_titles):
+    """Every option of `config_class` as a flag, listed under its group's title."""
+    groups = {None: parser}
+    for field in config.options(config_class).values():
+        group = field.metadata["option"]["group"]
+        if group not in groups:
+            groups[group] = parser.add_argument_group(group_titles.get(group, group))
+        flag, settings = config.option_flag(field)
+        groups[group].add_argument(f"--{flag}", **settings)

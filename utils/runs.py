@@ -51,6 +51,9 @@ def run_dirs(workspace, config):
     return {kind: os.path.join(workspace, kind, "main", run_subdir(config)) for kind in KINDS}
 
 
+BEST_CHECKPOINT = "best.pth"  # --keep_best's, for model selection (never resumed from)
+
+
 def checkpoint_path(checkpoints_dir, iteration):
     return os.path.join(checkpoints_dir, f"{iteration}_iterations.pth")
 
