@@ -87,7 +87,7 @@ class TrainingRun:
             self.raw_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.raw_model)
         self.optimizer = make_optimizer(self.raw_model, run, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=run.precision == "fp16")
-        self.mixup = Mixup(mixup_alpha=1.0, seed=run.seed) if run.augmentation == "mixup" else None
+        self.mixup = Mixup(mixup_alpha=run.mixup_alpha, seed=run.seed) if run.augmentation == "mixup" else None
         self.sampler = make_sampler(run, self.train_indices, self.dataset.targets,
                                     self.mixup is not None)
         self.pending_losses = []  # (iteration, loss on the device, learning rate)

@@ -229,6 +229,21 @@ def test_building_a_run_writes_nothing_until_it_is_opened(tmp_path, features):
     training.run_folder.release()
 
 
+def test_mixup_alpha_shapes_the_mixing_weights(tmp_path, features):
+    """--mixup_alpha reaches mixup: Beta(0.1, 0.1) puts most weights near 0 or 1, the
+    published Beta(1, 1) spreads them evenly."""
+    from pytorch.train import TrainingRun
+
+    def weights(*flags):
+        run = parsed_run(tmp_path, features, "--model_type=Transfer_Cnn6", "--num_workers=0",
+                         *flags)
+        return TrainingRun(run).mixup.get_lambda(4000)
+
+    near_the_ends = lambda lam: np.mean((lam < 0.05) | (lam > 0.95))  # noqa: E731
+    assert near_the_ends(weights("--mixup_alpha=0.1")) > 0.6
+    assert near_the_ends(weights()) == pytest.approx(0.1, abs=0.03)
+
+
 def test_all_folds_resume_where_each_fold_stopped(tmp_path, features):
     import dataclasses
     import pickle

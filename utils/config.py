@@ -195,6 +195,9 @@ class RunConfig:
                                type=str2bool)
     augmentation: str = option("mixup", "mixup: mix pairs of clips and their targets",
                                choices=["none", "mixup"])
+    mixup_alpha: float = option(1.0, "mixup's Beta(alpha, alpha): how far clips are mixed (1.0 "
+                                     "as published; lower keeps each mix closer to one clip)",
+                                FINE_TUNING, type=float_range(0.01, 100.0))
     # Above 1, Adam's step overflows float32 (and no fine-tuning wants it).
     learning_rate: float = option(LEARNING_RATE, f"default {LEARNING_RATE:g} ("
                                                  f"{PROBE_LEARNING_RATE:g} with --linear_probe)",
