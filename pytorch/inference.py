@@ -32,7 +32,7 @@ from pytorch.windows import (WHOLE_FILE_SECONDS, check_window_fits_model, predic
 from utils.audio import walk_audio_files
 from utils.config import AUDIO_EXTENSIONS, SINGLE_LABEL
 from utils.arguments import add_flags, positive_float, positive_int
-from utils.plot_statistics import save_figure
+from utils.figures import save_figure
 from utils.utilities import UsageError, check_output_file, write_csv, write_json
 
 OUTPUT_FORMATS = (".csv", ".json")

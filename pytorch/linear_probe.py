@@ -37,13 +37,13 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from pytorch.checkpoints import Checkpointer, read_pretrained
 from pytorch.losses import LOSSES
 from pytorch.embeddings import loader_embeddings
+from pytorch.metrics_stream import open_metrics_stream
 from pytorch.pytorch_utils import (autocast, check_precision, probabilities_from_output,
                                    select_device, set_seed, waveform_to_tensor)
 from pytorch.run_setup import batch_source, build_model, load_dataset, make_sampler, open_run
 from pytorch.optimization import clip_gradients, make_optimizer, set_learning_rates
 from pytorch.selection import Selection, chosen_checkpoint, finish_selection, score
 from utils.data_generator import EvaluateSampler, feature_files
-from utils.metrics_stream import open_metrics_stream
 from utils.runs import BEST_CHECKPOINT, STATISTICS_FILE
 from utils.statistics_files import StatisticsContainer, statistics_meta
 from utils.utilities import UsageError, atomic_path, remove_stale_temporaries

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from pytorch.windows import predicted_labels, window_outputs
 from utils.audio import AudioReadError, stream_audio
-from utils.plot_statistics import save_figure
+from utils.figures import save_figure
 from utils.utilities import atomic_path
 
 MAX_COLUMNS = 2048     # of a picture: more windows are merged in pairs

@@ -24,6 +24,7 @@ from pytorch.distributed import (RankShare, all_rank_rng_states, barrier, broadc
                                  gather_from_ranks, global_mean, rank_mixup_lambda,
                                  restore_rng_states, rng_states, setup_distributed, wrap_model)
 from pytorch.losses import LOSSES
+from pytorch.metrics_stream import open_metrics_stream
 from pytorch.optimization import clip_gradients, make_optimizer, set_learning_rates
 from pytorch.pytorch_utils import (Mixup, autocast, check_precision, do_mixup, forward_loader,
                                    set_seed, waveform_to_tensor)
@@ -32,7 +33,6 @@ from pytorch.run_setup import (batch_source, build_model, check_resumable, confi
 from pytorch.selection import Selection, chosen_checkpoint, finish_selection, validate
 from utils.data_generator import EvaluateSampler
 from utils.runs import STATISTICS_FILE, checkpoint_path
-from utils.metrics_stream import open_metrics_stream
 from utils.statistics_files import StatisticsContainer, statistics_meta
 from utils.utilities import UsageError, host_memory_mb
 

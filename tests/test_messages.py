@@ -110,7 +110,7 @@ def test_a_replaced_resume_checkpoint_does_not_suggest_trust_checkpoint(tmp_path
     import datetime
     import torch
     from helpers import run_dir
-    from test_train import train
+    from helpers import train
     train(tmp_path, features, "--stop_iteration=2", "--eval_every=2", "--save_every=2")
     path = os.path.join(run_dir(tmp_path, "checkpoints"), "2_iterations.pth")
     torch.save({"model": {}, "written": datetime.datetime(2026, 1, 1)}, path)

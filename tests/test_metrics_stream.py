@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
 from helpers import load_statistics, run_dir, train
-from utils.metrics_stream import METRICS_CSV, scalars
+from pytorch.metrics_stream import METRICS_CSV, scalars
 
 
 def tensorboard_scalars(folder):

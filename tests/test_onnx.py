@@ -110,7 +110,7 @@ def test_inference_of_an_onnx_file_writes_what_its_checkpoint_gives(exported, tm
 
 
 def test_export_of_a_small_model_checks_itself_and_writes_atomically(tmp_path):
-    from test_evaluate import save_checkpoint
+    from helpers import save_checkpoint
     checkpoint = str(tmp_path / "cnn6.pth")
     noise = np.random.default_rng(0).uniform(-0.5, 0.5, (2, SR)).astype(np.float32)
     save_checkpoint(checkpoint, ["a", "b"], "single_label", noise)
@@ -153,7 +153,7 @@ def test_bad_files_are_one_line_errors(tmp_path, case):
 @pytest.fixture(scope="module")
 def small_multi_label(tmp_path_factory):
     """An exported multi-label Transfer_Cnn6 (3 labels, 1-s clips) with tuned thresholds."""
-    from test_evaluate import save_checkpoint
+    from helpers import save_checkpoint
     folder = tmp_path_factory.mktemp("tamper")
     checkpoint = str(folder / "cnn6.pth")
     noise = np.random.default_rng(0).uniform(-0.5, 0.5, (3, SR)).astype(np.float32)

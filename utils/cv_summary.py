@@ -30,7 +30,8 @@ import numpy as np
 
 from utils.config import MULTI_LABEL, SINGLE_LABEL
 from utils.arguments import Parser, add_flags
-from utils.plot_statistics import group_by_configuration, mean_curve, save_figure
+from utils.figures import save_figure
+from utils.plot_statistics import group_by_configuration, mean_curve
 from utils.statistics_files import (fold_sort_key, load_statistics, metric_curve, parse_filters,
                                     require_statistics, runs_from_paths)
 from utils.utilities import UsageError, atomic_write_text, remove_stale_temporaries, run_cli

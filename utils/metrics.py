@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, f1_score, precision_recall_fscore_support
 
 from utils.config import MULTI_LABEL, SINGLE_LABEL
-from utils.plot_statistics import save_figure
+from utils.figures import save_figure
 from utils.utilities import atomic_write_text
 
 DEFAULT_THRESHOLD = 0.5

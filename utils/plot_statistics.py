@@ -22,22 +22,16 @@ import numpy as np
 
 from utils.config import MULTI_LABEL
 from utils.arguments import Parser, add_flags
+from utils.figures import save_figure
 from utils.statistics_files import (FOLD_KEY, Run, MODEL_KEY, metric_curve, parse_filters,
                                     require_statistics, runs_from_paths)
-from utils.utilities import UsageError, atomic_path, remove_stale_temporaries, run_cli
+from utils.utilities import UsageError, remove_stale_temporaries, run_cli
 
 VALIDATION_PANELS = {  # task -> [(metric key, axis title)]
     "single_label": [("accuracy", "Validation accuracy")],
     MULTI_LABEL: [("mAP", "Validation mAP"), ("macro_f1", "Validation macro-F1")],
 }
 LOSS_PANEL = ("loss", "Training loss")
-
-
-def save_figure(figure, path):
-    """Save a matplotlib figure atomically; the format comes from the file extension."""
-    file_format = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    with atomic_path(path) as temp_path:
-        figure.savefig(temp_path, format=file_format, dpi=150)
 
 
 def mean_curve(curves):

@@ -165,7 +165,7 @@ class StatisticsContainer:
         self.backup_path = "{}_{}.pickle".format(
             os.path.splitext(path)[0], datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
         self.statistics = {"validate": [], "train": [], "meta": meta}
-        self.stream = stream  # utils.metrics_stream.MetricsStream: every record, as it comes
+        self.stream = stream  # pytorch.metrics_stream.MetricsStream: every record, as it comes
         self.last_iteration = 0
 
     def append(self, kind, entry):
