@@ -152,5 +152,10 @@ def main(argv=None):
     args.handler(args)
 
 
-if __name__ == "__main__":
+def cli():
+    """The `panns-transfer` command (pyproject.toml): this command line, installed."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

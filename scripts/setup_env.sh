@@ -1,14 +1,20 @@
 # Sourced by runme.sh, scripts/iab.sh and scripts/run_tests.sh: sets PYTHON to an interpreter
-# with the packages. In order: $PYTHON when it is set and has them (a test passes the
-# interpreter running it), python3 as it is, else a .venv in the repository (made once).
+# with the packages and this project installed (editable: importable from any folder, and the
+# `panns-transfer` command). In order: $PYTHON when it is set and has the packages (a test
+# passes the interpreter running it), python3 when it has both, else a .venv in the repository
+# (made once; the project installed into it when it is not).
 REQUIRED_MODULES="torch, torchlibrosa, librosa, h5py, sklearn, matplotlib, soundfile, soxr, tqdm, iterstrat, tensorboard, onnx, onnxruntime, pytest"
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 has_packages() { [ -n "$1" ] && "$1" -c "import $REQUIRED_MODULES" 2>/dev/null; }
+# this checkout, importable from another folder
+installed_here() {
+    [ "$(cd / && "$1" -c 'import os, pytorch; print(os.path.dirname(os.path.dirname(pytorch.__file__)))' 2>/dev/null)" = "$REPO_DIR" ]
+}
 
 if has_packages "${PYTHON:-}"; then
     :
-elif has_packages python3; then
+elif has_packages python3 && installed_here python3; then
     PYTHON=python3
 else
     PYTHON="$REPO_DIR/.venv/bin/python"
@@ -18,6 +24,10 @@ else
         # One resolver pass (a second costs ~20 s). requirements.txt pins torch==2.13.0, the CPU
         # wheel here; a looser pin downloads CUDA builds.
         "$PYTHON" -m pip install -q --disable-pip-version-check -r "$REPO_DIR/requirements.txt"
+    fi
+    if ! installed_here "$PYTHON"; then  # pyproject.toml; its packages are in already
+        "$PYTHON" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
+            -e "$REPO_DIR"
     fi
 fi
 export PYTHON
