@@ -168,6 +168,7 @@ def test_export_writes_the_official_layout_that_tags_as_the_run_did(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the recipe three times, each with its own interpreter start-ups
 def test_the_recipe_makes_the_same_backbone_twice(tmp_path):
     """scripts/pretrain_backbone.sh shortened (96 clips, 6 iterations): the same seeds give the
     same source-task mAP in two fresh workspaces, and a rerun continues (here: has nothing

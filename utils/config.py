@@ -228,7 +228,8 @@ class RunConfig:
                             type=int_range(1, FOLDS_NUM))
     select_by: str = option(None, "validation metric for --keep_best and early stopping "
                                   "(default: accuracy, or mAP for multi-label)", SELECTION,
-                            choices=["accuracy", "mAP", "macro_f1"])
+                            choices=sorted({metric for metrics in SELECTION_METRICS.values()
+                                            for metric in metrics}))
     sampler: str = option("shuffle", "balanced: each batch draws every label (and 'no label') "
                                      "equally often, for imbalanced multi-label data", SELECTION,
                           choices=["shuffle", "balanced"])
