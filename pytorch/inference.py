@@ -18,6 +18,10 @@ predicted labels) and a label-by-time picture per file (pytorch/timeline.py). An
 file (main.py export) runs through onnxruntime with the same outputs (pytorch/predictor.py).
 How files are cut into windows: pytorch/windows.py.
 """
+import contextlib
+import csv
+import glob
+import json
 import math
 import os
 import sys
@@ -27,23 +31,46 @@ import numpy as np
 from pytorch.predictor import load_predictor
 from pytorch.pytorch_utils import select_device
 from pytorch.timeline import timeline_dir, write_timelines
-from pytorch.windows import (WHOLE_FILE_SECONDS, check_window_fits_model, predict_paths,
-                             window_samples_of)
+from pytorch.file_stream import stream_predictions
+from pytorch.windows import WHOLE_FILE_SECONDS, check_window_fits_model, window_samples_of
 from utils.audio import walk_audio_files
 from utils.config import AUDIO_EXTENSIONS, SINGLE_LABEL
 from utils.arguments import add_flags, positive_float, positive_int
 from utils.figures import save_figure
-from utils.utilities import UsageError, check_output_file, write_csv, write_json
+from utils.utilities import (UsageError, atomic_path, check_output_file, json_safe, write_csv)
 
 OUTPUT_FORMATS = (".csv", ".json")
 
 
+PATH_LISTS = (".txt", ".lst")
+
+
+def listed_paths(list_path):
+    """The paths in a text file, one per line (blank lines and '#' comments skipped), relative
+    ones taken from the list's folder."""
+    folder = os.path.dirname(os.path.abspath(list_path))
+    with open(list_path, encoding="utf-8") as f:
+        lines = [line.strip() for line in f]
+    paths = [os.path.join(folder, line) for line in lines if line and not line.startswith("#")]
+    if not paths:
+        raise UsageError(f"--audio_path={list_path}: the list names no file")
+    return paths
+
+
 def find_audio_files(audio_path):
-    """A file as given, or a folder's audio files (recursively, sorted by path, each file once;
-    folders that cannot be read are said in a warning)."""
+    """The files to label, in a fixed order: a file as given; a text file of paths (.txt,
+    .lst) in its order; a quoted glob's matches, sorted; a folder's audio files (recursively,
+    sorted by path, each file once; folders that cannot be read are said in a warning). Listed
+    files that cannot be read are reported one by one, as the run reaches them."""
     if os.path.isfile(audio_path):
-        return [audio_path]
+        return listed_paths(audio_path) if audio_path.lower().endswith(PATH_LISTS) else [audio_path]
     if not os.path.isdir(audio_path):
+        if glob.has_magic(audio_path):
+            paths = sorted(path for path in glob.glob(audio_path, recursive=True)
+                           if os.path.isfile(path))
+            if not paths:
+                raise UsageError(f"--audio_path={audio_path}: the pattern matches no file")
+            return paths
         raise UsageError(f"--audio_path={audio_path}: no such file or folder")
     paths, unreadable = walk_audio_files(audio_path)
     for folder, reason in unreadable:
@@ -86,38 +113,54 @@ def write_framewise(result, folder, run, top_k=10):
     return stem + ".csv"
 
 
-def write_predictions(results, path, run, top_k, window_s, hop_s, thresholds=None):
-    """CSV: file, label_1, prob_1, ..., duration_s, windows, error. JSON: all probabilities too."""
-    if path.lower().endswith(".csv"):
-        header = ["file"] + [f"{kind}_{rank}" for rank in range(1, top_k + 1)
-                             for kind in ("label", "prob")] + ["duration_s", "windows",
-                                                               "predicted", "error"]
-        rows = [header]
-        for result in results:
-            if "error" in result:
-                rows.append([result["file"]] + [""] * (2 * top_k + 3) + [result["error"]])
-                continue
-            ranked = [value for label, probability in result["top"]
-                      for value in (label, f"{probability:.6f}")]
-            rows.append([result["file"]] + ranked + [""] * (2 * top_k - len(ranked))
-                        + [f"{result['duration_s']:.3f}", result["windows"],
-                           ";".join(result["predicted"]), ""])
-        write_csv(rows, path)
+def csv_row(result, top_k):
+    if "error" in result:
+        return [result["file"]] + [""] * (2 * top_k + 3) + [result["error"]]
+    ranked = [value for label, probability in result["top"]
+              for value in (label, f"{probability:.6f}")]
+    return ([result["file"]] + ranked + [""] * (2 * top_k - len(ranked))
+            + [f"{result['duration_s']:.3f}", result["windows"], ";".join(result["predicted"]), ""])
+
+
+def json_entry(result, run):
+    if "error" in result:
+        return result
+    return {"file": result["file"], "duration_s": result["duration_s"],
+            "windows": result["windows"], "predicted": result["predicted"],
+            "top": [{"label": label, "probability": probability}
+                    for label, probability in result["top"]],
+            "probabilities": dict(zip(run.labels, result["probabilities"].tolist()))}
+
+
+@contextlib.contextmanager
+def predictions_writer(path, run, top_k, window_s, hop_s, thresholds=None):
+    """write(result) for each file as it completes. CSV: file, label_1, prob_1, ...,
+    duration_s, windows, predicted, error. JSON: every probability too. Rows go to a
+    temporary file beside `path` as they come (memory does not grow with the files), renamed
+    over `path` when all are written; an error or a kill leaves `path` as it was."""
+    if path is None:
+        yield lambda result: None
         return
-    files = []
-    for result in results:
-        if "error" in result:
-            files.append(result)
-            continue
-        files.append({"file": result["file"], "duration_s": result["duration_s"],
-                      "windows": result["windows"], "predicted": result["predicted"],
-                      "top": [{"label": label, "probability": probability}
-                              for label, probability in result["top"]],
-                      "probabilities": dict(zip(run.labels, result["probabilities"].tolist()))})
-    write_json({"model_type": run.model_type, "task": run.task, "labels": list(run.labels),
-                "window_s": window_s, "hop_s": hop_s, "top_k": top_k,
-                "thresholds": thresholds if thresholds is not None else run.threshold,
-                "files": files}, path)
+    with atomic_path(path) as temp_path, open(temp_path, "w", newline="") as f:
+        if path.lower().endswith(".csv"):
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["file"] + [f"{kind}_{rank}" for rank in range(1, top_k + 1)
+                                        for kind in ("label", "prob")]
+                            + ["duration_s", "windows", "predicted", "error"])
+            yield lambda result: writer.writerow(csv_row(result, top_k))
+            return
+        header = {"model_type": run.model_type, "task": run.task, "labels": list(run.labels),
+                  "window_s": window_s, "hop_s": hop_s, "top_k": top_k,
+                  "thresholds": thresholds if thresholds is not None else run.threshold}
+        f.write(json.dumps(json_safe(header), indent=2)[:-2] + ',\n  "files": [')
+        written = []
+
+        def write(result):
+            f.write(("," if written else "") + "\n    " + json.dumps(
+                json_safe(json_entry(result, run)), allow_nan=False))
+            written.append(None)
+        yield write
+        f.write("\n  ]\n}\n")
 
 
 def check_inference_output(args):
@@ -162,27 +205,31 @@ def run_inference(args):
                  f"files up to {WHOLE_FILE_SECONDS:g} s are read whole, longer ones in "
                  f"{window_samples / sample_rate:g}-s windows (--whole_file: all whole)"))
     top_k = min(args.top_k, len(run.labels))
-
-    results = predict_paths(predictor, paths, args.window, args.hop, top_k, args.batch_size,
-                            whole_file_seconds=whole_file_seconds)
-    failed = sum("error" in result for result in results)
-    check_some_read(args.audio_path, len(results), failed)
+    results = stream_predictions(predictor, paths, args.window, args.hop, top_k, args.batch_size,
+                                 whole_file_seconds, args.num_workers)
+    labelled, failed, framewise = 0, 0, 0
+    with predictions_writer(args.output, run, top_k, window_samples / sample_rate,
+                            hop_samples / sample_rate, predictor.thresholds) as write:
+        for result in results:
+            failed, labelled = failed + ("error" in result), labelled + ("error" not in result)
+            write(result)
+            if args.output and "framewise" in result:
+                os.makedirs(framewise_dir(args.output), exist_ok=True)
+                write_framewise(result, framewise_dir(args.output), run)
+                framewise += 1
+        check_some_read(args.audio_path, len(paths), failed, args.output)
     if run.task == SINGLE_LABEL:
         note = "softmax probabilities (sum to 1 over the classes)"
     else:
         note = "sigmoid probabilities (one per class, independent)"
-    print(f"labelled {len(results) - failed} of {len(results)} files ({failed} skipped); {note}")
+    print(f"labelled {labelled} of {len(paths)} files ({failed} skipped); {note}")
     if args.output:
-        write_predictions(results, args.output, run, top_k, window_samples / sample_rate,
-                          hop_samples / sample_rate, predictor.thresholds)
         print(f"Wrote {args.output}")
-        framewise = [result for result in results if "framewise" in result]
-        if framewise:
-            folder = framewise_dir(args.output)
-            os.makedirs(folder, exist_ok=True)
-            for result in framewise:
-                write_framewise(result, folder, run)
-            print(f"Wrote frame-wise probabilities of {len(framewise)} files to {folder}")
+    if framewise:
+        print(f"Wrote frame-wise probabilities of {framewise} files to "
+              f"{framewise_dir(args.output)}")
+    if failed:  # the exit code says some files were skipped (2: none could be read)
+        raise SystemExit(1)
 
 
 def none_read(audio_path, files, output=None):
@@ -192,9 +239,9 @@ def none_read(audio_path, files, output=None):
                       f"read{kept}")
 
 
-def check_some_read(audio_path, files, failed):
+def check_some_read(audio_path, files, failed, output=None):
     if failed == files:
-        raise none_read(audio_path, files)
+        raise none_read(audio_path, files, output)
 
 
 def add_window_flags(parser):
@@ -209,9 +256,10 @@ def add_window_flags(parser):
 def add_inference_parser(subparsers):
     parser = subparsers.add_parser("inference", help="label audio files with a trained checkpoint")
     add_flags(parser, "checkpoint_path", "model_type", "batch_size", "cuda", "trust_checkpoint",
-              required=("checkpoint_path",))
+              "num_workers", required=("checkpoint_path",))
     parser.add_argument("--audio_path", required=True,
-                        help="an audio file, or a folder searched recursively")
+                        help="an audio file, a folder searched recursively, a text file of "
+                             "paths (one per line, relative to it), or a quoted glob")
     add_window_flags(parser)
     parser.add_argument("--timeline", action="store_true",
                         help="one row per window (file, start_s, end_s, every label's "

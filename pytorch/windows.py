@@ -19,12 +19,10 @@ How a file becomes model input, and why:
 """
 import math
 import numbers
-import sys
 
 import numpy as np
-from tqdm import tqdm
 
-from utils.audio import AudioReadError, audio_duration, fix_length, stream_audio
+from utils.audio import audio_duration, fix_length, stream_audio
 from utils.config import SINGLE_LABEL
 from utils.data_generator import available_ram_bytes
 from utils.utilities import UsageError
@@ -131,25 +129,34 @@ def window_outputs(predictor, blocks, window_samples, hop_samples, batch_size=8)
         yield from run(pending)
 
 
-def predict_blocks(predictor, blocks, window_samples, hop_samples, batch_size=8):
-    """Mean class probabilities and embedding over the windows of a file given as blocks of
-    samples; returns ({'probabilities', 'embedding'}, windows, samples)."""
+def summarize(window_results):
+    """Mean outputs over a file's (start, end, outputs) windows: (means, windows, samples)."""
     sums, windows, samples = {}, 0, 0
-    for _, end, outputs in window_outputs(predictor, blocks, window_samples, hop_samples,
-                                          batch_size):
+    for _, end, outputs in window_results:
         for key, value in outputs.items():
             sums[key] = sums.get(key, 0.0) + value.astype(np.float64)
         windows, samples = windows + 1, max(samples, end)
     return {key: value / windows for key, value in sums.items()}, windows, samples
 
 
+def predict_blocks(predictor, blocks, window_samples, hop_samples, batch_size=8):
+    """Mean class probabilities and embedding over the windows of a file given as blocks of
+    samples; returns ({'probabilities', 'embedding'}, windows, samples)."""
+    return summarize(window_outputs(predictor, blocks, window_samples, hop_samples, batch_size))
+
+
+def whole_input(blocks, min_samples):
+    """(waveform, samples) of a file read whole: a file shorter than the network's pooling
+    takes (`min_samples`) is zero-padded to that length."""
+    waveform = np.concatenate(list(blocks) or [np.zeros(0, np.float32)])
+    return fix_length(waveform, max(len(waveform), min_samples)), len(waveform)
+
+
 def predict_whole(predictor, blocks):
     """An AudioSet tagger over a whole file in one pass, as the original inference: returns
-    ({'probabilities', 'embedding'[, 'framewise' (frames, classes)]}, samples). A file shorter
-    than the network's pooling takes is zero-padded to that length."""
-    waveform = np.concatenate(list(blocks) or [np.zeros(0, np.float32)])
-    samples = len(waveform)
-    outputs = predictor(fix_length(waveform, max(samples, predictor.min_samples))[None])
+    ({'probabilities', 'embedding'[, 'framewise' (frames, classes)]}, samples)."""
+    waveform, samples = whole_input(blocks, predictor.min_samples)
+    outputs = predictor(waveform[None])
     return {key: value[0].astype(np.float64 if key != "framewise" else np.float32)
             for key, value in outputs.items()}, samples
 
@@ -175,15 +182,20 @@ def predict_audio(predictor, blocks, window=None, hop=None, top_k=3, batch_size=
     """Predict one recording given as blocks of samples at the model's rate: {'duration_s',
     'windows', 'probabilities', 'embedding', 'top', 'predicted'} (and 'framewise' for a
     decision-level tagger reading it whole)."""
-    run = predictor.run
     if read_whole:
         outputs, samples = predict_whole(predictor, blocks)
         windows = 1
     else:
-        window_samples, hop_samples = window_samples_of(run.audio, window, hop, batch_size)
+        window_samples, hop_samples = window_samples_of(predictor.run.audio, window, hop,
+                                                        batch_size)
         outputs, windows, samples = predict_blocks(predictor, blocks, window_samples,
                                                    hop_samples, batch_size)
-    probabilities = outputs["probabilities"]
+    return file_result(predictor, outputs, windows, samples, top_k)
+
+
+def file_result(predictor, outputs, windows, samples, top_k):
+    """A file's result: its mean outputs with 'duration_s', 'windows', 'top', 'predicted'."""
+    run, probabilities = predictor.run, outputs["probabilities"]
     return dict(outputs, duration_s=samples / run.audio.sample_rate, windows=windows,
                 top=top_labels(probabilities, run.labels, top_k),
                 predicted=predicted_labels(probabilities, run, predictor.thresholds))
@@ -208,27 +220,6 @@ def whole_file(predictor, window, path, whole_file_seconds=WHOLE_FILE_SECONDS, d
         return True
     duration = audio_duration(path) if duration is None else duration
     return duration is not None and duration <= whole_file_seconds
-
-
-def predict_paths(predictor, paths, window=None, hop=None, top_k=3, batch_size=8, verbose=True,
-                  whole_file_seconds=WHOLE_FILE_SECONDS):
-    """predict_file over many files; an unreadable one gives {'file', 'error'} and a stderr line.
-
-    With `verbose`, each file's top labels are printed as it is done.
-    """
-    results = []
-    for path in tqdm(paths, desc="inference", unit="file", disable=len(paths) < 2):
-        try:
-            result = predict_file(predictor, path, window, hop, top_k, batch_size,
-                                  whole_file_seconds)
-        except AudioReadError as error:
-            tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
-            results.append({"file": path, "error": str(error)})
-            continue
-        if verbose:
-            tqdm.write(format_prediction(result))
-        results.append(result)
-    return results
 
 
 def format_prediction(result):

@@ -9,7 +9,8 @@ import torch
 
 from pytorch.predictor import load_predictor
 from helpers import SR, melody, run_script, save_checkpoint, write_tone
-from pytorch.windows import predict_file, predict_paths, stream_windows, window_samples_of
+from pytorch.file_stream import predict_paths
+from pytorch.windows import predict_file, stream_windows, window_samples_of
 from pytorch.main import main
 from utils.audio import fix_length, load_audio
 from utils.utilities import UsageError
@@ -128,11 +129,14 @@ def test_cli_on_a_folder_writes_csv_and_json(checkpoint_path, audio_folder, tmp_
     csv_path, json_path = tmp_path / "out" / "p.csv", tmp_path / "out" / "p.json"
     result = run_script("pytorch/main.py", "inference", f"--checkpoint_path={checkpoint_path}",
                         f"--audio_path={audio_folder}", "--top_k=2", f"--output={csv_path}")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # 1: some files were skipped
     assert result.stderr.count("skipped") == 1 and "broken.wav" in result.stderr
     assert "b.wav (1.5 s, 2 windows): " in result.stdout
-    main(["inference", f"--checkpoint_path={checkpoint_path}", f"--audio_path={audio_folder}",
-          "--top_k=2", f"--output={json_path}"])
+    assert "labelled 3 of 4 files (1 skipped)" in result.stdout
+    with pytest.raises(SystemExit) as exit_code:
+        main(["inference", f"--checkpoint_path={checkpoint_path}", f"--audio_path={audio_folder}",
+              "--top_k=2", f"--output={json_path}"])
+    assert exit_code.value.code == 1
     assert capsys.readouterr().err.count("skipped") == 1
     expected_files = [str(audio_folder / name) for name in ("b.wav", "c.wav", "sub/a.flac",
                                                             "sub/broken.wav")]
