@@ -28,7 +28,7 @@ import sys
 
 import numpy as np
 
-from pytorch.predictor import load_predictor
+from pytorch.predictor import RUNTIMES, load_predictor
 from pytorch.pytorch_utils import select_device
 from pytorch.timeline import timeline_dir, write_timelines
 from pytorch.file_stream import stream_predictions
@@ -177,7 +177,8 @@ def check_inference_output(args):
 def open_predictor(args):
     """(predictor, window_samples, hop_samples) of the inference-like commands' flags."""
     predictor = load_predictor(args.checkpoint_path, select_device(args.cuda),
-                               args.trust_checkpoint, args.model_type)
+                               args.trust_checkpoint, args.model_type,
+                               runtime=getattr(args, "runtime", "torch"))
     audio = predictor.run.audio
     window_samples, hop_samples = window_samples_of(audio, args.window, args.hop,
                                                     args.batch_size)
@@ -266,6 +267,10 @@ def add_inference_parser(subparsers):
                              "probability, predicted) in --output=X.csv, and a label-by-time "
                              "picture per file in X_timeline/")
     parser.add_argument("--top_k", type=positive_int, default=3, help="labels printed per file")
+    parser.add_argument("--runtime", default="auto", choices=RUNTIMES,
+                        help="auto: on the CPU, the .onnx exported from the checkpoint when it "
+                             "lies beside it (main.py export --output=SAME_NAME.onnx; faster), "
+                             "else PyTorch; torch, onnx: that one")
     parser.add_argument("--whole_file", action="store_true",
                         help="an AudioSet tagger reads every file whole, in one pass (memory "
                              f"grows with the file; default: files up to {WHOLE_FILE_SECONDS:g} s)")

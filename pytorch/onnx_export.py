@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from pytorch.backbone_export import run_backbone_export
-from pytorch.onnx_metadata import CONFIG_KEY, MIN_SAMPLES_KEY, THRESHOLDS_KEY
+from pytorch.onnx_metadata import CONFIG_KEY, MIN_SAMPLES_KEY, SOURCE_KEY, THRESHOLDS_KEY
 from pytorch.predictor import OnnxPredictor, TorchPredictor, load_predictor
 from pytorch.pytorch_utils import probabilities_from_output
 from utils.arguments import add_flags
-from utils.utilities import UsageError, atomic_path, check_output_file
+from utils.utilities import UsageError, atomic_path, check_output_file, file_sha256
 
 OPSET = 17  # the first with STFT
 PARITY_TOLERANCE = 1e-4
@@ -47,6 +47,7 @@ def metadata(predictor):
     """The file's metadata: what the pipeline reads back, and plain keys for other tools."""
     run, thresholds = predictor.run, predictor.thresholds
     values = {CONFIG_KEY: run.to_dict(), MIN_SAMPLES_KEY: predictor.min_samples,
+              SOURCE_KEY: file_sha256(predictor.source),
               THRESHOLDS_KEY: None if thresholds is None else [float(t) for t in thresholds],
               "labels": list(run.labels), "sample_rate": run.audio.sample_rate,
               "clip_samples": run.audio.clip_samples, "task": run.task,

@@ -19,6 +19,7 @@ from utils.utilities import UsageError
 CONFIG_KEY = "run_config"        # RunConfig.to_dict()
 THRESHOLDS_KEY = "thresholds"    # the tuned per-label thresholds, or null
 MIN_SAMPLES_KEY = "min_samples"  # the shortest input the network takes
+SOURCE_KEY = "source_sha256"     # the SHA-256 of the checkpoint it was exported from
 MAX_CLIP_SECONDS = 3600          # as packing allows
 
 

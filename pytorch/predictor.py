@@ -4,17 +4,24 @@ in onnxruntime (written by pytorch/onnx_export.py); inference, timelines, embedd
 (pytorch/classifier.py) all run through `load_predictor`, so each gives the same outputs from
 either file.
 """
+import logging
+import os
+
 import numpy as np
 import torch
 
 from pytorch.checkpoints import stored_thresholds
 from pytorch.models import MODELS, TransferModel, tagger_of
-from pytorch.onnx_metadata import read_onnx_metadata
+from pytorch.onnx_metadata import SOURCE_KEY, read_onnx_metadata
 from pytorch.pytorch_utils import probabilities_from_output
 from pytorch.restore import load_trained_model
-from utils.utilities import UsageError, require_file
+from utils.utilities import UsageError, file_sha256, require_file
 
 ONNX_SUFFIX = ".onnx"
+# --runtime: auto takes, on the CPU, the .onnx exported from the same checkpoint when it lies
+# beside it: onnxruntime ran Transfer_Cnn6 2.3x faster than PyTorch on the 2-core CPU
+# (8.7 against 20.0 windows/s, 2026-12-06; docs/benchmarks.md); on a GPU, PyTorch.
+RUNTIMES = ("auto", "torch", "onnx")
 
 
 class Predictor:
@@ -81,10 +88,48 @@ def is_onnx_path(path):
     return str(path).lower().endswith(ONNX_SUFFIX)
 
 
+def exported_beside(path):
+    """The .onnx file beside a checkpoint (same name) that was exported from these very bytes
+    (its metadata's SHA-256), or None."""
+    candidate = os.path.splitext(path)[0] + ONNX_SUFFIX
+    if is_onnx_path(path) or not os.path.isfile(candidate):
+        return None
+    import onnxruntime
+
+    try:
+        props = onnxruntime.InferenceSession(candidate, providers=["CPUExecutionProvider"]) \
+            .get_modelmeta().custom_metadata_map
+    except Exception:  # onnxruntime's own classes: an unreadable file is simply not used
+        return None
+    return candidate if props.get(SOURCE_KEY, "").strip('"') == file_sha256(path) else None
+
+
+def choose_runtime(path, device, runtime="auto", flag="--checkpoint_path"):
+    """The file to run: `path`, or the .onnx exported from it (--runtime=onnx, or auto on the
+    CPU when there is one)."""
+    if runtime == "torch" and is_onnx_path(path):
+        raise UsageError(f"--runtime=torch: {flag}={path} is an ONNX file, run by onnxruntime; "
+                         "give the checkpoint it was exported from")
+    if runtime == "torch" or is_onnx_path(path) or (runtime == "auto" and device.type != "cpu"):
+        return path
+    exported = exported_beside(path)
+    if exported:
+        logging.info("running %s, exported from %s (onnxruntime: faster on the CPU; "
+                     "--runtime=torch runs the checkpoint)", exported, path)
+        return exported
+    if runtime == "onnx":
+        raise UsageError(f"--runtime=onnx: no .onnx exported from {flag}={path} beside it; "
+                         f"export it first: main.py export --checkpoint_path={path} "
+                         f"--output={os.path.splitext(path)[0] + ONNX_SUFFIX}")
+    return path
+
+
 def load_predictor(path, device=torch.device("cpu"), trusted=False, model_type=None,
-                   flag="--checkpoint_path"):
+                   flag="--checkpoint_path", runtime="torch"):
     """The Predictor of a training checkpoint, an official PANNs checkpoint (its 527 AudioSet
-    labels) or an exported .onnx file (run by onnxruntime on the CPU)."""
+    labels) or an exported .onnx file (run by onnxruntime on the CPU); `runtime` (RUNTIMES)
+    may run a checkpoint's exported .onnx instead (choose_runtime)."""
+    path = choose_runtime(path, device, runtime, flag)
     if is_onnx_path(path):
         return OnnxPredictor(path, flag)
     model, checkpoint, run = load_trained_model(path, device, flag=flag, trusted=trusted,

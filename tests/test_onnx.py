@@ -231,3 +231,30 @@ def test_a_tampered_onnx_file_is_one_line_on_the_command_line(small_multi_label,
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: --checkpoint_path={path}: its metadata field thresholds")
     assert OnnxPredictor(small_multi_label).thresholds.tolist() == [0.3, 0.5, 0.6]  # the original
+
+
+@pytest.mark.slow
+def test_the_runtime_is_chosen_for_the_cpu(tmp_path):
+    """--runtime=auto runs, on the CPU, the .onnx exported from the checkpoint when it lies
+    beside it, and only that one (another checkpoint's export is not taken)."""
+    from helpers import SR, melody, save_checkpoint
+    from pytorch.onnx_export import export_onnx
+    from pytorch.predictor import OnnxPredictor, TorchPredictor, load_predictor
+    from utils.utilities import UsageError
+    checkpoint = str(tmp_path / "model.pth")
+    save_checkpoint(checkpoint, ["a", "b", "c"], "single_label", melody(10).reshape(10, SR))
+    assert isinstance(load_predictor(checkpoint, runtime="auto"), TorchPredictor)  # none yet
+    with pytest.raises(UsageError, match=r"--runtime=onnx: no .onnx exported from .*export it "
+                                         r"first: main.py export"):
+        load_predictor(checkpoint, runtime="onnx")
+    export_onnx(checkpoint, str(tmp_path / "model.onnx"))
+    chosen = load_predictor(checkpoint, runtime="auto")
+    assert isinstance(chosen, OnnxPredictor) and chosen.source == str(tmp_path / "model.onnx")
+    assert isinstance(load_predictor(checkpoint, runtime="torch"), TorchPredictor)
+    waveforms = melody(3)[None, :SR]
+    np.testing.assert_allclose(chosen(waveforms)["probabilities"],
+                               load_predictor(checkpoint)(waveforms)["probabilities"], atol=1e-4)
+    # The checkpoint changes (retrained, say): its old export is no longer taken.
+    save_checkpoint(checkpoint, ["a", "b", "c"], "single_label", melody(10).reshape(10, SR),
+                    iteration=8)
+    assert isinstance(load_predictor(checkpoint, runtime="auto"), TorchPredictor)

@@ -1,6 +1,7 @@
 """Small shared helpers: user-facing errors, atomic file writes, logging, seeding."""
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -71,6 +72,15 @@ def atomic_path(final_path):
     finally:
         if os.path.exists(temp_path):
             os.remove(temp_path)
+
+
+def file_sha256(path, chunk_bytes=2**22):
+    """The SHA-256 of a file's bytes, read a chunk at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_bytes), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def fsync_path(path):
