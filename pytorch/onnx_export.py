@@ -14,6 +14,7 @@ PARITY_TOLERANCE at three input lengths, or nothing is written.
 import json
 import logging
 import os
+import tempfile
 import warnings
 
 import numpy as np
@@ -23,7 +24,8 @@ from pytorch.backbone_export import run_backbone_export
 from pytorch.onnx_metadata import CONFIG_KEY, MIN_SAMPLES_KEY, SOURCE_KEY, THRESHOLDS_KEY
 from pytorch.predictor import OnnxPredictor, TorchPredictor, load_predictor
 from pytorch.pytorch_utils import probabilities_from_output
-from utils.arguments import add_flags
+from pytorch.quantize import QUANTIZE_METHODS
+from utils.arguments import add_flags, float_range
 from utils.utilities import UsageError, atomic_path, check_output_file, file_sha256
 
 OPSET = 17  # the first with STFT
@@ -117,10 +119,30 @@ def run_export(args):
     if extension == ".pth":
         run_backbone_export(args)
         return
+    if args.quantize == "int8":
+        run_int8_export(args)
+        return
     difference, run = export_onnx(args.checkpoint_path, args.output, args.trust_checkpoint,
                                   args.model_type)
     print(f"Wrote {args.output}: {run.model_type}, {len(run.labels)} labels, "
           f"{run.audio.sample_rate} Hz; onnxruntime matches PyTorch within {difference:.1e}")
+
+
+def run_int8_export(args):
+    """The float export (checked against PyTorch), then its int8 version (pytorch/quantize.py)."""
+    from pytorch.quantize import quantize_export
+
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(args.output))) as folder:
+        float_path = os.path.join(folder, "float.onnx")
+        difference, run = export_onnx(args.checkpoint_path, float_path, args.trust_checkpoint,
+                                      args.model_type)
+        chosen = quantize_export(float_path, args.output, run, args.features,
+                                 args.quantize_method, args.max_agreement_drop)
+    print(f"Wrote {args.output}: {run.model_type}, int8 ({chosen['method']}); on "
+          f"{chosen['holdout_clips']} holdout clips: top-1 agreement with the float model "
+          f"{chosen['top1_agreement']:.1%}, {chosen['metric']} {chosen['float_metric']:.4f} -> "
+          f"{chosen['int8_metric']:.4f} ({chosen['int8_metric'] - chosen['float_metric']:+.4f}), "
+          f"{chosen['clips_per_s']:.1f} clips/s vs {chosen['float_clips_per_s']:.1f} in fp32")
 
 
 def add_export_parser(subparsers):
@@ -133,5 +155,16 @@ def add_export_parser(subparsers):
                         help="model.onnx, or NAME.pth for a backbone (pytorch/backbone_export.py)")
     parser.add_argument("--recipe", default=None,
                         help="with NAME.pth: the command that made the run, for the card")
+    add_flags(parser, "features")
+    parser.add_argument("--quantize", default="none", choices=["none", "int8"],
+                        help="int8: a quantized .onnx, checked against the float model on the "
+                             "holdout clips of --features (default: the checkpoint's data)")
+    parser.add_argument("--quantize_method", default="auto", choices=QUANTIZE_METHODS,
+                        help="dynamic (int8 weights), static (weights and activations, "
+                             "calibrated on training clips), or auto: the faster of the two "
+                             "that keeps its answers")
+    parser.add_argument("--max_agreement_drop", type=float_range(0.0, 1.0), default=0.01,
+                        help="refuse an int8 model whose top-1 agreement with the float model "
+                             "on the holdout clips is below 1 minus this")
     parser.set_defaults(handler=run_export)
     return parser

@@ -10,6 +10,7 @@ import pytest
 import soundfile
 import torch
 
+from helpers import run_dir
 from pytorch.main import main
 from pytorch.models import create_model
 from pytorch.onnx_export import PARITY_TOLERANCE, export_onnx
@@ -258,3 +259,29 @@ def test_the_runtime_is_chosen_for_the_cpu(tmp_path):
     save_checkpoint(checkpoint, ["a", "b", "c"], "single_label", melody(10).reshape(10, SR),
                     iteration=8)
     assert isinstance(load_predictor(checkpoint, runtime="auto"), TorchPredictor)
+
+
+@pytest.mark.slow
+def test_an_int8_export_keeps_its_answers_and_says_so(tmp_path, features, capsys):
+    """--quantize=int8: the file runs as any export does (inference reads its metadata), and
+    the agreement with the float model on the holdout clips, measured, is in its metadata and
+    in the command's output."""
+    main(["train", f"--workspace={tmp_path}", f"--features={features}",
+          "--model_type=Transfer_Cnn6", "--batch_size=4", "--num_workers=0", "--stop_iteration=4",
+          "--save_every=4", "--eval_every=4", "--learning_rate=1e-3"])
+    checkpoint = os.path.join(run_dir(tmp_path, "checkpoints"), "4_iterations.pth")
+    output = tmp_path / "model_int8.onnx"
+    main(["export", f"--checkpoint_path={checkpoint}", f"--output={output}", "--quantize=int8"])
+    printed = capsys.readouterr().out
+    assert "top-1 agreement with the float model" in printed and "holdout clips" in printed
+    props = {entry.key: entry.value for entry in onnx.load(output).metadata_props}
+    quantization = json.loads(props["quantization"])
+    assert set(quantization["candidates"]) == {"dynamic", "static"}
+    assert quantization["holdout_clips"] == 3 and quantization["top1_agreement"] >= 0.99
+    graph = onnx.load(output).graph
+    assert any(node.op_type in ("QuantizeLinear", "DynamicQuantizeLinear", "ConvInteger",
+                                "MatMulInteger") for node in graph.node)
+    from pytorch.predictor import OnnxPredictor
+    predictor = OnnxPredictor(str(output))
+    assert predictor.run.labels == ["high", "low", "mid"]
+    assert predictor(np.zeros((2, 32000), np.float32))["probabilities"].shape == (2, 3)

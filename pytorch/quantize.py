@@ -1,0 +1,156 @@
+"""An int8 ONNX model that keeps its answers (`main.py export --quantize=int8`).
+
+    python3 pytorch/main.py export --checkpoint_path=CKPT --output=model_int8.onnx --quantize=int8 \\
+        [--features=X.h5] [--max_agreement_drop=0.01] [--quantize_method=auto|dynamic|static]
+
+The float graph is exported and checked as for fp32 (pytorch/onnx_export.py), then quantized
+with onnxruntime's tools, the log-mel front end kept in fp32 (its range spans 80 dB):
+- dynamic: int8 weights, activations quantized per batch at run time (no data needed);
+- static: int8 weights and activations, their ranges calibrated on CALIBRATION_CLIPS training
+  clips of the packed data (QDQ format, per-channel weights).
+Each candidate is measured on the checkpoint's holdout clips against the float model: top-1
+agreement, the metric (accuracy, or mAP for multi-label) of both, and its speed. `auto` keeps
+the fastest candidate whose agreement is within --max_agreement_drop of 1; none within it is a
+one-line refusal and nothing is written. What was measured goes into the file's metadata
+(`quantization`) and the command's output.
+"""
+import json
+import logging
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from utils.config import SINGLE_LABEL
+from utils.data_generator import WaveformDataset, read_hdf5_info
+from utils.metrics import compute_metrics
+from utils.splits import split_train_eval_indices
+from utils.utilities import UsageError, atomic_path
+
+QUANTIZE_METHODS = ("auto", "dynamic", "static")
+QUANTIZATION_KEY = "quantization"
+CALIBRATION_CLIPS = 64
+FRONT_END_SCOPES = ("spectrogram_extractor", "logmel_extractor", "bn0")  # kept in fp32
+
+
+def front_end_nodes(model_path):
+    import onnx
+
+    graph = onnx.load(model_path).graph
+    return [node.name for node in graph.node
+            if any(scope in node.name for scope in FRONT_END_SCOPES)]
+
+
+class ClipReader:
+    """onnxruntime's calibration data reader over packed clips, one batch of 8 at a time."""
+
+    def __init__(self, dataset, indices, batch=8):
+        self.batches = iter([np.stack([dataset[int(i)]["waveform"] for i in indices[start:start + batch]])
+                             .astype(np.float32) for start in range(0, len(indices), batch)])
+
+    def get_next(self):
+        waveforms = next(self.batches, None)
+        return None if waveforms is None else {"waveform": waveforms}
+
+
+def quantized(float_path, method, dataset, calibration, folder):
+    """The path of `float_path` quantized by `method` (written in `folder`)."""
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_dynamic, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = os.path.join(folder, "prepared.onnx")
+    if not os.path.exists(prepared):
+        quant_pre_process(float_path, prepared, skip_symbolic_shape=True)
+    output = os.path.join(folder, f"{method}.onnx")
+    excluded = front_end_nodes(prepared)
+    if method == "dynamic":
+        quantize_dynamic(prepared, output, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+                         per_channel=True)
+    else:
+        quantize_static(prepared, output, ClipReader(dataset, calibration),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax)
+    return output
+
+
+def outputs_over(predictor, dataset, indices, batch_size=8):
+    """(probabilities of every clip, seconds taken)."""
+    started, rows = time.perf_counter(), []
+    for start in range(0, len(indices), batch_size):
+        waveforms = np.stack([dataset[int(i)]["waveform"] for i in indices[start:start + batch_size]])
+        rows.append(predictor(waveforms)["probabilities"])
+    return np.concatenate(rows), time.perf_counter() - started
+
+
+def measure(candidate, reference_probabilities, dataset, holdout, run):
+    """What a quantized model gives on the holdout clips against the float model's answers."""
+    from pytorch.predictor import OnnxPredictor
+
+    probabilities, seconds = outputs_over(OnnxPredictor(candidate, "--output"), dataset, holdout)
+    targets = dataset.targets[holdout]
+    if run.task == SINGLE_LABEL:
+        agreement = float(np.mean(probabilities.argmax(1) == reference_probabilities.argmax(1)))
+    else:  # every label decided alike at the run's threshold
+        agreement = float(np.mean((probabilities >= run.threshold)
+                                  == (reference_probabilities >= run.threshold)))
+    metric = run.primary_metric
+    return {"top1_agreement": agreement,
+            "metric": metric,
+            "float_metric": float(compute_metrics(run.task, reference_probabilities, targets,
+                                                  run.threshold)[metric]),
+            "int8_metric": float(compute_metrics(run.task, probabilities, targets,
+                                                 run.threshold)[metric]),
+            "clips_per_s": len(holdout) / seconds, "holdout_clips": len(holdout)}
+
+
+def holdout_data(run, features):
+    """(dataset, calibration indices (training clips), holdout indices) of the run's data."""
+    spec = features or run.features
+    if not spec:
+        raise UsageError("--quantize=int8: give --features=X.h5, the packed data to calibrate and "
+                         "check the int8 model on")
+    info = read_hdf5_info(spec)
+    if list(info["labels"]) != list(run.labels):
+        raise UsageError(f"--features={spec}: its labels are not the checkpoint's")
+    holdout_fold = run.holdout_fold if isinstance(run.holdout_fold, int) else 1
+    train, holdout, _ = split_train_eval_indices(info, holdout_fold, "folds")
+    generator = np.random.default_rng(0)
+    calibration = np.sort(generator.choice(train, min(CALIBRATION_CLIPS, len(train)), replace=False))
+    return WaveformDataset(spec), calibration, holdout
+
+
+def quantize_export(float_path, output, run, features=None, method="auto",
+                    max_agreement_drop=0.01):
+    """Quantize the exported float model at `float_path` into `output`; returns the chosen
+    candidate's measurements (also in the file's metadata)."""
+    import onnx
+    from pytorch.predictor import OnnxPredictor
+
+    dataset, calibration, holdout = holdout_data(run, features)
+    reference, float_seconds = outputs_over(OnnxPredictor(float_path, "--output"), dataset, holdout)
+    methods = ("dynamic", "static") if method == "auto" else (method,)
+    results = {}
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(output))) as folder:
+        for name in methods:
+            path = quantized(float_path, name, dataset, calibration, folder)
+            results[name] = dict(measure(path, reference, dataset, holdout, run), method=name,
+                                 float_clips_per_s=len(holdout) / float_seconds)
+            logging.info("int8 %s: %s", name, results[name])
+        kept = [name for name in methods
+                if results[name]["top1_agreement"] >= 1.0 - max_agreement_drop]
+        if not kept:
+            best = max(results.values(), key=lambda result: result["top1_agreement"])
+            raise UsageError(f"--quantize=int8: the int8 model agrees with the float one on "
+                             f"{best['top1_agreement']:.1%} of {best['holdout_clips']} holdout "
+                             f"clips, below --max_agreement_drop={max_agreement_drop:g}; nothing "
+                             "was written (raise the limit, or keep the fp32 export)")
+        chosen = results[max(kept, key=lambda name: results[name]["clips_per_s"])]
+        model = onnx.load(os.path.join(folder, f"{chosen['method']}.onnx"))
+        model.metadata_props.add(key=QUANTIZATION_KEY, value=json.dumps(
+            dict(chosen, candidates=results)))
+        with atomic_path(output) as temp_path:
+            onnx.save(model, temp_path)
+    return chosen
