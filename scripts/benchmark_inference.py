@@ -1,0 +1,226 @@
+"""Tagging many files, side by side, in one run: panns_inference's AudioTagging (file by file,
+and batched 8 at a time, as its README shows) against this project's inference over the same
+files with the same official-format Cnn14 weights: the PyTorch path, the ONNX fp32 path and
+the ONNX int8 path (all through pytorch/file_stream.py, as `main.py inference` runs).
+
+    pip install panns-inference     # the peer, measured here (not a dependency of the project)
+    python3 scripts/benchmark_inference.py [--checkpoint=Cnn14_mAP=0.431.pth] [--files=40]
+        [--long_seconds=240] [--batch_size=8] [--num_workers=1] [--output_json=X.json]
+
+Without --checkpoint the weights are random Cnn14 weights in the official layout (the same
+arithmetic; the labels then mean nothing, the agreement still does). The files are demo-set
+music of 10 s (and one long recording), written once to a temporary folder. Each contender
+runs in its own process, after a warm-up file: clips/s of the tagging loop, the process's peak
+RSS, and top-1 agreement with panns_inference on every file. Before anything is timed,
+panns_inference's label CSV is put in ~/panns_data from metadata/ so that it fetches nothing.
+"""
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+if __name__ == "__main__":  # as a script: import from the repository root, never this folder
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np
+
+from utils.arguments import Parser, non_negative_int, positive_float, positive_int
+from utils.config import AUDIOSET_LABELS_CSV, REPO_DIR, SAMPLE_RATE
+from utils.utilities import UsageError, atomic_write_text, run_cli
+
+CONTENDERS = ("panns_inference", "panns_inference_batched", "project_torch", "project_onnx",
+              "project_int8")
+
+
+def write_files(folder, files, long_seconds):
+    """`files` demo clips of 10 s and one long recording (demo clips one after another)."""
+    import soundfile
+    from scripts.demo.mixing import synthesize_clip
+    from utils.config import GTZAN_LABELS
+
+    def demo_clip(genre, index):
+        return synthesize_clip(GTZAN_LABELS[genre], index, 10.0, SAMPLE_RATE, seed=7)
+
+    paths = []
+    for index in range(files):
+        audio = demo_clip(index % 10, index // 10)
+        paths.append(os.path.join(folder, f"clip{index:04d}.wav"))
+        soundfile.write(paths[-1], audio, SAMPLE_RATE, subtype="PCM_16")
+    pieces = [demo_clip(index % 10, 100 + index)
+              for index in range(int(np.ceil(long_seconds / 10)))]
+    long_path = os.path.join(folder, "long.wav")
+    soundfile.write(long_path, np.concatenate(pieces)[:int(long_seconds * SAMPLE_RATE)],
+                    SAMPLE_RATE, subtype="PCM_16")
+    return paths, long_path
+
+
+def random_cnn14(path):
+    import torch
+    from pytorch.models import Cnn14
+
+    torch.manual_seed(0)
+    model = Cnn14(sample_rate=SAMPLE_RATE, window_size=1024, hop_size=320, mel_bins=64, fmin=50,
+                  fmax=14000, classes_num=527)
+    torch.save({"model": model.state_dict()}, path)
+
+
+def peer_labels_in_place():
+    """panns_inference reads ~/panns_data/class_labels_indices.csv, and fetches it if absent."""
+    target = os.path.join(os.path.expanduser("~"), "panns_data", "class_labels_indices.csv")
+    if not os.path.isfile(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy(AUDIOSET_LABELS_CSV, target)
+
+
+def run_peer(checkpoint, paths, batch):
+    """panns_inference's AudioTagging as its README uses it: librosa.load, then inference."""
+    import librosa
+    from panns_inference import AudioTagging
+
+    tagger = AudioTagging(checkpoint_path=checkpoint, device="cpu")
+    tagger.inference(librosa.load(paths[0], sr=SAMPLE_RATE, mono=True)[0][None])  # warm-up
+    started, top = time.perf_counter(), []
+    for start in range(0, len(paths), batch):
+        audio = [librosa.load(path, sr=SAMPLE_RATE, mono=True)[0] for path in paths[start:start + batch]]
+        clipwise, _ = tagger.inference(np.stack(audio))
+        top += clipwise.argmax(axis=1).tolist()
+    return time.perf_counter() - started, top
+
+
+def run_project(path, paths, batch_size, num_workers, runtime):
+    from pytorch.file_stream import stream_predictions
+    from pytorch.predictor import load_predictor
+    from pytorch.windows import WHOLE_FILE_SECONDS
+
+    predictor = load_predictor(path, runtime=runtime)
+    list(stream_predictions(predictor, paths[:1], verbose=False, num_workers=0))  # warm-up
+    started = time.perf_counter()
+    results = list(stream_predictions(predictor, paths, top_k=1, batch_size=batch_size,
+                                      whole_file_seconds=WHOLE_FILE_SECONDS,
+                                      num_workers=num_workers, verbose=False))
+    return time.perf_counter() - started, [int(np.argmax(r["probabilities"])) for r in results]
+
+
+def contender(args):
+    """In a child process: one contender over the files; prints a JSON line."""
+    name, model, paths, batch_size, num_workers = (args.run, args.model, args.paths,
+                                                   args.batch_size, args.num_workers)
+    if name.startswith("panns_inference"):
+        seconds, top = run_peer(model, paths, 8 if name.endswith("batched") else 1)
+    else:
+        seconds, top = run_project(model, paths, batch_size, num_workers, "torch"
+                                   if name == "project_torch" else "onnx")
+    print(json.dumps({"seconds": seconds, "top": top,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def in_child(name, model, paths, args):
+    command = [sys.executable, os.path.abspath(__file__), f"--run={name}", f"--model={model}",
+               f"--batch_size={args.batch_size}", f"--num_workers={args.num_workers}",
+               "--paths", *paths]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_DIR)
+    if result.returncode != 0:
+        raise UsageError(f"{name} failed: {result.stderr.strip().splitlines()[-1:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def prepare_models(folder, checkpoint, paths):
+    """(official-format .pth, its fp32 .onnx, its int8 .onnx): the exports beside the checkpoint
+    copy, the int8 one calibrated on the first clips (static, front end in fp32)."""
+    from pytorch.onnx_export import export_onnx
+    from pytorch.quantize import quantized
+
+    pth = os.path.join(folder, "Cnn14.pth")
+    if checkpoint:
+        shutil.copy(checkpoint, pth)
+    else:
+        random_cnn14(pth)
+    onnx_path = os.path.join(folder, "Cnn14.onnx")
+    export_onnx(pth, onnx_path)
+
+    class Clips:  # the quantizer's calibration reader wants dataset[i]["waveform"]
+        def __getitem__(self, index):
+            import soundfile
+            return {"waveform": soundfile.read(paths[index], dtype="float32")[0]}
+
+    int8_folder = os.path.join(folder, "int8")
+    os.makedirs(int8_folder)
+    int8 = quantized(onnx_path, "static", Clips(), np.arange(min(16, len(paths))), int8_folder)
+    return pth, onnx_path, int8
+
+
+def compare(args):
+    import onnxruntime  # noqa: F401 (fail early when absent)
+    try:
+        import panns_inference  # noqa: F401
+    except ImportError:
+        raise UsageError("pip install panns-inference: the peer this benchmark measures") from None
+    peer_labels_in_place()
+    with tempfile.TemporaryDirectory() as folder:
+        paths, long_path = write_files(folder, args.files, args.long_seconds)
+        pth, onnx_path, int8 = prepare_models(folder, args.checkpoint, paths)
+        models = {"panns_inference": pth, "panns_inference_batched": pth, "project_torch": pth,
+                  "project_onnx": pth, "project_int8": int8}
+        report = {"files": args.files, "file_seconds": 10.0, "long_seconds": args.long_seconds,
+                  "weights": args.checkpoint or "random Cnn14 (official layout)",
+                  "batch_size": args.batch_size, "num_workers": args.num_workers,
+                  "cpus": os.cpu_count(), "contenders": {}}
+        for name in CONTENDERS:
+            folder_run = in_child(name, models[name], paths, args)
+            long_run = (in_child(name, models[name], [long_path], args)
+                        if name.startswith("project") else None)
+            report["contenders"][name] = {
+                "clips_per_s": args.files / folder_run["seconds"],
+                "peak_rss_mb": folder_run["peak_rss_mb"], "top": folder_run["top"],
+                "long_seconds_per_s": long_run and args.long_seconds / long_run["seconds"]}
+            print(f"{name}: {report['contenders'][name]['clips_per_s']:.2f} clips/s", flush=True)
+    return summarize(report)
+
+
+def summarize(report):
+    contenders = report["contenders"]
+    peer = contenders["panns_inference"]
+    for name, result in contenders.items():
+        result["vs_panns_inference"] = result["clips_per_s"] / peer["clips_per_s"]
+        result["vs_panns_inference_batched"] = (result["clips_per_s"]
+                                                / contenders["panns_inference_batched"]["clips_per_s"])
+        result["top1_agreement_with_panns_inference"] = float(np.mean(
+            np.asarray(result.pop("top")) == np.asarray(peer["top"])))
+    report["int8_vs_onnx"] = (contenders["project_int8"]["clips_per_s"]
+                              / contenders["project_onnx"]["clips_per_s"])
+    return report
+
+
+def main():
+    parser = Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default=None, help="an official-format Cnn14 .pth")
+    parser.add_argument("--files", type=positive_int, default=40)
+    parser.add_argument("--long_seconds", type=positive_float, default=240.0)
+    parser.add_argument("--batch_size", type=positive_int, default=8)
+    parser.add_argument("--num_workers", type=non_negative_int, default=1)
+    parser.add_argument("--output_json", default=None)
+    parser.add_argument("--run", choices=CONTENDERS, help="(internal) one contender, in a child")
+    parser.add_argument("--model", help="(internal)")
+    parser.add_argument("--paths", nargs="+", help="(internal)")
+    args = parser.parse_args()
+    if args.run:
+        contender(args)
+        return
+    report = compare(args)
+    for name, result in report["contenders"].items():
+        long_part = (f", long file {result['long_seconds_per_s']:.1f} s of audio/s"
+                     if result["long_seconds_per_s"] else "")
+        print(f"{name:26s} {result['clips_per_s']:6.2f} clips/s  x{result['vs_panns_inference']:.2f}"
+              f" vs panns_inference  peak RSS {result['peak_rss_mb']:.0f} MB  top-1 agreement "
+              f"{result['top1_agreement_with_panns_inference']:.3f}{long_part}")
+    print(f"int8 ONNX vs fp32 ONNX: x{report['int8_vs_onnx']:.2f}")
+    if args.output_json:
+        atomic_write_text(json.dumps(report, indent=2) + "\n", args.output_json)
+
+
+if __name__ == "__main__":
+    run_cli(main)
