@@ -19,8 +19,9 @@ from utils.utilities import UsageError, file_sha256, require_file
 
 ONNX_SUFFIX = ".onnx"
 # --runtime: auto takes, on the CPU, the .onnx exported from the same checkpoint when it lies
-# beside it: onnxruntime ran Transfer_Cnn6 2.3x faster than PyTorch on the 2-core CPU
-# (8.7 against 20.0 windows/s, 2026-12-06; docs/benchmarks.md); on a GPU, PyTorch.
+# beside it: on the 2-core CPU onnxruntime tagged 10-s files with Cnn14 1.4x faster than
+# PyTorch (scripts/benchmark_inference.py, docs/benchmarks.md), Transfer_Cnn6 windows 2.3x;
+# on a GPU, PyTorch.
 RUNTIMES = ("auto", "torch", "onnx")
 
 

@@ -7,8 +7,10 @@ the ONNX int8 path (all through pytorch/file_stream.py, as `main.py inference` r
     python3 scripts/benchmark_inference.py [--checkpoint=Cnn14_mAP=0.431.pth] [--files=40]
         [--long_seconds=240] [--batch_size=8] [--num_workers=1] [--output_json=X.json]
 
-Without --checkpoint the weights are random Cnn14 weights in the official layout (the same
-arithmetic; the labels then mean nothing, the agreement still does). The files are demo-set
+Without --checkpoint the weights are random Cnn14 weights in the official layout: the same
+arithmetic, so the same speed, but near-uniform outputs, so the top-1 agreement of the int8
+model (whose rounding reorders near-ties) means nothing there; `main.py export --quantize=int8`
+measures its agreement on a trained model's holdout clips. The files are demo-set
 music of 10 s (and one long recording), written once to a temporary folder. Each contender
 runs in its own process, after a warm-up file: clips/s of the tagging loop, the process's peak
 RSS, and top-1 agreement with panns_inference on every file. Before anything is timed,
@@ -16,7 +18,6 @@ panns_inference's label CSV is put in ~/panns_data from metadata/ so that it fet
 """
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from utils.utilities import UsageError, atomic_write_text, run_cli
 
 CONTENDERS = ("panns_inference", "panns_inference_batched", "project_torch", "project_onnx",
               "project_int8")
+SCALING = "project_scaling"  # the project's stream over N short files: peak RSS against N
 
 
 def write_files(folder, files, long_seconds):
@@ -69,9 +71,13 @@ def random_cnn14(path):
 
 
 def peer_labels_in_place():
-    """panns_inference reads ~/panns_data/class_labels_indices.csv, and fetches it if absent."""
+    """panns_inference reads ~/panns_data/class_labels_indices.csv, and fetches it if absent
+    (a failed fetch leaves an empty file there, which it then reads as zero labels)."""
     target = os.path.join(os.path.expanduser("~"), "panns_data", "class_labels_indices.csv")
-    if not os.path.isfile(target):
+    with open(AUDIOSET_LABELS_CSV, encoding="utf-8") as f:
+        wanted = f.read()
+    present = open(target, encoding="utf-8").read() if os.path.isfile(target) else None
+    if present != wanted:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.copy(AUDIOSET_LABELS_CSV, target)
 
@@ -99,23 +105,35 @@ def run_project(path, paths, batch_size, num_workers, runtime):
     predictor = load_predictor(path, runtime=runtime)
     list(stream_predictions(predictor, paths[:1], verbose=False, num_workers=0))  # warm-up
     started = time.perf_counter()
-    results = list(stream_predictions(predictor, paths, top_k=1, batch_size=batch_size,
-                                      whole_file_seconds=WHOLE_FILE_SECONDS,
-                                      num_workers=num_workers, verbose=False))
-    return time.perf_counter() - started, [int(np.argmax(r["probabilities"])) for r in results]
+    top = [int(np.argmax(result["probabilities"])) for result in stream_predictions(
+        predictor, paths, top_k=1, batch_size=batch_size, whole_file_seconds=WHOLE_FILE_SECONDS,
+        num_workers=num_workers, verbose=False)]  # each result dropped once its label is kept
+    return time.perf_counter() - started, top
 
 
 def contender(args):
     """In a child process: one contender over the files; prints a JSON line."""
     name, model, paths, batch_size, num_workers = (args.run, args.model, args.paths,
                                                    args.batch_size, args.num_workers)
+    if len(paths) == 1 and paths[0].endswith(".txt"):
+        from pytorch.inference import listed_paths
+        paths = listed_paths(paths[0])
     if name.startswith("panns_inference"):
         seconds, top = run_peer(model, paths, 8 if name.endswith("batched") else 1)
     else:
         seconds, top = run_project(model, paths, batch_size, num_workers, "torch"
-                                   if name == "project_torch" else "onnx")
-    print(json.dumps({"seconds": seconds, "top": top,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                                   if name in ("project_torch", SCALING) else "onnx")
+    print(json.dumps({"seconds": seconds, "top": top, "peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb():
+    """This process's peak resident memory (VmHWM: unlike getrusage's ru_maxrss, it starts
+    afresh at exec, so a child does not report its parent's peak)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def in_child(name, model, paths, args):
@@ -181,15 +199,55 @@ def compare(args):
     return summarize(report)
 
 
+def memory_scaling(counts, args):
+    """Peak RSS of the project's stream over N copies (hard links) of a 1-s clip, per N: a
+    random Transfer_MobileNetV2 on 1-s clips, so that 10,000 files take a minute."""
+    import soundfile
+    import torch
+    from pytorch.models import create_model
+    from utils.config import AudioConfig, RunConfig
+
+    peaks = {}
+    with tempfile.TemporaryDirectory() as folder:
+        audio = AudioConfig(clip_samples=SAMPLE_RATE)
+        torch.manual_seed(0)
+        model = create_model("Transfer_MobileNetV2", **audio.front_end(), classes_num=10,
+                             task="single_label")
+        run = RunConfig(model_type="Transfer_MobileNetV2", task="single_label",
+                        labels=[f"l{i}" for i in range(10)], audio=audio, features="",
+                        holdout_fold=1, loss_type="clip_nll")
+        checkpoint = os.path.join(folder, "small.pth")
+        torch.save({"iteration": 0, "model": model.state_dict(), "config": run.to_dict()},
+                   checkpoint)
+        clip = os.path.join(folder, "clip.wav")
+        soundfile.write(clip, 0.1 * np.random.default_rng(0).standard_normal(SAMPLE_RATE),
+                        SAMPLE_RATE, subtype="PCM_16")
+        for count in counts:
+            files = os.path.join(folder, f"files{count}")
+            os.makedirs(files)
+            for index in range(count):
+                os.link(clip, os.path.join(files, f"{index:05d}.wav"))
+            listing = os.path.join(folder, f"files{count}.txt")
+            with open(listing, "w") as f:
+                f.write("".join(f"{files}/{index:05d}.wav\n" for index in range(count)))
+            result = in_child(SCALING, checkpoint, [listing], args)
+            peaks[count] = {"peak_rss_mb": result["peak_rss_mb"],
+                            "files_per_s": count / result["seconds"]}
+            print(f"{count} files: peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)
+    return peaks
+
+
 def summarize(report):
     contenders = report["contenders"]
     peer = contenders["panns_inference"]
+    peer_top = np.asarray(peer["top"])
     for name, result in contenders.items():
         result["vs_panns_inference"] = result["clips_per_s"] / peer["clips_per_s"]
         result["vs_panns_inference_batched"] = (result["clips_per_s"]
                                                 / contenders["panns_inference_batched"]["clips_per_s"])
+    for result in contenders.values():
         result["top1_agreement_with_panns_inference"] = float(np.mean(
-            np.asarray(result.pop("top")) == np.asarray(peer["top"])))
+            np.asarray(result.pop("top")) == peer_top))
     report["int8_vs_onnx"] = (contenders["project_int8"]["clips_per_s"]
                               / contenders["project_onnx"]["clips_per_s"])
     return report
@@ -198,26 +256,35 @@ def summarize(report):
 def main():
     parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default=None, help="an official-format Cnn14 .pth")
-    parser.add_argument("--files", type=positive_int, default=40)
+    parser.add_argument("--files", type=non_negative_int, default=40,
+                        help="10-s files each contender tags (0: only the memory scaling)")
     parser.add_argument("--long_seconds", type=positive_float, default=240.0)
     parser.add_argument("--batch_size", type=positive_int, default=8)
     parser.add_argument("--num_workers", type=non_negative_int, default=1)
     parser.add_argument("--output_json", default=None)
-    parser.add_argument("--run", choices=CONTENDERS, help="(internal) one contender, in a child")
+    parser.add_argument("--scaling_files", default="100,10000",
+                        help="peak memory of the project's stream over this many short files "
+                             "(comma-separated counts; empty: skip)")
+    parser.add_argument("--run", choices=CONTENDERS + (SCALING,),
+                        help="(internal) one contender, in a child")
     parser.add_argument("--model", help="(internal)")
     parser.add_argument("--paths", nargs="+", help="(internal)")
     args = parser.parse_args()
     if args.run:
         contender(args)
         return
-    report = compare(args)
+    report = compare(args) if args.files else {"contenders": {}}
+    counts = [int(count) for count in args.scaling_files.split(",") if count.strip()]
+    if counts:
+        report["memory_scaling"] = memory_scaling(counts, args)
     for name, result in report["contenders"].items():
         long_part = (f", long file {result['long_seconds_per_s']:.1f} s of audio/s"
                      if result["long_seconds_per_s"] else "")
         print(f"{name:26s} {result['clips_per_s']:6.2f} clips/s  x{result['vs_panns_inference']:.2f}"
               f" vs panns_inference  peak RSS {result['peak_rss_mb']:.0f} MB  top-1 agreement "
               f"{result['top1_agreement_with_panns_inference']:.3f}{long_part}")
-    print(f"int8 ONNX vs fp32 ONNX: x{report['int8_vs_onnx']:.2f}")
+    if args.files:
+        print(f"int8 ONNX vs fp32 ONNX: x{report['int8_vs_onnx']:.2f}")
     if args.output_json:
         atomic_write_text(json.dumps(report, indent=2) + "\n", args.output_json)
 
