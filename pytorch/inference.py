@@ -178,7 +178,7 @@ def open_predictor(args):
     """(predictor, window_samples, hop_samples) of the inference-like commands' flags."""
     predictor = load_predictor(args.checkpoint_path, select_device(args.cuda),
                                args.trust_checkpoint, args.model_type,
-                               runtime=getattr(args, "runtime", "torch"))
+                               runtime=getattr(args, "runtime", None))
     audio = predictor.run.audio
     window_samples, hop_samples = window_samples_of(audio, args.window, args.hop,
                                                     args.batch_size)

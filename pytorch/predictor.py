@@ -107,7 +107,9 @@ def exported_beside(path):
 
 def choose_runtime(path, device, runtime="auto", flag="--checkpoint_path"):
     """The file to run: `path`, or the .onnx exported from it (--runtime=onnx, or auto on the
-    CPU when there is one)."""
+    CPU when there is one). None: the file as given, in the runtime its kind takes."""
+    if runtime is None:
+        return path
     if runtime == "torch" and is_onnx_path(path):
         raise UsageError(f"--runtime=torch: {flag}={path} is an ONNX file, run by onnxruntime; "
                          "give the checkpoint it was exported from")
@@ -126,7 +128,7 @@ def choose_runtime(path, device, runtime="auto", flag="--checkpoint_path"):
 
 
 def load_predictor(path, device=torch.device("cpu"), trusted=False, model_type=None,
-                   flag="--checkpoint_path", runtime="torch"):
+                   flag="--checkpoint_path", runtime=None):
     """The Predictor of a training checkpoint, an official PANNs checkpoint (its 527 AudioSet
     labels) or an exported .onnx file (run by onnxruntime on the CPU); `runtime` (RUNTIMES)
     may run a checkpoint's exported .onnx instead (choose_runtime)."""
