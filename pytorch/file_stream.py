@@ -127,8 +127,8 @@ class FileStream:
         return path, self.sample_rate, self.window_samples, self.hop_samples, whole
 
     def stream(self, paths):
-        executor = None
-        if self.workers:
+        paths, executor = list(paths), None
+        if self.workers and len(paths) > 1:  # one file: nothing to decode ahead of
             # spawn: a forked child would inherit torch's threads and locks mid-use
             executor = concurrent.futures.ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("spawn"))
