@@ -3,7 +3,7 @@
 # `panns-transfer` command). In order: $PYTHON when it is set and has the packages (a test
 # passes the interpreter running it), python3 when it has both, else a .venv in the repository
 # (made once; the project installed into it when it is not).
-REQUIRED_MODULES="torch, torchlibrosa, librosa, h5py, sklearn, matplotlib, soundfile, soxr, tqdm, iterstrat, tensorboard, onnx, onnxruntime, pytest, pytest_timeout"
+REQUIRED_MODULES="torch, torchlibrosa, librosa, h5py, sklearn, matplotlib, soundfile, soxr, tqdm, iterstrat, tensorboard, onnx, onnxruntime, pytest, pytest_timeout, xdist"
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 has_packages() { [ -n "$1" ] && "$1" -c "import $REQUIRED_MODULES" 2>/dev/null; }

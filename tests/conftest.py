@@ -1,5 +1,14 @@
 """Fixtures shared by the tests (pytest.ini puts the repository root and tests/ on the path)."""
+import os
+
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Tests run in parallel (scripts/run_tests.sh: one worker per core): one thread each, for
+    # this process and the commands it starts, instead of every worker using every core.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+    torch.set_num_threads(1)
 
 from helpers import hdf5_waveforms, make_class_folders, save_checkpoint, write_tone
 from utils.features import one_hot, pack_to_hdf5, scan_class_folders
