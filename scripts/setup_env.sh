@@ -23,7 +23,10 @@ else
         python3 -m venv "$REPO_DIR/.venv"
         # One resolver pass (a second costs ~20 s). requirements.txt pins torch==2.13.0, the CPU
         # wheel here; a looser pin downloads CUDA builds.
-        "$PYTHON" -m pip install -q --disable-pip-version-check -r "$REPO_DIR/requirements.txt"
+        # --no-compile: bytecode for the modules imported, when first imported, not for every
+        # file of every package up front (torch alone has thousands).
+        "$PYTHON" -m pip install -q --disable-pip-version-check --no-compile \
+            -r "$REPO_DIR/requirements.txt"
     fi
     if ! installed_here "$PYTHON"; then  # pyproject.toml; its packages are in already
         "$PYTHON" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
