@@ -35,11 +35,17 @@ FRONT_END_SCOPES = ("spectrogram_extractor", "logmel_extractor", "bn0")  # kept 
 
 
 def front_end_nodes(model_path):
+    """The log-mel front end's nodes: everything before the CNN's first convolution in the
+    graph's (topological) order, where the STFT, the mel matrix product, the log and bn0 lie,
+    and anything named after them. Quantized, the mel product alone turns the log-mel of quiet
+    bins into noise (a fine-tuned MobileNetV2 then agreed with its float self on 15% of clips)."""
     import onnx
 
-    graph = onnx.load(model_path).graph
-    return [node.name for node in graph.node
-            if any(scope in node.name for scope in FRONT_END_SCOPES)]
+    nodes = onnx.load(model_path).graph.node
+    first_conv = next((index for index, node in enumerate(nodes) if node.op_type == "Conv"),
+                      len(nodes))
+    return [node.name for index, node in enumerate(nodes)
+            if index < first_conv or any(scope in node.name for scope in FRONT_END_SCOPES)]
 
 
 class ClipReader:
