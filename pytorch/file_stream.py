@@ -21,9 +21,9 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from pytorch.windows import (WHOLE_FILE_SECONDS, file_result, format_prediction, stream_windows,
-                             summarize, whole_file, whole_input, window_outputs,
-                             window_samples_of)
+from pytorch.windows import (WHOLE_FILE_SECONDS, file_result, format_prediction,
+                             predict_blocks, predict_whole, stream_windows, whole_file,
+                             whole_input, window_samples_of)
 from utils.audio import AudioReadError, audio_duration, stream_audio
 
 # Files up to this long are decoded whole by a worker (a 10-minute file is 77 MB of float32 at
@@ -188,12 +188,10 @@ class FileStream:
         try:
             blocks = stream_audio(path, self.sample_rate)
             if self.read_whole(path):
-                waveform, samples = whole_input(blocks, self.predictor.min_samples)
-                outputs = self.predictor(waveform[None])
-                return path, {key: value[0] for key, value in outputs.items()}, 1, samples
-            outputs, windows, samples = summarize(window_outputs(
-                self.predictor, blocks, self.window_samples, self.hop_samples, self.batch_size))
-            return path, outputs, windows, samples
+                outputs, samples = predict_whole(self.predictor, blocks)
+                return path, outputs, 1, samples
+            return (path, *predict_blocks(self.predictor, blocks, self.window_samples,
+                                          self.hop_samples, self.batch_size))
         except AudioReadError as error:
             return path, None, str(error), 0
 

@@ -129,20 +129,16 @@ def window_outputs(predictor, blocks, window_samples, hop_samples, batch_size=8)
         yield from run(pending)
 
 
-def summarize(window_results):
-    """Mean outputs over a file's (start, end, outputs) windows: (means, windows, samples)."""
+def predict_blocks(predictor, blocks, window_samples, hop_samples, batch_size=8):
+    """Mean class probabilities and embedding over the windows of a file given as blocks of
+    samples; returns ({'probabilities', 'embedding'}, windows, samples)."""
     sums, windows, samples = {}, 0, 0
-    for _, end, outputs in window_results:
+    for _, end, outputs in window_outputs(predictor, blocks, window_samples, hop_samples,
+                                          batch_size):
         for key, value in outputs.items():
             sums[key] = sums.get(key, 0.0) + value.astype(np.float64)
         windows, samples = windows + 1, max(samples, end)
     return {key: value / windows for key, value in sums.items()}, windows, samples
-
-
-def predict_blocks(predictor, blocks, window_samples, hop_samples, batch_size=8):
-    """Mean class probabilities and embedding over the windows of a file given as blocks of
-    samples; returns ({'probabilities', 'embedding'}, windows, samples)."""
-    return summarize(window_outputs(predictor, blocks, window_samples, hop_samples, batch_size))
 
 
 def whole_input(blocks, min_samples):
