@@ -148,6 +148,47 @@ def folded_state_dict(model, mean, std):
     return state
 
 
+# The initial head of --head_init=probe: an L2-regularised linear fit (as scikit-learn's
+# LogisticRegression with C about 1), solved by L-BFGS to convergence: convex, so the result
+# depends on the embeddings alone, not on a seed or a learning rate.
+INITIAL_HEAD_L2 = 1e-3
+INITIAL_HEAD_STEPS = 200
+
+
+def fit_initial_head(run, model, dataset, train_indices, batches, device, trusted=False):
+    """LP-FT (Kumar et al. 2022): set `model`'s head to a linear fit on the frozen backbone's
+    embeddings of the training clips, so that fine-tuning starts from a head that already
+    reads the backbone instead of a random one that distorts it; returns the fit's accuracy
+    (or mAP) on the training clips."""
+    embeddings, _ = clip_embeddings(run, dataset, model, batches, device, trusted)
+    features = torch.from_numpy(embeddings[train_indices]).to(device)
+    mean, std = features.mean(dim=0), features.std(dim=0).clamp_min(1e-6)
+    inputs = (features - mean) / std
+    targets = torch.from_numpy(np.asarray(dataset.targets, dtype=np.float32)[train_indices])
+    targets = targets.to(device)
+    head, loss_func = model.fc_transfer, LOSSES[run.loss_type]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+    solver = torch.optim.LBFGS(head.parameters(), lr=1, max_iter=INITIAL_HEAD_STEPS,
+                               tolerance_grad=1e-6, line_search_fn="strong_wolfe")
+
+    def objective():
+        solver.zero_grad()
+        loss = loss_func({"clipwise_output": model.head(inputs)}, targets) + \
+            INITIAL_HEAD_L2 * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    solver.step(objective)
+    model.load_state_dict(folded_state_dict(model, mean, std))
+    result = score(head_probabilities(model, features, run.task), targets.cpu().numpy(),
+                   run.task, loss_func, run.threshold)
+    logging.info("--head_init=probe: head fitted on the embeddings of %d training clips "
+                 "(training loss %.3f)", len(train_indices), result["loss"])
+    return result
+
+
 def head_probabilities(model, inputs, task):
     with torch.no_grad():
         return probabilities_from_output(model.head(inputs).float(), task).cpu().numpy()

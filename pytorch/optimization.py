@@ -29,6 +29,11 @@ def check_options(run):
         # head; layer-wise decay needs layers below the one that trains.
         raise UsageError(f"--layer_decay={run.layer_decay:g}: a linear probe trains one layer, "
                          "the head, with nothing below it to decay; drop --layer_decay")
+    if run.head_init == "probe" and not run.pretrained_checkpoint_path:
+        raise UsageError("--head_init=probe: needs --pretrained_checkpoint_path, the backbone "
+                         "whose embeddings the head is fitted on")
+    if run.head_init == "probe" and run.linear_probe:
+        raise UsageError("--head_init=probe: a linear probe fits its head anyway; drop one")
     if run.weight_decay > 0 and run.optimizer != "adamw":
         raise UsageError(f"--weight_decay={run.weight_decay:g}: Adam's weight decay is an L2 "
                          "term that its scaling undoes; use --optimizer=adamw")

@@ -23,6 +23,7 @@ from pytorch.checkpoints import Checkpointer, load_checkpoint_file
 from pytorch.distributed import (RankShare, all_rank_rng_states, barrier, broadcast_flag,
                                  gather_from_ranks, global_mean, rank_mixup_lambda,
                                  restore_rng_states, rng_states, setup_distributed, wrap_model)
+from pytorch.linear_probe import fit_initial_head
 from pytorch.losses import LOSSES
 from pytorch.metrics_stream import open_metrics_stream
 from pytorch.optimization import clip_gradients, make_optimizer, set_learning_rates
@@ -83,6 +84,7 @@ class TrainingRun:
         check_precision(run.precision, self.device)
         self.loss_func = LOSSES[run.loss_type]
         self.raw_model = build_model(run, self.device, trust_checkpoint)
+        self.trust_checkpoint = trust_checkpoint
         if run.sync_batchnorm and self.world_size > 1:  # BatchNorm over the global batch
             self.raw_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.raw_model)
         self.optimizer = make_optimizer(self.raw_model, run, self.device)
@@ -110,8 +112,14 @@ class TrainingRun:
         self.selection = Selection(run, self.statistics, self.save_best)
         if self.resume_iteration > 0:
             self.resume()
-        elif self.rank > 0:  # dropout and SpecAugment differ per rank (rank 0: as one process)
-            torch.manual_seed(run.seed + self.rank)
+        else:
+            if run.head_init == "probe" and self.is_master:  # DDP then copies rank 0's weights
+                self.statistics.record("head_init", fit_initial_head(
+                    run, self.raw_model, self.dataset, self.train_indices, batch_source(
+                        self.dataset, self.device, run.num_workers, run.seed), self.device,
+                    self.trust_checkpoint))
+            if self.rank > 0:  # dropout and SpecAugment differ per rank (rank 0: as one process)
+                torch.manual_seed(run.seed + self.rank)
         self.model = wrap_model(self.raw_model, self.device, self.world_size, run.compile)
         self.open_loaders()
         return self

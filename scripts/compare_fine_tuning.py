@@ -39,6 +39,7 @@ OPTIONS = {
     "cosine": (["--lr_schedule=cosine", "--warmup_iterations=5"], True, True),
     "adamw": (["--optimizer=adamw", "--weight_decay=0.05"], True, True),
     "mixup": (["--augmentation=mixup"], True, True),
+    "head_init": (["--head_init=probe"], True, True),
 }
 
 

@@ -139,6 +139,14 @@ def train(workspace, features, *extra, model="Transfer_Cnn6"):
                       "--learning_rate=1e-3", *map(str, extra)])
 
 
+def parsed_run(workspace, features, *flags):
+    """The RunConfig main.py builds for a train command line (no training)."""
+    from pytorch.configure import train_run_config
+    args = main_script.build_parser().parse_args(
+        ["train", f"--workspace={workspace}", f"--features={features}", *flags])
+    return train_run_config(main_script.train_flags(args))
+
+
 def pack_csv(csv, workspace, *extra):
     result = run_script("utils/features.py", "pack_csv_to_hdf5", f"--csv={csv}",
                         f"--workspace={workspace}", "--clip_duration=0.5", "--num_workers=0",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import run_script
+from helpers import parsed_run, run_script
 from pytorch import main
 from pytorch.checkpoints import load_checkpoint_file
 from pytorch.evaluate import evaluate_checkpoint
@@ -140,3 +140,61 @@ def test_probe_applies_the_head_options_and_refuses_layer_decay(setup):
     with pytest.raises(UsageError, match=r"^--layer_decay=0.75: a linear probe trains one layer"):
         probe(setup, "--run_name=layers", "--layer_decay=0.75")
     assert not os.path.exists(probe_dirs(setup) + "/run_name=layers")  # refused before its folder
+
+
+def test_head_init_fits_the_head_and_fine_tuning_starts_from_it(setup):
+    """--head_init=probe (LP-FT): before the first step the head is the linear fit on the frozen
+    backbone's embeddings of the training clips; the base stays the file's, the fit is what the
+    whole model computes from the waveforms, and it fits them far better than a random head."""
+    from pytorch.selection import score
+    from pytorch.pytorch_utils import forward_loader
+    from pytorch.train import TrainingRun
+    from utils.data_generator import EvaluateSampler
+
+    flags = ["--model_type=Transfer_Cnn6", f"--pretrained_checkpoint_path={setup}/backbone.pth",
+             "--batch_size=8", "--num_workers=0", "--holdout_fold=1", "--augmentation=none"]
+    features = setup / "features" / "waveform.h5"
+
+    def opened(name, *extra):
+        return TrainingRun(parsed_run(setup / name, features, *flags, *extra)).open(
+            str(setup / name))
+
+    def training_clips_score(training):
+        _, probabilities, targets = forward_loader(
+            training.raw_model, training.batches(EvaluateSampler(training.train_indices, 8)),
+            training.device, "single_label", "fp32")
+        return score(probabilities, targets, "single_label", training.loss_func, 0.5)
+
+    fitted, plain = opened("probe", "--head_init=probe"), opened("plain")
+    backbone = torch.load(setup / "backbone.pth", weights_only=True)["model"]
+    state = fitted.raw_model.state_dict()
+    assert all(torch.equal(state[f"base.{key}"], value) for key, value in backbone.items())
+    recorded = fitted.statistics.statistics["head_init"]
+    measured = training_clips_score(fitted)
+    assert measured["loss"] == pytest.approx(recorded["loss"], rel=1e-3, abs=1e-4)
+    assert measured["accuracy"] == recorded["accuracy"] > 0.9
+    assert measured["loss"] < 0.5 * training_clips_score(plain)["loss"]
+    assert "head_init" not in plain.statistics.statistics
+    for training in (fitted, plain):
+        training.run_folder.release()
+
+
+def test_head_init_is_fitted_once_and_a_resumed_run_keeps_its_head(setup):
+    common = ["train", f"--workspace={setup}", "--model_type=Transfer_Cnn6", "--head_init=probe",
+              f"--pretrained_checkpoint_path={setup}/backbone.pth", "--batch_size=8",
+              "--num_workers=0", "--holdout_fold=1", "--augmentation=none", "--save_every=1",
+              "--eval_every=1"]
+    main.main(common + ["--stop_iteration=1"])
+    main.main(common + ["--stop_iteration=2", "--resume_iteration=1"])
+    log_dir = os.path.join(setup, "logs", "main", "holdout_fold=1", "Transfer_Cnn6", "pretrain=True",
+                           "loss_type=clip_nll", "augmentation=none", "batch_size=8",
+                           "freeze_base=False")
+    with open(os.path.join(log_dir, "train.log")) as f:
+        log = f.read()
+    assert log.count("--head_init=probe: head fitted") == 1 and "resumed from" in log
+
+
+def test_head_init_needs_a_backbone(tmp_path, features):
+    from utils.utilities import UsageError
+    with pytest.raises(UsageError, match="--head_init=probe: needs --pretrained_checkpoint_path"):
+        parsed_run(tmp_path, features, "--model_type=Transfer_Cnn6", "--head_init=probe")

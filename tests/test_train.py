@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pytorch import main as main_script
-from helpers import load_statistics, run_dir, run_script, train, visible_files
+from helpers import load_statistics, parsed_run, run_dir, run_script, train, visible_files
 from pytorch.checkpoints import load_checkpoint_file
 from pytorch.models import create_model
 
@@ -176,14 +176,6 @@ def test_filtered_split_trains_on_train_and_reports_test(tmp_path):
     assert sum(statistics["validate"][-1]["confusion_matrix"][0]) == 23  # blues in valid
     test = statistics["test"]
     assert np.sum(test["confusion_matrix"]) == 290 and test["chosen"].startswith("best.pth")
-
-
-def parsed_run(workspace, features, *flags):
-    """The RunConfig main.py builds for a train command line (no training)."""
-    from pytorch.configure import train_run_config
-    args = main_script.build_parser().parse_args(
-        ["train", f"--workspace={workspace}", f"--features={features}", *flags])
-    return train_run_config(main_script.train_flags(args))
 
 
 def test_the_command_line_builds_one_run_config(tmp_path, features):

@@ -234,6 +234,10 @@ class RunConfig:
                                      "equally often, for imbalanced multi-label data", SELECTION,
                           choices=["shuffle", "balanced"])
     # Fine-tuning options (pytorch/optimization.py); the defaults are the published recipe.
+    head_init: str = option("random", "probe: start fine-tuning from a head fitted on the "
+                                      "frozen backbone's embeddings of the training clips "
+                                      "(LP-FT), not from random weights", FINE_TUNING,
+                            choices=["random", "probe"])
     optimizer: str = option("adam", "adamw: decoupled weight decay, not on biases and norms",
                             FINE_TUNING, choices=OPTIMIZERS)
     weight_decay: float = option(0.0, "AdamW's weight decay (e.g. 0.01)", FINE_TUNING,
