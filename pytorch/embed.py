@@ -28,7 +28,8 @@ from pytorch.windows import predict_blocks, window_outputs
 from utils.arguments import add_flags
 from utils.audio import AudioReadError, stream_audio
 from utils.data_generator import EvaluateSampler, WaveformDataset, features_flag
-from utils.utilities import UsageError, atomic_path, check_output_file, remove_stale_temporaries
+from utils.utilities import (UsageError, atomic_path, check_output_file, progress,
+                             remove_stale_temporaries)
 
 
 INDEX_HEADER = ["file", "start_s", "end_s"]  # after 'row'; 'fold' follows for packed clips
@@ -41,7 +42,7 @@ def index_path(output):
 def file_rows(predictor, paths, window_samples, hop_samples, batch_size, per_window):
     """Yields ([file, start_s, end_s], embedding) per file, or per window with `per_window`."""
     sample_rate = predictor.run.audio.sample_rate
-    for path in tqdm(paths, desc="embed", unit="file", disable=len(paths) < 2):
+    for path in progress(paths, desc="embed", unit="file", disable=len(paths) < 2):
         blocks = stream_audio(path, sample_rate)
         try:
             if per_window:

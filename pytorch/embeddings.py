@@ -8,9 +8,8 @@ whatever the number of clips or windows.
 import struct
 
 import numpy as np
-from tqdm import tqdm
 
-from utils.utilities import UsageError
+from utils.utilities import UsageError, progress
 
 NPY_MAGIC = b"\x93NUMPY\x01\x00"
 NPY_HEADER_BYTES = 128  # room for any (rows, width) of float32
@@ -20,7 +19,7 @@ def loader_embeddings(embed_batch, loader, source):
     """Yields (names, embeddings (batch, width) float32) for each batch of a clip loader;
     `embed_batch(waveform batch) -> array`. A NaN or inf embedding is an error naming `source`
     (the checkpoint): nothing downstream can use it."""
-    for batch in tqdm(loader, desc="embeddings", unit="batch"):
+    for batch in progress(loader, desc="embeddings", unit="batch"):
         embeddings = np.asarray(embed_batch(batch["waveform"]), dtype=np.float32)
         if not np.isfinite(embeddings).all():
             bad = int((~np.isfinite(embeddings)).any(axis=1).sum())

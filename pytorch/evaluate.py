@@ -15,7 +15,6 @@ import os
 
 import numpy as np
 from sklearn.metrics import multilabel_confusion_matrix
-from tqdm import tqdm
 
 from pytorch.checkpoints import stored_thresholds
 from pytorch.restore import load_trained_model
@@ -28,8 +27,8 @@ from utils.arguments import add_flags
 from utils.metrics import (classification_report_text, compute_metrics, tuned_scores,
                            write_confusion_matrix)
 from utils.splits import FILTERED_SUBSETS, load_filtered_split, packed_subsets
-from utils.utilities import (UsageError, check_writable_folder, remove_stale_temporaries,
-                             write_csv, write_json)
+from utils.utilities import (UsageError, check_writable_folder, progress,
+                             remove_stale_temporaries, write_csv, write_json)
 
 EVALUATION_SPLITS = ("folds", "filtered", "subsets", "all")
 SUBSET_SPLITS = ("filtered", "subsets")
@@ -241,7 +240,7 @@ def evaluate_checkpoint(checkpoint_path, features_path=None, split=None, holdout
     loader = make_loader(dataset, EvaluateSampler(indices, batch_size), num_workers, seed=0,
                          device=device)
     audio_names, probabilities, targets = forward_loader(
-        model, tqdm(loader, desc=f"evaluating {selection}", unit="batch"), device, task,
+        model, progress(loader, desc=f"evaluating {selection}", unit="batch"), device, task,
         precision)
 
     metrics = compute_metrics(task, probabilities, targets, threshold, labels=run.labels)

@@ -25,6 +25,7 @@ from pytorch.windows import (WHOLE_FILE_SECONDS, file_result, format_prediction,
                              predict_blocks, predict_whole, stream_windows, whole_file,
                              whole_input, window_samples_of)
 from utils.audio import AudioReadError, audio_duration, stream_audio
+from utils.utilities import progress
 
 # Files up to this long are decoded whole by a worker (a 10-minute file is 77 MB of float32 at
 # 32 kHz); longer ones are streamed here, a block at a time.
@@ -206,7 +207,7 @@ def stream_predictions(predictor, paths, window=None, hop=None, top_k=3, batch_s
     window_samples, hop_samples = window_samples_of(predictor.run.audio, window, hop, batch_size)
     stream = FileStream(predictor, window_samples, hop_samples, batch_size, num_workers,
                         lambda path: whole_file(predictor, window, path, whole_file_seconds))
-    with tqdm(total=len(paths), desc="inference", unit="file", disable=len(paths) < 2) as bar:
+    with progress(total=len(paths), desc="inference", unit="file", disable=len(paths) < 2) as bar:
         for path, outputs, windows, samples in stream.stream(paths):
             bar.update(1)
             if outputs is None:

@@ -31,7 +31,6 @@ import time
 import h5py
 import numpy as np
 import torch
-from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pytorch.checkpoints import Checkpointer, read_pretrained
@@ -46,7 +45,7 @@ from pytorch.selection import Selection, chosen_checkpoint, finish_selection, sc
 from utils.data_generator import EvaluateSampler, feature_files
 from utils.runs import BEST_CHECKPOINT, STATISTICS_FILE
 from utils.statistics_files import StatisticsContainer, statistics_meta
-from utils.utilities import UsageError, atomic_path, remove_stale_temporaries
+from utils.utilities import UsageError, atomic_path, progress, remove_stale_temporaries
 
 EMBEDDINGS_DIR = "embeddings"
 
@@ -245,7 +244,7 @@ def fit_head(head, run, selection, split, targets, loss_func):
     train_targets = torch.from_numpy(targets).to(head.features.device)
     stop_early = False
     with logging_redirect_tqdm():
-        for iteration in tqdm(range(run.stop_iteration + 1), desc="linear probe", unit="it"):
+        for iteration in progress(range(run.stop_iteration + 1), desc="linear probe", unit="it"):
             if iteration % run.eval_every == 0 or iteration == run.stop_iteration:
                 result = score(head.probabilities(holdout_indices), targets[holdout_indices],
                                run.task, loss_func, run.threshold)

@@ -39,7 +39,7 @@ def open_run(run, workspace, resume_iteration, model, is_master=True):
         for path in run_folder.removed_temporaries:  # found before the log file was open
             logging.info("removed %s, left by an interrupted write", path)
         write_run_file(run, run_folder.dirs["statistics"])
-    logging.info("run configuration: %s", run)
+    logging.info("run: %s (all settings: run.json)", run.summary())
     if run.pretrained_checkpoint_path:
         logging.info("loaded the pretrained base from %s", run.pretrained_checkpoint_path)
     return run_folder, log_path

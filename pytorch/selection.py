@@ -73,19 +73,22 @@ class Selection:
     def after_validation(self, result, iteration):
         """Record one validation; returns True when early stopping is due. The untrained model
         (iteration 0) is recorded for the curves but is never a candidate for the best."""
+        previous = self.statistics.statistics["validate"]
+        since = previous[-1]["iteration"] if previous else 0
         self.statistics.append("validate", dict(result, iteration=iteration))
         self.statistics.dump()
-        if iteration > 0 and self.best.update(result, iteration) and self.run.keep_best:
-            self.save_best(iteration)
+        improved = iteration > 0 and self.best.update(result, iteration)
         if "averages" in result:  # multi-label: the full report, as the IAB projects printed it
             logging.info("validation at iteration %d, threshold %g:\n%s", iteration,
                          self.run.threshold, classification_report_text(result, self.run.labels))
-        train_loss = self.statistics.last_train_loss()
+        train_loss = self.statistics.recent_train_loss(since)
         metric = self.best.metric
         logging.info("iteration %d: validation %s %.4f, loss %.4f; train loss %s (%.1f s)",
-                     iteration, metric, result[metric], result["loss"],
-                     "-" if train_loss is None else f"{train_loss:.4f}",
+                     iteration, metric, result[metric], result["loss"], "-" if train_loss is None
+                     else f"{train_loss:.4f} (mean of iterations {since + 1}-{iteration})",
                      time.time() - self.started)
+        if improved and self.run.keep_best:  # after the line that says why
+            self.save_best(iteration)
         patience = self.run.early_stop_patience
         if iteration > 0 and patience > 0 and self.best.evaluations_without_improvement >= patience:
             logging.info("early stop: no better %s in %d evaluations (best %.4f at iteration %d)",

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from pytorch.windows import predicted_labels, window_outputs
 from utils.audio import AudioReadError, stream_audio
 from utils.figures import save_figure
-from utils.utilities import atomic_path
+from utils.utilities import atomic_path, progress
 
 MAX_COLUMNS = 2048     # of a picture: more windows are merged in pairs
 PICTURE_LABELS = 20    # a picture shows every label up to this many, else the top ones by peak
@@ -125,7 +125,7 @@ def write_timelines(predictor, paths, output, window_samples, hop_samples, batch
     with atomic_path(output) as temp_path, open(temp_path, "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["file", "start_s", "end_s"] + list(run.labels) + ["predicted"])
-        for path in tqdm(paths, desc="timeline", unit="file", disable=len(paths) < 2):
+        for path in progress(paths, desc="timeline", unit="file", disable=len(paths) < 2):
             try:
                 image, centres, file_rows = file_timeline(predictor, path, writer, window_samples,
                                                 hop_samples, batch_size)

@@ -16,7 +16,6 @@ import os
 import time
 
 import torch
-from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pytorch.checkpoints import Checkpointer, load_checkpoint_file
@@ -35,7 +34,7 @@ from pytorch.selection import Selection, chosen_checkpoint, finish_selection, va
 from utils.data_generator import EvaluateSampler
 from utils.runs import STATISTICS_FILE, checkpoint_path
 from utils.statistics_files import StatisticsContainer, statistics_meta
-from utils.utilities import UsageError, host_memory_mb
+from utils.utilities import UsageError, host_memory_mb, progress
 
 LOG_EVERY = 10  # training steps between metric records (each one syncs the GPU once)
 
@@ -239,7 +238,9 @@ class TrainingRun:
         """The chosen checkpoint's thresholds and test score; the run marked finished."""
         self.checkpointer.check_final()
         memory = gather_from_ranks(host_memory_mb(), self.world_size)  # every rank joins
-        if self.is_master and all(memory):
+        if self.is_master and all(memory) and self.world_size == 1:
+            logging.info("host memory: %.0f MB resident", memory[0]["rss"])
+        elif self.is_master and all(memory):
             logging.info("host memory per rank, MB (PSS: shared pages split between their "
                          "processes; anon: the rank's own; file: its share of mapped files, "
                          "libraries included): %s",
@@ -272,8 +273,8 @@ def train(run, workspace, resume_iteration=0, trust_checkpoint=False):
     checkpoint at `resume_iteration`; returns (statistics dict, run dirs)."""
     training = TrainingRun(run, resume_iteration, trust_checkpoint).open(workspace)
     started = time.time()
-    progress = tqdm(total=run.stop_iteration, initial=training.iteration, desc="training",
-                    unit="it", disable=not training.is_master)
+    bar = progress(total=run.stop_iteration, initial=training.iteration, desc="training",
+                   unit="it", disable=not training.is_master)
     try:
         with logging_redirect_tqdm():
             while True:
@@ -283,9 +284,9 @@ def train(run, workspace, resume_iteration=0, trust_checkpoint=False):
                 if at_end:
                     break
                 training.step()
-                progress.update(1)
+                bar.update(1)
     finally:
-        progress.close()  # before any error line, which then stays the last one
+        bar.close()  # before any error line, which then stays the last one
     training.finish(stopped_early)
     logging.info("finished at iteration %d in %.1f s; log %s", training.iteration,
                  time.time() - started, training.log_path)

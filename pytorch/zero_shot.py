@@ -16,7 +16,6 @@ import logging
 import os
 
 import numpy as np
-from tqdm import tqdm
 
 from pytorch.models import TAGGERS, create_model
 from pytorch.published import identify_checkpoint, require_audioset_head
@@ -32,7 +31,7 @@ from utils.iab_sources import mapping_used
 from utils.metrics import compute_metrics
 from utils.runs import default_features_path
 from utils.splits import packed_subsets
-from utils.utilities import UsageError, create_logging, require_file, write_json
+from utils.utilities import UsageError, create_logging, progress, require_file, write_json
 
 # Only the plain taggers have the 527 AudioSet outputs the mapping reads.
 AUDIOSET_TAGGERS = list(TAGGERS)
@@ -141,7 +140,7 @@ def run_zero_shot(args):
     loader = make_loader(dataset, EvaluateSampler(holdout_indices, args.batch_size),
                          args.num_workers, seed=0, device=device)
     _, audioset_probabilities, targets = forward_loader(
-        model, tqdm(loader, desc="zero-shot", unit="batch"), device, config.MULTI_LABEL,
+        model, progress(loader, desc="zero-shot", unit="batch"), device, config.MULTI_LABEL,
         resolve_precision(args.precision, device))
     # The ancestor rule, as packing applies it to the targets: present ancestors do not count.
     probabilities = map_audioset_to_labels(

@@ -43,7 +43,6 @@ import h5py
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from tqdm import tqdm
 
 from pytorch.losses import LOSSES
 from pytorch.pytorch_utils import (Mixup, check_precision, forward_loader, make_loader,
@@ -60,7 +59,8 @@ from utils.data_generator import (EvaluateSampler, TrainSampler, WaveformDataset
                                   read_hdf5_info)
 from utils.features import write_clip_metadata
 from utils.partial_pack import create_waveform_dataset
-from utils.utilities import UsageError, atomic_path, atomic_write_text, check_output_file, run_cli
+from utils.utilities import (UsageError, atomic_path, atomic_write_text, check_output_file,
+                             progress, run_cli)
 
 BASELINE = {"loader": "original", "backends": False, "channels_last": False,
             "precision": "fp32", "compile": False}
@@ -123,7 +123,7 @@ def write_synthetic_hdf5(path, clips, clip_duration, seed=0):
     with atomic_path(path) as temp_path, h5py.File(temp_path, "w") as hf:
         waveforms = create_waveform_dataset(hf, clips, clip_samples)
         block = 16
-        for start in tqdm(range(0, clips, block), desc="synthesising clips", unit="block"):
+        for start in progress(range(0, clips, block), desc="synthesising clips", unit="block"):
             count = min(block, clips - start)
             waveforms[start:start + count] = rng.integers(-8000, 8000, (count, clip_samples),
                                                           dtype=np.int16)
@@ -450,11 +450,11 @@ def main(argv=None):
                    "matmul": in_fresh_process(measure_matmul_rate, options),
                    "steps": [], "loaders": []}
         save(results)
-        for name, step_config in tqdm(configs, desc="steps", unit="step"):
+        for name, step_config in progress(configs, desc="steps", unit="step"):
             outcome = in_fresh_process(measure_step, step_config, options)
             results["steps"].append(dict(outcome, step=name, config=step_config))
             save(results)
-        for kind in tqdm(loaders, desc="loaders", unit="loader"):
+        for kind in progress(loaders, desc="loaders", unit="loader"):
             results["loaders"].append(dict(in_fresh_process(measure_loader, kind, options),
                                            loader=kind))
             save(results)

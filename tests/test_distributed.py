@@ -138,7 +138,7 @@ def test_two_processes_match_one(tmp_path, features, augmentation, streamed, nod
     assert os.listdir(run_dir(tmp_path / "two", "logs", **run)) == ["train.log"]
     with open(os.path.join(run_dir(tmp_path / "two", "logs", **run), "train.log")) as f:
         log = f.read()
-    assert log.count("run configuration:") == 1 and log.count("saved ") == 2
+    assert log.count("run: ") == 1 and log.count("saved ") == 2
     assert "2 process(es)" in log
     # every rank's host memory, gathered to rank 0's log: real, positive figures
     memory = re.search(r"host memory per rank.*: rank 0 RSS (\d+) PSS (\d+) anon \d+ file \d+; "

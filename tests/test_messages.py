@@ -120,3 +120,13 @@ def test_a_replaced_resume_checkpoint_does_not_suggest_trust_checkpoint(tmp_path
     message = str(refused.value)
     assert "this project's checkpoints never hold" in message and "was replaced or altered" in message
     assert "add --trust_checkpoint" not in message
+
+
+def test_progress_bars_write_a_few_lines_into_a_redirected_log():
+    """A batch job's log gets progress every REDIRECTED_PROGRESS_SECONDS, not once per step."""
+    script = ("import time\nfrom utils.utilities import progress\n"
+              "for _ in progress(range(300), desc='steps'):\n    time.sleep(0.005)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_DIR, capture_output=True,
+                            text=True, check=True)
+    updates = [line for line in re.split(r"[\r\n]", result.stderr) if "steps" in line]
+    assert 1 <= len(updates) <= 3 and "300/300" in updates[-1]

@@ -2,6 +2,7 @@
 import csv
 import glob
 import os
+import re
 
 import numpy as np
 import pytest
@@ -129,6 +130,24 @@ def test_keep_best_and_early_stop(tmp_path, features):
     checkpoints = run_dir(tmp_path, "checkpoints")
     assert sorted(visible_files(checkpoints)) == ["3_iterations.pth", "best.pth"]
     assert load_checkpoint_file(os.path.join(checkpoints, "best.pth"))["iteration"] == 1
+    with open(os.path.join(run_dir(tmp_path, "logs"), "train.log")) as f:
+        log = f.read()
+    # the validation line that chose best.pth comes before the line that saved it
+    assert log.index("iteration 1: validation") < log.index("best.pth") < log.index(
+        "iteration 2: validation")
+
+
+def test_the_logged_training_loss_is_the_mean_since_the_last_validation(tmp_path, features):
+    train(tmp_path, features, "--stop_iteration=6", "--eval_every=3", "--save_every=6",
+          "--augmentation=none")
+    losses = {e["iteration"]: e["loss"] for e in load_statistics(tmp_path, augmentation="none")["train"]}
+    with open(os.path.join(run_dir(tmp_path, "logs", augmentation="none"), "train.log")) as f:
+        logged = re.findall(r"train loss ([\d.]+) \(mean of iterations (\d+)-(\d+)\)", f.read())
+    assert [(int(first), int(last)) for _, first, last in logged] == [(1, 3), (4, 6)]
+    for value, first, last in logged:
+        window = [losses[i] for i in range(int(first), int(last) + 1)]
+        assert float(value) == pytest.approx(np.mean(window), abs=1e-4)
+        assert float(value) != pytest.approx(window[-1], abs=1e-4)  # not the last batch alone
 
 
 @pytest.mark.slow

@@ -301,6 +301,19 @@ class RunConfig:
     def to_dict(self):
         return dataclasses.asdict(self)
 
+    def summary(self):
+        """One readable line: what trains on what, and the options set away from their
+        declared defaults (the whole configuration is in run.json and every checkpoint)."""
+        changed = [f"{name}={getattr(self, name)}" for name, field in options(RunConfig).items()
+                   if field.default is not dataclasses.MISSING
+                   and getattr(self, name) != field.default]
+        features = self.features if isinstance(self.features, str) else f"{len(self.features)} shards"
+        return (f"{self.model_type} on {features} ({self.task}, {len(self.labels)} labels, "
+                f"{self.clips} clips), "
+                f"{f'holdout fold {self.holdout_fold}' if self.split == 'folds' else f'{self.split} split'}"
+                f"; options off their defaults: "
+                f"{' '.join(changed) or 'none'}")
+
     @classmethod
     def from_dict(cls, data, source="config"):
         data = dict(data)

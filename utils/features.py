@@ -29,7 +29,6 @@ if __name__ == "__main__":  # as a script: import from the repository root, neve
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 from utils import config
 from utils.arguments import (Parser, add_flags, float_range, int_range, non_negative_int,
@@ -47,7 +46,7 @@ from utils.partial_pack import (NOTED, SKIPPED, KEPT, PartialPack, job_digest, s
 from utils.runs import default_features_path
 from utils.utilities import (UsageError, allocated_bytes, atomic_write_text, write_json, check_free_space,
                              check_output_file, create_folder, create_logging,
-                             remove_stale_temporaries, require_file, run_cli)
+                             progress, remove_stale_temporaries, require_file, run_cli)
 
 MINI_DATA_CLIPS_PER_CLASS = 10
 SILENT = "packed, but its clip is all silence (is it the right file?)"
@@ -268,7 +267,7 @@ class DecodedClips:
         done = len(self.kept) + len(self.skipped)
         # closing: a failed write stops the worker pool now, not when the generator is collected
         with contextlib.closing(clips):
-            for index, clip, reason in tqdm(clips, total=len(self.items), initial=done,
+            for index, clip, reason in progress(clips, total=len(self.items), initial=done,
                                             desc="packing", unit="clip"):
                 path = self.items[index][1]
                 if clip is None:

@@ -15,10 +15,22 @@ import sys
 import tempfile
 
 import numpy as np
+from tqdm import tqdm
 
 
 class UsageError(Exception):
     """A mistake of the user's (bad flag, missing file): reported in one line, exit code 2."""
+
+
+# A redirected log (a batch job's file) gets a progress line this often, not one per step.
+REDIRECTED_PROGRESS_SECONDS = 30
+
+
+def progress(iterable=None, **settings):
+    """tqdm, updating at most every REDIRECTED_PROGRESS_SECONDS when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        settings.setdefault("mininterval", REDIRECTED_PROGRESS_SECONDS)
+    return tqdm(iterable, **settings)
 
 
 def _interrupt(signum, frame):
