@@ -265,7 +265,7 @@ def add_inference_parser(subparsers):
     parser.add_argument("--timeline", action="store_true",
                         help="one row per window (file, start_s, end_s, every label's "
                              "probability, predicted) in --output=X.csv, and a label-by-time "
-                             "picture per file in X_timeline/")
+                             "picture per file in X_pictures/")
     parser.add_argument("--top_k", type=positive_int, default=3, help="labels printed per file")
     parser.add_argument("--runtime", default="auto", choices=RUNTIMES,
                         help="auto: on the CPU, the .onnx exported from the checkpoint when it "

@@ -6,6 +6,7 @@
 """
 import argparse
 import os
+import shlex
 import sys
 
 if __name__ == "__main__":  # as a script: import from the repository root, never this folder
@@ -119,9 +120,26 @@ def run_list_runs(args):
             raise UsageError(f"--workspace={args.workspace}: the matching runs have no checkpoint yet")
         print(max(with_checkpoints, key=lambda row: os.path.getmtime(row[1]))[1])
         return
+    if args.tensorboard:
+        print(tensorboard_command([run for run, _ in rows]))
+        return
     for run, newest in rows:
         described = " ".join(f"{key}={value}" for key, value in run.info.items())
         print(f"{described}\n    statistics {run.path}\n    last checkpoint {newest or '-'}")
+
+
+def tensorboard_command(runs):
+    """`tensorboard --logdir_spec=NAME:FOLDER,...` naming each run by what sets it apart from
+    the others listed (e.g. `holdout_fold=3`), not by its 200-character folder path."""
+    differing = [key for key in dict.fromkeys(key for run in runs for key in run.info)
+                 if len({str(run.info.get(key)) for run in runs}) > 1]
+    names = []
+    for run in runs:
+        name = " ".join(f"{key}={run.info.get(key)}" for key in differing) or \
+            str(run.info.get("model_type", "run"))
+        names.append(name.replace(",", ";").replace(":", "-"))  # the spec's separators
+    spec = ",".join(f"{name}:{os.path.dirname(run.path)}" for name, run in zip(names, runs))
+    return f"tensorboard --logdir_spec={shlex.quote(spec)}"
 
 
 def add_runs_parser(subparsers):
@@ -129,6 +147,9 @@ def add_runs_parser(subparsers):
     add_flags(parser, "workspace", "holdout_fold", "model_type", "filter", required=("workspace",))
     parser.add_argument("--latest_checkpoint", action="store_true",
                         help="print only the newest last checkpoint of the matching runs")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="print the TensorBoard command that shows the matching runs under "
+                             "short names (what sets each apart), not their folder paths")
     parser.set_defaults(handler=run_list_runs)
 
 

@@ -7,7 +7,8 @@ timeline.csv holds one row per window: file, start_s, end_s, every label's proba
 predicted labels (the tuned per-label thresholds where the checkpoint has them, else its
 threshold; the top label for single-label models). Rows are written as they are computed, so
 memory does not grow with the recording; the CSV appears under its name when every file is
-done. Each file also gets a label-by-time picture, timeline_timeline/<file>.png, from at most
+done. Each file also gets a label-by-time picture, timeline_pictures/<file>.png (white marks:
+the predicted labels), from at most
 MAX_COLUMNS columns (beyond that, neighbouring windows are merged by their maximum, so a
 3-hour recording costs what a short one does). Windows are cut as pytorch/windows.py says: an
 official tagger's default window is the AudioSet clip (10 s), a fine-tuned model's its
@@ -20,7 +21,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from pytorch.windows import predicted_labels, window_outputs
+from pytorch.windows import predicted_labels, predicted_mask, window_outputs
 from utils.audio import AudioReadError, stream_audio
 from utils.figures import save_figure
 from utils.utilities import atomic_path, progress
@@ -30,7 +31,8 @@ PICTURE_LABELS = 20    # a picture shows every label up to this many, else the t
 
 
 def timeline_dir(output):
-    return os.path.splitext(output)[0] + "_timeline"
+    """Where the pictures of `output` (X.csv) go: X_pictures/."""
+    return os.path.splitext(output)[0] + "_pictures"
 
 
 class TimelineImage:
@@ -62,8 +64,22 @@ class TimelineImage:
         return np.stack(columns)
 
 
-def save_timeline_picture(image, labels, centres_s, title, path):
-    """Columns drawn at the window centres: from the first to the last of `centres_s`."""
+def set_time_axis(axes, first_s, last_s):
+    """About a tick per tenth of the recording at round steps; minutes:seconds past 2 minutes."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(nbins=12, steps=[1, 1.5, 2, 3, 5, 6, 10]))
+    if last_s - first_s > 120:
+        axes.xaxis.set_major_formatter(FuncFormatter(
+            lambda seconds, _: f"{int(seconds // 60)}:{int(seconds % 60):02d}"))
+        axes.set_xlabel("minutes:seconds (window centres)")
+    else:
+        axes.set_xlabel("seconds (window centres)")
+
+
+def save_timeline_picture(image, labels, centres_s, title, path, predicted):
+    """Columns drawn at the window centres: from the first to the last of `centres_s`; a white
+    mark on each label `predicted(columns)` gives (booleans, as the CSV's predicted column)."""
     from matplotlib.figure import Figure
 
     values = image.array()
@@ -78,7 +94,11 @@ def save_timeline_picture(image, labels, centres_s, title, path):
                           extent=(centres_s[0] - step / 2, centres_s[1] + step / 2,
                                   len(shown) - 0.5, -0.5))
     axes.set_yticks(range(len(shown)), [labels[index] for index in shown])
-    axes.set_xlabel("seconds (window centres)")
+    columns, rows = np.nonzero(predicted(values)[:, shown])
+    axes.scatter(centres_s[0] + columns * step, rows, marker="|", color="white", s=30,
+                 linewidths=1, label="predicted")
+    axes.legend(loc="upper right", fontsize="small", facecolor="grey", framealpha=0.6)
+    set_time_axis(axes, *centres_s)
     axes.set_title(title)
     figure.colorbar(picture, ax=axes, label="probability")
     figure.tight_layout()
@@ -136,7 +156,8 @@ def write_timelines(predictor, paths, output, window_samples, hop_samples, batch
             rows += file_rows
             save_timeline_picture(image, run.labels, centres,
                                   f"{os.path.basename(path)}: {run.model_type}",
-                                  picture_path(folder, path, taken))
+                                  picture_path(folder, path, taken),
+                                  lambda values: predicted_mask(values, run, predictor.thresholds))
         if paths and failed == len(paths) and none_read is not None:
             raise none_read  # inside the atomic write: the temporary file is dropped
     return rows, failed

@@ -157,14 +157,20 @@ def predict_whole(predictor, blocks):
             for key, value in outputs.items()}, samples
 
 
-def predicted_labels(probabilities, run, thresholds=None):
-    """The labels a file is given: the top class (single-label), or every label at or above its
-    threshold (multi-label: the per-label thresholds tuned on validation when the checkpoint
-    has them, else its --threshold)."""
+def predicted_mask(probabilities, run, thresholds=None):
+    """Which labels are given (booleans over the last axis): the top class (single-label), or
+    every label at or above its threshold (multi-label: the per-label thresholds tuned on
+    validation when the checkpoint has them, else its --threshold)."""
     if run.task == SINGLE_LABEL:
-        return [run.labels[int(np.argmax(probabilities))]]
+        return np.eye(len(run.labels), dtype=bool)[np.argmax(probabilities, axis=-1)]
     limits = np.asarray(thresholds if thresholds is not None else run.threshold, dtype=np.float64)
-    return [label for label, on in zip(run.labels, probabilities >= limits) if on]
+    return probabilities >= limits
+
+
+def predicted_labels(probabilities, run, thresholds=None):
+    """The labels a file is given (predicted_mask)."""
+    return [label for label, on in zip(run.labels, predicted_mask(probabilities, run, thresholds))
+            if on]
 
 
 def top_labels(probabilities, labels, top_k):

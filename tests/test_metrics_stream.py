@@ -2,12 +2,16 @@
 TensorBoard's own reader, equal to the statistics pickle, also across a resume."""
 import csv
 import os
+import shlex
+import subprocess
+import sys
 
 import pytest
+from tensorboard.backend.event_processing.data_ingester import _parse_event_files_spec
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
-from helpers import load_statistics, run_dir, train
+from helpers import REPO_DIR, load_statistics, run_dir, train
 from pytorch.metrics_stream import METRICS_CSV, scalars
 
 
@@ -88,3 +92,14 @@ def test_two_folds_appear_as_two_runs_under_one_logdir(tmp_path, features):
         accuracy = [(e.step, e.value) for e in multiplexer.Scalars(run, "validate/accuracy")]
         assert accuracy == [(e["iteration"], pytest.approx(e["accuracy"]))
                             for e in statistics["validate"]]
+    # `runs --tensorboard` names the same two runs by what sets them apart, for TensorBoard's
+    # own spec parser, and each name points at the folder holding that fold's events
+    printed = subprocess.run([sys.executable, "pytorch/main.py", "runs", f"--workspace={tmp_path}",
+                              "--tensorboard"], cwd=REPO_DIR, capture_output=True, text=True,
+                             check=True).stdout
+    words = shlex.split(printed)
+    assert words[0] == "tensorboard" and words[1].startswith("--logdir_spec=")
+    named = _parse_event_files_spec(words[1].partition("=")[2])
+    assert sorted(named.values()) == ["holdout_fold=1", "holdout_fold=2"]
+    for folder, name in named.items():
+        assert folder == run_dir(tmp_path, "statistics", fold=int(name[-1]))

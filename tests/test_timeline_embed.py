@@ -70,7 +70,28 @@ def test_timeline_rows_are_the_windows_outputs_with_tuned_thresholds(multi_label
     expected = [";".join(l for l, p, t in zip(LABELS, values, THRESHOLDS) if p >= t)
                 for values in probabilities]
     assert [row["predicted"] for row in rows] == expected
-    assert os.path.getsize(tmp_path / "timeline_timeline" / "song.png") > 1000
+    assert os.path.getsize(tmp_path / "timeline_pictures" / "song.png") > 1000
+
+
+def test_the_picture_marks_the_predicted_labels_and_reads_in_minutes():
+    """Four minutes get a tick at least every 30 s, as m:ss; the white marks sit on the labels
+    the CSV's predicted column gives (one per window, single-label: the top one)."""
+    from matplotlib.figure import Figure
+    from pytorch.timeline import set_time_axis
+    from pytorch.windows import predicted_mask
+    from types import SimpleNamespace
+
+    axes = Figure().subplots()
+    axes.set_xlim(0, 240)
+    set_time_axis(axes, 0, 240)
+    axes.figure.canvas.draw()
+    ticks = [label.get_text() for label in axes.get_xticklabels() if label.get_text()]
+    assert len(ticks) >= 8 and "2:00" in ticks and all(":" in tick for tick in ticks)
+
+    run = SimpleNamespace(task="single_label", labels=["a", "b", "c"])
+    values = np.array([[0.2, 0.5, 0.3], [0.6, 0.2, 0.2], [0.4, 0.4, 0.2]])
+    assert predicted_mask(values, run).tolist() == [[False, True, False], [True, False, False],
+                                                    [True, False, False]]
 
 
 def test_the_picture_keeps_a_bounded_number_of_columns_by_their_maximum():
