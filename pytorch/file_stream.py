@@ -214,7 +214,10 @@ def stream_predictions(predictor, paths, window=None, hop=None, top_k=3, batch_s
                 tqdm.write(f"skipped {path}: {windows}", file=sys.stderr)
                 yield {"file": path, "error": windows}
                 continue
-            result = dict(file_result(predictor, outputs, windows, samples, top_k), file=path)
+            input_samples = max(samples, predictor.min_samples) if stream.read_whole(path) \
+                else window_samples
+            result = dict(file_result(predictor, outputs, windows, samples, top_k, input_samples),
+                          file=path)
             if verbose:
                 tqdm.write(format_prediction(result))
             yield result

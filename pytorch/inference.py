@@ -126,7 +126,8 @@ def json_entry(result, run):
     if "error" in result:
         return result
     return {"file": result["file"], "duration_s": result["duration_s"],
-            "windows": result["windows"], "predicted": result["predicted"],
+            "windows": result["windows"], "padding": result["padding"],
+            "predicted": result["predicted"],
             "top": [{"label": label, "probability": probability}
                     for label, probability in result["top"]],
             "probabilities": dict(zip(run.labels, result["probabilities"].tolist()))}

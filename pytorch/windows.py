@@ -27,6 +27,8 @@ from utils.config import SINGLE_LABEL
 from utils.data_generator import available_ram_bytes
 from utils.utilities import UsageError
 
+# A file padded to more than twice its length gets a note beside its prediction.
+PADDING_NOTE = 0.5
 # An AudioSet tagger reads files up to this long whole, in one pass (Cnn14: ~1 GB at 60 s).
 WHOLE_FILE_SECONDS = 60.0
 
@@ -186,21 +188,24 @@ def predict_audio(predictor, blocks, window=None, hop=None, top_k=3, batch_size=
     decision-level tagger reading it whole)."""
     if read_whole:
         outputs, samples = predict_whole(predictor, blocks)
-        windows = 1
+        windows, input_samples = 1, max(samples, predictor.min_samples)
     else:
-        window_samples, hop_samples = window_samples_of(predictor.run.audio, window, hop,
-                                                        batch_size)
-        outputs, windows, samples = predict_blocks(predictor, blocks, window_samples,
+        input_samples, hop_samples = window_samples_of(predictor.run.audio, window, hop,
+                                                       batch_size)
+        outputs, windows, samples = predict_blocks(predictor, blocks, input_samples,
                                                    hop_samples, batch_size)
-    return file_result(predictor, outputs, windows, samples, top_k)
+    return file_result(predictor, outputs, windows, samples, top_k, input_samples)
 
 
-def file_result(predictor, outputs, windows, samples, top_k):
-    """A file's result: its mean outputs with 'duration_s', 'windows', 'top', 'predicted'."""
+def file_result(predictor, outputs, windows, samples, top_k, input_samples):
+    """A file's result: its mean outputs with 'duration_s', 'windows', 'top', 'predicted' and
+    'padding': the share of the model's input that was silence added to a short file (0.0 when
+    it was all audio), which format_prediction points out."""
     run, probabilities = predictor.run, outputs["probabilities"]
     return dict(outputs, duration_s=samples / run.audio.sample_rate, windows=windows,
                 top=top_labels(probabilities, run.labels, top_k),
-                predicted=predicted_labels(probabilities, run, predictor.thresholds))
+                predicted=predicted_labels(probabilities, run, predictor.thresholds),
+                padding=max(0.0, 1.0 - samples / input_samples))
 
 
 def predict_file(predictor, path, window=None, hop=None, top_k=3, batch_size=8,
@@ -227,4 +232,8 @@ def whole_file(predictor, window, path, whole_file_seconds=WHOLE_FILE_SECONDS, d
 def format_prediction(result):
     top = "  ".join(f"{label} {probability:.3f}" for label, probability in result["top"])
     plural = "" if result["windows"] == 1 else "s"
-    return f"{result['file']} ({result['duration_s']:.1f} s, {result['windows']} window{plural}): {top}"
+    line = f"{result['file']} ({result['duration_s']:.1f} s, {result['windows']} window{plural}): {top}"
+    if result.get("padding", 0.0) >= PADDING_NOTE:
+        line += (f"  [{result['padding']:.0%} of the model's input was silence padding this "
+                 "short file: a weak basis for the prediction; --window=S shortens the window]")
+    return line

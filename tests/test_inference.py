@@ -10,7 +10,7 @@ import torch
 from pytorch.predictor import load_predictor
 from helpers import SR, melody, run_script, save_checkpoint, write_tone
 from pytorch.file_stream import predict_paths
-from pytorch.windows import predict_file, stream_windows, window_samples_of
+from pytorch.windows import format_prediction, predict_file, stream_windows, window_samples_of
 from pytorch.main import main
 from utils.audio import fix_length, load_audio
 from utils.utilities import UsageError
@@ -93,6 +93,15 @@ def test_short_file_is_zero_padded_to_the_window(trained, tmp_path):
     np.testing.assert_allclose(default["probabilities"],
                                direct_probabilities(model, [waveform[:SR], waveform[SR:]]).mean(0),
                                atol=1e-6)
+    assert padded["padding"] == pytest.approx(1 / 3) and default["padding"] == 0.0
+    # padded to over twice its length (a 2-s file in a 5-s window): said beside the prediction
+    mostly_padding = predict_file(model, path, window=5.0)
+    assert mostly_padding["padding"] == pytest.approx(0.6)
+    assert "60% of the model's input was silence" in format_prediction(dict(mostly_padding,
+                                                                           file=path))
+    assert "silence" not in format_prediction(dict(padded, file=path))
+    [streamed] = predict_paths(model, [path], window=5.0, verbose=False, num_workers=0)
+    assert streamed["padding"] == pytest.approx(0.6)
 
 
 def test_window_defaults_to_the_training_clip_and_hop_to_the_window(trained):
