@@ -285,3 +285,40 @@ def test_an_int8_export_keeps_its_answers_and_says_so(tmp_path, features, capsys
     predictor = OnnxPredictor(str(output))
     assert predictor.run.labels == ["high", "low", "mid"]
     assert predictor(np.zeros((2, 32000), np.float32))["probabilities"].shape == (2, 3)
+
+
+def node_with_onnxruntime():
+    """(node, the node_modules holding onnxruntime-node) where both are here, else a skip:
+    ONNXRUNTIME_NODE_MODULES names that folder (`npm install --ignore-scripts
+    onnxruntime-node` makes one)."""
+    import shutil
+    node, modules = shutil.which("node"), os.environ.get("ONNXRUNTIME_NODE_MODULES", "")
+    if not node or not os.path.isdir(os.path.join(modules, "onnxruntime-node")):
+        pytest.skip("needs node and ONNXRUNTIME_NODE_MODULES with onnxruntime-node")
+    return node, modules
+
+
+def test_the_node_example_reads_the_labels_and_tags_as_inference_does(small_multi_label, tmp_path):
+    """docs/examples/onnx_node.mjs: labels and clip length from the file's own metadata, the
+    windows' mean probabilities equal to `main.py inference` on the same file."""
+    import subprocess
+    from helpers import REPO_DIR
+    node, modules = node_with_onnxruntime()
+    script = tmp_path / "onnx_node.mjs"  # ES modules find packages beside the script
+    script.write_text(open(os.path.join(REPO_DIR, "docs", "examples", "onnx_node.mjs")).read())
+    os.symlink(modules, tmp_path / "node_modules")
+    rng = np.random.default_rng(3)
+    wav = str(tmp_path / "a.wav")
+    soundfile.write(wav, (0.3 * rng.standard_normal(int(2.5 * SR))), SR, subtype="PCM_16")
+    printed = subprocess.run([node, str(script), small_multi_label, wav], capture_output=True,
+                             text=True, check=True).stdout
+    node_result = json.loads(printed)
+    main(["inference", f"--checkpoint_path={small_multi_label}", f"--audio_path={wav}",
+          f"--output={tmp_path / 'p.json'}"])
+    with open(tmp_path / "p.json") as f:
+        python_result = json.load(f)["files"][0]
+    assert node_result["windows"] == python_result["windows"] == 3
+    assert [label for label, _ in node_result["top"]] == [
+        entry["label"] for entry in python_result["top"]]
+    for label, probability in node_result["top"]:
+        assert probability == pytest.approx(python_result["probabilities"][label], abs=1e-5)
