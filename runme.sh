@@ -32,6 +32,13 @@ for argument in "$@"; do
     esac
 done
 
+# The documented times are on an idle CPU; say so up front when other work shares it.
+read -r LOAD _ < /proc/loadavg 2>/dev/null || LOAD=0
+CORES=$(nproc 2>/dev/null || echo 1)
+if awk -v load="$LOAD" -v cores="$CORES" 'BEGIN { exit !(load > cores / 2) }'; then
+    echo "note: the CPU is busy (load average $LOAD on $CORES cores): this run shares it, and" \
+         "takes longer than the times docs/benchmarks.md measured on an idle CPU" >&2
+fi
 source scripts/setup_env.sh
 DATASET_DIR="${DATASET_DIR:-}"
 HOLDOUT_FOLD="${HOLDOUT_FOLD:-1}"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from utils.cv_summary import summarize_folds, write_summary
-from utils.plot_statistics import mean_curve, plot_statistics
+from utils.plot_statistics import mean_curve, plot_statistics, smoothed
 from utils.config import AudioConfig, RunConfig
 from utils.runs import run_dirs, write_run_file
 from utils.statistics_files import find_statistics, load_statistics
@@ -298,3 +298,13 @@ def test_the_untrained_model_is_never_the_best_of_a_fold(tmp_path):
     atomic_pickle_dump(stats, path)
     [row] = [row for row in summarize_folds([path]) if row["fold"] == "1"]
     assert (row["best_accuracy"], row["best_accuracy_iteration"]) == (0.4, 100)
+
+
+def test_the_loss_curve_is_a_trailing_mean_that_keeps_the_trend():
+    iterations = list(range(1, 101))
+    trend = np.linspace(2.0, 0.5, 100)
+    noisy = trend + np.where(np.arange(100) % 2, 0.8, -0.8)  # batch-to-batch noise
+    _, mean = smoothed((iterations, list(noisy)), points=4)
+    assert mean[0] == noisy[0] and mean[5] == pytest.approx(np.mean(noisy[2:6]))
+    assert np.abs(np.array(mean[3:]) - trend[3:]).max() < 0.05  # the noise averages out
+    assert len(smoothed((iterations, list(noisy)))[1]) == 100

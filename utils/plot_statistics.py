@@ -31,7 +31,7 @@ VALIDATION_PANELS = {  # task -> [(metric key, axis title)]
     "single_label": [("accuracy", "Validation accuracy")],
     MULTI_LABEL: [("mAP", "Validation mAP"), ("macro_f1", "Validation macro-F1")],
 }
-LOSS_PANEL = ("loss", "Training loss")
+LOSS_PANEL = ("loss", "Training loss (trailing mean over a 25th of the run)")
 
 
 def mean_curve(curves):
@@ -72,6 +72,19 @@ def describe_configurations(groups):
     return labels, describe(infos[0], shared)
 
 
+def smoothed(curve, points=None):
+    """(iterations, trailing mean of the last `points` values): one batch's loss is noise.
+    Default: a 25th of the curve, so the shape shows whatever the run's length."""
+    iterations, values = curve
+    if not iterations:
+        return curve
+    points = points or max(1, len(values) // 25)
+    sums = np.cumsum(np.concatenate([[0.0], np.asarray(values, dtype=np.float64)]))
+    counts = np.minimum(np.arange(1, len(values) + 1), points)
+    ends = np.arange(1, len(values) + 1)
+    return iterations, list((sums[ends] - sums[ends - counts]) / counts)
+
+
 def _panels(task):
     return VALIDATION_PANELS.get(task, VALIDATION_PANELS["single_label"]) + [LOSS_PANEL]
 
@@ -94,6 +107,10 @@ def _draw_panel(axes, groups, labels, panel, mode):
     for runs, label, color in zip(groups.values(), labels, colors):
         curves = [metric_curve(run.stats, metric_key, section) for run in runs]
         drawn = drawn or any(iterations for iterations, _ in curves)
+        if section == "train":
+            if mode == "single":  # the raw batch losses faintly behind their mean
+                axes.plot(*curves[0], color=color, linewidth=0.5, alpha=0.3)
+            curves = [smoothed(curve) for curve in curves]
         if mode == "single":
             axes.plot(*curves[0], color=color, marker="." if len(curves[0][0]) < 50 else None,
                       label=f"fold {runs[0].fold}")
