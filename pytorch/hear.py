@@ -2,7 +2,7 @@
 every model this project reads: a training checkpoint, an official PANNs checkpoint, an .onnx
 export.
 
-    python3 -m hearvalidator pytorch.hear --model CKPT.pth
+    hear-validator pytorch.hear --model CKPT.pth
     python3 -m heareval.embeddings.runner pytorch.hear --model CKPT.pth
 
     from pytorch import hear
