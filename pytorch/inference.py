@@ -30,6 +30,7 @@ import numpy as np
 
 from pytorch.predictor import RUNTIMES, load_predictor
 from pytorch.pytorch_utils import select_device
+from pytorch.live import run_stream
 from pytorch.timeline import timeline_dir, write_timelines
 from pytorch.file_stream import stream_predictions
 from pytorch.windows import WHOLE_FILE_SECONDS, check_window_fits_model, window_samples_of
@@ -188,6 +189,12 @@ def open_predictor(args):
 
 
 def run_inference(args):
+    if args.stream:
+        if args.output or args.timeline:
+            raise UsageError("--stream writes its rows to standard output as they come: drop "
+                             "--output/--timeline and redirect it (> rows.csv)")
+        run_stream(args, *open_predictor(args))
+        return
     check_inference_output(args)
     paths = find_audio_files(args.audio_path)
     predictor, window_samples, hop_samples = open_predictor(args)
@@ -267,6 +274,18 @@ def add_inference_parser(subparsers):
                         help="one row per window (file, start_s, end_s, every label's "
                              "probability, predicted) in --output=X.csv, and a label-by-time "
                              "picture per file in X_pictures/")
+    parser.add_argument("--stream", action="store_true",
+                        help="live input (pytorch/live.py): --audio_path=- (standard input) or "
+                             "a file still being written; one CSV row per --hop on standard "
+                             "output as soon as its window is complete")
+    parser.add_argument("--stream_format", default="wav", choices=["wav", "s16le", "f32le"],
+                        help="with --stream: a WAV stream (its header gives the rest) or raw "
+                             "little-endian PCM")
+    parser.add_argument("--stream_rate", type=positive_int, default=None,
+                        help="with raw --stream_format: samples per second (default: the "
+                             "model's; others are resampled as they come)")
+    parser.add_argument("--stream_channels", type=positive_int, default=1,
+                        help="with raw --stream_format: interleaved channels, averaged")
     parser.add_argument("--top_k", type=positive_int, default=3, help="labels printed per file")
     parser.add_argument("--runtime", default="auto", choices=RUNTIMES,
                         help="auto: on the CPU, the .onnx exported from the checkpoint when it "
