@@ -17,6 +17,7 @@ from pytorch.configure import train_run_config
 from pytorch.cross_validation import resume_point, train_all_folds
 from pytorch.embed import add_embed_parser
 from pytorch.evaluate import add_evaluate_parser
+from pytorch.explain import add_explain_parser
 from pytorch.inference import add_inference_parser
 from pytorch.onnx_export import add_export_parser
 from pytorch import linear_probe, train as training
@@ -162,6 +163,7 @@ def build_parser():
     add_embed_parser(subparsers)
     add_export_parser(subparsers)
     add_zero_shot_parser(subparsers)
+    add_explain_parser(subparsers)
     add_runs_parser(subparsers)
     return parser
 
