@@ -1,18 +1,22 @@
 """`main.py explain`: which time-frequency regions of a clip's log-mel drove a label.
 
     python3 pytorch/main.py explain --checkpoint_path=CKPT --audio_path=song.wav \\
-        --output=explained/ [--label=jazz] [--start=S] [--method=occlusion|gradient]
+        --output=explained/ [--label=jazz] [--start=S] [--method=gradient|occlusion]
 
 One window of the file (the training clip long, from --start seconds; an official tagger: 10 s)
 is explained for one label (default: the top one). Writes OUTPUT/<file>_<label>_<method>.png
 (the log-mel, and the relevance over it) and .npy ((frames, mel_bins) float32 relevance: how much
 each region raised the label's probability).
 
-- occlusion (default): the log-mel is cut into patches of OCCLUSION_PATCH (frames, mel bins);
-  each patch in turn is set to silence (the log-mel's floor) and the drop of the label's
-  probability is that patch's relevance. Direct, and one forward pass per patch (batched).
-- gradient: gradient x (input - silence) of the label's log-probability with respect to the
-  log-mel: one backward pass, noisier.
+- gradient (default): gradient x (input - silence) of the label's log-probability with respect
+  to the log-mel: one backward pass.
+- occlusion: the log-mel is cut into patches of OCCLUSION_PATCH (frames, mel bins); each patch
+  in turn is set to silence (the log-mel's floor) and the drop of the label's probability is
+  that patch's relevance: one forward pass per patch (batched).
+The default is the one that passed the deletion test at every depth on the demo holdout
+(docs/benchmarks.md): deleting its top 5, 10 and 20% of patches left less of the label's
+probability than deleting random ones; occlusion's single-patch drops ranked the first 5-10%
+best but did worse than random at 20% (patches that matter together, not alone).
 Both work on the network's own log-mel (the model's front end runs as in inference; the
 network from bn0 on sees the edited log-mel), for any log-mel model, fine-tuned or official.
 `scripts/explain_deletion.py` measures which one is faithful: deleting a clip's most relevant
@@ -32,7 +36,7 @@ from utils.audio import AudioReadError, fix_length, load_audio
 from utils.figures import save_figure
 from utils.utilities import UsageError, atomic_path, create_folder, require_file
 
-METHODS = ("occlusion", "gradient")
+METHODS = ("gradient", "occlusion")  # the first is the default
 OCCLUSION_PATCH = (16, 8)  # frames (10 ms each) x mel bins of one occluded region
 OCCLUSION_BATCH = 32
 
@@ -200,8 +204,8 @@ def add_explain_parser(subparsers):
     parser.add_argument("--label", default=None, help="the label to explain (default: the top)")
     parser.add_argument("--start", type=float_range(0.0, 1e9), default=0.0,
                         help="seconds into the file where the explained window starts")
-    parser.add_argument("--method", default="occlusion", choices=METHODS,
-                        help="occlusion: each patch silenced in turn; gradient: gradient x "
-                             "input (see scripts/explain_deletion.py for which is faithful)")
+    parser.add_argument("--method", default=METHODS[0], choices=METHODS,
+                        help="gradient: gradient x input (faithful by the deletion test, "
+                             "docs/benchmarks.md); occlusion: each patch silenced in turn")
     parser.set_defaults(handler=run_explain, window=None, hop=None, batch_size=8, runtime="torch")
     return parser

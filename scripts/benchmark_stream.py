@@ -124,7 +124,7 @@ def main():
     print(json.dumps({key: value for key, value in result.items() if key != "rss_samples"},
                      indent=2))
     if args.output:
-        atomic_write_text(args.output, json.dumps(result, indent=2) + "\n")
+        atomic_write_text(json.dumps(result, indent=2) + "\n", args.output)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def main():
                                      for method in METHODS}}
     print(json.dumps(result, indent=2))
     if args.output:
-        atomic_write_text(args.output, json.dumps(result, indent=2) + "\n")
+        atomic_write_text(json.dumps(result, indent=2) + "\n", args.output)
 
 
 if __name__ == "__main__":

@@ -71,9 +71,9 @@ def test_the_command_writes_the_picture_and_the_array(single_label, tmp_path):
     soundfile.write(audio, melody(2.5), SR)
     main(["explain", f"--checkpoint_path={single_label['checkpoint']}", f"--audio_path={audio}",
           f"--output={tmp_path / 'out'}", "--label=low", "--start=1"])
-    assert sorted(os.listdir(tmp_path / "out")) == ["song_low_occlusion.npy",
-                                                   "song_low_occlusion.png"]
-    assert np.load(tmp_path / "out" / "song_low_occlusion.npy").shape == (101, 64)
+    assert sorted(os.listdir(tmp_path / "out")) == ["song_low_gradient.npy",
+                                                   "song_low_gradient.png"]
+    assert np.load(tmp_path / "out" / "song_low_gradient.npy").shape == (101, 64)
     result = run_script("pytorch/main.py", "explain",
                         f"--checkpoint_path={single_label['checkpoint']}",
                         f"--audio_path={audio}", f"--output={tmp_path / 'out'}",
