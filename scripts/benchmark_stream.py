@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_DIR)
+if __name__ == "__main__":  # as a script: import from the repository root, never this folder
+    sys.path[0] = REPO_DIR
 
 from pytorch.models import create_model  # noqa: E402
 from utils.config import AudioConfig, RunConfig  # noqa: E402

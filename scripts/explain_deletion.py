@@ -19,7 +19,8 @@ import time
 import numpy as np
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_DIR)
+if __name__ == "__main__":  # as a script: import from the repository root, never this folder
+    sys.path[0] = REPO_DIR
 
 from pytorch.explain import METHODS, Explainer, delete_patches, patch_grid, patch_scores  # noqa: E402
 from pytorch.predictor import load_predictor  # noqa: E402
