@@ -11,4 +11,4 @@ cd "$REPO_DIR"
 "$PYTHON" -c "import hearvalidator" 2>/dev/null || "$PYTHON" -m pip install -q --no-deps \
     --ignore-requires-python hearvalidator==2021.0.6 2>/dev/null || \
     echo "note: hearvalidator could not be installed; its test is skipped" >&2
-"$PYTHON" -m pytest -q -n auto tests "$@"
+"$PYTHON" -m pytest -q -n auto --durations=15 tests "$@"
