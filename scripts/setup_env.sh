@@ -34,3 +34,9 @@ else
     fi
 fi
 export PYTHON
+# The packages were installed without bytecode (--no-compile above): it is written as modules are
+# first imported. With PYTHONDONTWRITEBYTECODE set (some machines set it globally) it never is, and
+# every process (each step of runme.sh, each test's subprocess) compiled torch from source again:
+# the suite took 14 min from a fresh clone against 9 with bytecode. Writing it under this
+# project's commands lands in .venv and in git-ignored __pycache__ folders.
+unset PYTHONDONTWRITEBYTECODE
