@@ -98,6 +98,7 @@ def onset_envelope(audio, sample_rate, frame=1024, hop=320):
     return np.maximum(np.diff(log_spectrum, axis=0), 0).sum(axis=1)
 
 
+@pytest.mark.slow
 def test_disco_beat_is_heard_at_the_composed_tempo():
     """Four-on-the-floor: the tempo heard in the audio is each clip's drawn tempo (or double/half)."""
     tempos = []

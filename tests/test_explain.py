@@ -56,6 +56,7 @@ def test_the_gradient_is_the_networks(explainer):
     assert float(up - down) / (2 * step) == pytest.approx(gradient, rel=0.1)
 
 
+@pytest.mark.slow
 def test_deleting_the_top_regions_lowers_the_label_more_than_random_ones(explainer):
     waveforms = [clip(), (0.5 * melody(2.0)[SR // 3:SR // 3 + SR]).astype(np.float32)]
     found = deletion_test(explainer, waveforms, [0.1, 0.2], random_orders=4)
@@ -66,6 +67,7 @@ def test_deleting_the_top_regions_lowers_the_label_more_than_random_ones(explain
     assert left[1] == pytest.approx(left[0])
 
 
+@pytest.mark.slow
 def test_the_command_writes_the_picture_and_the_array(single_label, tmp_path):
     audio = str(tmp_path / "song.wav")
     soundfile.write(audio, melody(2.5), SR)

@@ -39,6 +39,7 @@ def changing_sound(seconds):
     return np.concatenate([tone(200.0, half / SR, SR), tone(3000.0, half / SR, SR)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fine_tuned", "official", "onnx"])
 def test_the_api_gives_hears_shapes_on_a_regular_grid(models, kind):
     model = hear.load_model(models[kind])
@@ -94,6 +95,7 @@ def test_load_model_without_a_path_says_what_it_needs():
         hear.load_model()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fine_tuned", "official", "onnx"])
 def test_hearvalidator_accepts_the_module(models, kind, monkeypatch, capsys):
     """hearvalidator 2021.0.6 (pip install --no-deps --ignore-requires-python: scripts/run_tests.sh

@@ -51,6 +51,7 @@ def assert_same_rows(got, expected, labels):
             assert float(mine[label]) == pytest.approx(float(theirs[label]), abs=5e-5)
 
 
+@pytest.mark.slow
 def test_rows_come_while_stdin_is_still_open_and_match_the_timeline(single_label, tmp_path):
     waveform = melody(5.3)
     data = wav_bytes(waveform)
@@ -76,6 +77,7 @@ def test_rows_come_while_stdin_is_still_open_and_match_the_timeline(single_label
     assert "latency from a window's last sample to its row: median" in errors.decode()
 
 
+@pytest.mark.slow
 def test_raw_pcm_at_another_rate_is_resampled_as_it_comes(single_label, tmp_path):
     rate, seconds = 16000, 3.2
     stereo = np.stack([melody(seconds, rate), melody(seconds, rate)], axis=1)
@@ -137,6 +139,7 @@ def test_the_python_api_streams_blocks_as_they_come(single_label, tmp_path):
     assert len(at_48k) == len(rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags,stdin,words", [
     ([], b"not a wav at all", "not a WAV stream (no RIFF header)"),
     (["--output=x.csv"], b"", "--stream writes its rows to standard output"),

@@ -24,6 +24,7 @@ def checkpoint(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command, flag", [("inference", "--timeline"), ("embed", None)])
 def test_a_window_too_large_for_memory_is_refused_before_reading(checkpoint, tmp_path, command,
                                                                  flag):
@@ -95,6 +96,7 @@ def test_the_same_clips_packed_as_shards_are_the_same_data(labelled, tmp_path, c
     assert "differ from the data the checkpoint was trained on" in caplog.records[-1].getMessage()
 
 
+@pytest.mark.slow
 def test_a_bad_training_flag_through_iab_sh_is_refused_before_packing(tmp_path):
     environment = dict(os.environ, PYTHON=sys.executable)
     result = subprocess.run(["bash", "scripts/iab.sh", f"AUDIO_DIR={tmp_path / 'audio'}",

@@ -60,6 +60,7 @@ class OutputDtypes:
         self.seen[name].add(output.dtype)
 
 
+@pytest.mark.slow
 def test_bf16_on_cpu_keeps_the_front_end_in_fp32(tmp_path, features, fp32_losses, monkeypatch):
     dtypes = OutputDtypes(monkeypatch)
     losses = train(tmp_path, features, "--precision=bf16")
