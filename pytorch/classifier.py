@@ -20,7 +20,7 @@ import numpy as np
 import soxr
 import torch
 
-from pytorch.live import stream_rows
+from pytorch.live import resampled, stream_rows
 from pytorch.predictor import load_predictor
 from pytorch.windows import (WHOLE_FILE_SECONDS, check_window_fits_model, predict_audio, predict_blocks,
                              predicted_labels, window_outputs, window_samples_of, whole_file)
@@ -127,17 +127,9 @@ class Classifier:
         blocks end. Memory holds a window and a block."""
         window_samples, hop_samples = self.window_samples(window, hop)
         check_sample_rate(sample_rate)
-        resampler = None if sample_rate == self.sample_rate else soxr.ResampleStream(
-            sample_rate, self.sample_rate, 1, dtype="float32", quality="HQ")
-
-        def model_rate_blocks():
-            for block in blocks:
-                block = mono_waveform(block).astype(np.float32)
-                yield block if resampler is None else resampler.resample_chunk(block)
-            if resampler is not None:
-                yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-
-        return stream_rows(self.predictor, model_rate_blocks(), window_samples, hop_samples)
+        mono = (mono_waveform(block).astype(np.float32) for block in blocks)
+        return stream_rows(self.predictor, resampled(mono, sample_rate, self.sample_rate),
+                           window_samples, hop_samples)
 
     def timeline(self, audio, sample_rate=None, window=None, hop=None):
         """{'start_s', 'end_s' (windows,), 'probabilities' (windows, classes), 'predicted'

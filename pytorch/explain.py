@@ -63,17 +63,18 @@ class Explainer:
                              "file or a waveform model has no log-mel to explain)")
         self.predictor, self.model = predictor, predictor.model.eval()
         self.tagger, self.run = tagger_of(self.model), predictor.run
-        self.device = predictor.device
 
     def logmel(self, waveform):
         """(1, 1, frames, mel_bins) log-mel of one window."""
         with torch.no_grad():
-            return self.tagger.logmel(torch.from_numpy(waveform[None]).to(self.device)).float()
+            waveform = torch.from_numpy(waveform[None]).to(self.predictor.device)
+            return self.tagger.logmel(waveform).float()
 
     def label_log_probability(self, waveform, logmels, label):
         """(n,) log-probability of `label` for each of n log-mels (the waveform only sets the
         batch size)."""
-        batch = torch.from_numpy(np.repeat(waveform[None], len(logmels), axis=0)).to(self.device)
+        batch = torch.from_numpy(np.repeat(waveform[None], len(logmels), axis=0))
+        batch = batch.to(self.predictor.device)
         with given_logmel(self.tagger, logmels):
             output = self.model(batch)["clipwise_output"][:, label].float()
         return output if self.run.task == "single_label" else output.clamp_min(1e-12).log()

@@ -60,21 +60,14 @@ class HearModel(torch.nn.Module):
 
     @property
     def device(self):
-        return next(self.network.parameters()).device if self.network is not None else \
-            torch.device("cpu")
+        return getattr(self.predictor, "device", torch.device("cpu"))  # .onnx: the CPU
 
-    @torch.no_grad()
     def clip_embeddings(self, windows):
-        """(windows, samples) float32 NumPy -> (windows, embedding) float32 NumPy."""
-        found = []
-        for start in range(0, len(windows), WINDOWS_PER_PASS):
-            batch = np.clip(windows[start:start + WINDOWS_PER_PASS], -1.0, 1.0)
-            if self.network is None:
-                found.append(self.predictor(batch)["embedding"])
-            else:
-                output = self.network(torch.from_numpy(batch).to(self.device))
-                found.append(output["embedding"].float().cpu().numpy())
-        return np.concatenate(found).astype(np.float32)
+        """(windows, samples) float32 NumPy -> (windows, embedding) float32 NumPy: the
+        predictor's embeddings (on the device the network is on now)."""
+        return np.concatenate([self.predictor(windows[start:start + WINDOWS_PER_PASS])["embedding"]
+                               for start in range(0, len(windows), WINDOWS_PER_PASS)]
+                              ).astype(np.float32)
 
     @torch.no_grad()
     def frame_embeddings(self, audio):

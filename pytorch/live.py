@@ -98,29 +98,34 @@ def read_wav_header(source, name):
             found = (WAV_CODES[(code, bits)], channels, rate)
 
 
-def pcm_blocks(source, sample_format, channels, rate, model_rate):
-    """Mono float32 blocks at `model_rate` from interleaved PCM, as the bytes arrive."""
+def resampled(blocks, rate, model_rate):
+    """Mono float32 blocks at `rate` as blocks at `model_rate`, each as soon as it comes
+    (soxr's streaming resampler; the filter's tail follows the last block)."""
+    if rate == model_rate:
+        yield from blocks
+        return
     import soxr
 
+    resampler = soxr.ResampleStream(rate, model_rate, 1, dtype="float32", quality="HQ")
+    for block in blocks:
+        yield resampler.resample_chunk(np.asarray(block, dtype=np.float32))
+    yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+def pcm_blocks(source, sample_format, channels):
+    """Mono float32 blocks from interleaved PCM, as the bytes arrive."""
     dtype, scale = RAW_FORMATS[sample_format]
     frame_bytes = np.dtype(dtype).itemsize * channels
-    resampler = None if rate == model_rate else soxr.ResampleStream(
-        rate, model_rate, 1, dtype="float32", quality="HQ")
     pending = b""
     while True:
         data = source.read(READ_FRAMES * frame_bytes)
-        last = not data
+        if not data:
+            return
         data = pending + data
         usable = len(data) - len(data) % frame_bytes
         pending = data[usable:]
         block = np.frombuffer(data[:usable], dtype=dtype).astype(np.float32) / scale
-        block = block.reshape(-1, channels).mean(axis=1) if channels > 1 else block
-        if resampler is not None:
-            block = resampler.resample_chunk(block, last=last)
-        if len(block):
-            yield np.clip(block, -1.0, 1.0).astype(np.float32)
-        if last:
-            return
+        yield np.clip(block.reshape(-1, channels).mean(axis=1), -1.0, 1.0)
 
 
 def stream_rows(predictor, blocks, window_samples, hop_samples):
@@ -161,7 +166,7 @@ def run_stream(args, predictor, window_samples, hop_samples, output=sys.stdout):
     writer.writerow(["start_s", "end_s"] + list(run.labels) + ["predicted"])
     output.flush()
     latencies = []
-    blocks = pcm_blocks(source, sample_format, channels, rate, run.audio.sample_rate)
+    blocks = resampled(pcm_blocks(source, sample_format, channels), rate, run.audio.sample_rate)
     for row in stream_rows(predictor, blocks, window_samples, hop_samples):
         writer.writerow([f"{row['start_s']:.3f}", f"{row['end_s']:.3f}"]
                         + [f"{value:.6f}" for value in row["probabilities"]]

@@ -46,11 +46,16 @@ class Predictor:
 
 
 class TorchPredictor(Predictor):
-    def __init__(self, model, run, thresholds=None, device=torch.device("cpu"), source=None):
-        self.model, self.run, self.thresholds, self.device = model.eval(), run, thresholds, device
+    def __init__(self, model, run, thresholds=None, source=None):
+        self.model, self.run, self.thresholds = model.eval(), run, thresholds
         self.source = source
         self.audioset_tagger = not isinstance(model, TransferModel)
         self.min_samples = tagger_of(model).min_samples()
+
+    @property
+    def device(self):
+        """Where the model is now: inputs follow a model moved after loading (model.to)."""
+        return next(self.model.parameters()).device
 
     @torch.no_grad()
     def forward(self, waveforms):
@@ -137,4 +142,4 @@ def load_predictor(path, device=torch.device("cpu"), trusted=False, model_type=N
         return OnnxPredictor(path, flag)
     model, checkpoint, run = load_trained_model(path, device, flag=flag, trusted=trusted,
                                                 audioset_tagger=True, model_type=model_type)
-    return TorchPredictor(model, run, stored_thresholds(checkpoint, run, path), device, path)
+    return TorchPredictor(model, run, stored_thresholds(checkpoint, run, path), path)
