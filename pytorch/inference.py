@@ -27,9 +27,10 @@ import os
 import sys
 
 import numpy as np
+import torch
 
 from pytorch.predictor import RUNTIMES, load_predictor
-from pytorch.pytorch_utils import select_device
+from pytorch.pytorch_utils import select_device, usable_cores
 from pytorch.live import run_stream
 from pytorch.timeline import timeline_dir, write_timelines
 from pytorch.file_stream import stream_predictions
@@ -178,9 +179,11 @@ def check_inference_output(args):
 
 def open_predictor(args):
     """(predictor, window_samples, hop_samples) of the inference-like commands' flags."""
+    torch.set_num_threads(usable_cores())
     predictor = load_predictor(args.checkpoint_path, select_device(args.cuda),
                                args.trust_checkpoint, args.model_type,
-                               runtime=getattr(args, "runtime", None))
+                               runtime=getattr(args, "runtime", None),
+                               precision=getattr(args, "precision", None))
     audio = predictor.run.audio
     window_samples, hop_samples = window_samples_of(audio, args.window, args.hop,
                                                     args.batch_size)
@@ -288,9 +291,13 @@ def add_inference_parser(subparsers):
                         help="with raw --stream_format: interleaved channels, averaged")
     parser.add_argument("--top_k", type=positive_int, default=3, help="labels printed per file")
     parser.add_argument("--runtime", default="auto", choices=RUNTIMES,
-                        help="auto: on the CPU, the .onnx exported from the checkpoint when it "
-                             "lies beside it (main.py export --output=SAME_NAME.onnx; faster), "
-                             "else PyTorch; torch, onnx: that one")
+                        help="auto: PyTorch on a GPU and on CPUs with native bf16 (AVX-512 "
+                             "BF16, AMX); on other CPUs the .onnx exported from the checkpoint "
+                             "when it lies beside it (main.py export --output=SAME_NAME.onnx; "
+                             "faster), else PyTorch; torch, onnx: that one")
+    parser.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
+                        help="PyTorch's precision (default: bf16 on a GPU and on CPUs with "
+                             "native bf16, else fp32)")
     parser.add_argument("--whole_file", action="store_true",
                         help="an AudioSet tagger reads every file whole, in one pass (memory "
                              f"grows with the file; default: files up to {WHOLE_FILE_SECONDS:g} s)")

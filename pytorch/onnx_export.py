@@ -142,7 +142,12 @@ def run_int8_export(args):
           f"{chosen['holdout_clips']} holdout clips: top-1 agreement with the float model "
           f"{chosen['top1_agreement']:.1%}, {chosen['metric']} {chosen['float_metric']:.4f} -> "
           f"{chosen['int8_metric']:.4f} ({chosen['int8_metric'] - chosen['float_metric']:+.4f}), "
-          f"{chosen['clips_per_s']:.1f} clips/s vs {chosen['float_clips_per_s']:.1f} in fp32")
+          f"{chosen['clips_per_s']:.1f} clips/s vs {chosen['float_clips_per_s']:.1f} in fp32 "
+          f"(x{chosen['speedup']:.2f})")
+    if chosen["speedup"] < 1:
+        print("note: on this CPU the int8 model is slower than the fp32 one (int8 pays on large "
+              "convolutions, such as Cnn14's, and on CPUs with VNNI); the fp32 export is the "
+              "faster file here")
 
 
 def add_export_parser(subparsers):

@@ -13,15 +13,19 @@ import torch
 from pytorch.checkpoints import stored_thresholds
 from pytorch.models import MODELS, TransferModel, tagger_of
 from pytorch.onnx_metadata import SOURCE_KEY, read_onnx_metadata
-from pytorch.pytorch_utils import probabilities_from_output
+from pytorch.pytorch_utils import (autocast, check_precision, native_bf16, probabilities_from_output,
+                                   usable_cores)
 from pytorch.restore import load_trained_model
 from utils.utilities import UsageError, file_sha256, require_file
 
 ONNX_SUFFIX = ".onnx"
-# --runtime: auto takes, on the CPU, the .onnx exported from the same checkpoint when it lies
-# beside it: on the 2-core CPU onnxruntime tagged 10-s files with Cnn14 1.4x faster than
-# PyTorch (scripts/benchmark_inference.py, docs/benchmarks.md), Transfer_Cnn6 windows 2.3x;
-# on a GPU, PyTorch.
+# --runtime=auto, by the figures of docs/benchmarks.md:
+# - a GPU: PyTorch in bf16, channels-last;
+# - a CPU that computes bf16 natively (AVX-512 BF16, AMX): PyTorch in bf16, channels-last
+#   (evaluation 4.25x fp32 PyTorch there, where onnxruntime's fp32 gains 1.2-2.3x);
+# - any other CPU: the .onnx exported from the same checkpoint when it lies beside it
+#   (onnxruntime tagged 10-s files with Cnn14 1.4x faster than PyTorch on the 2-core AVX2 CPU,
+#   Transfer_Cnn6 windows 2.3x), else PyTorch in fp32 (bf16 is emulated there, and slower).
 RUNTIMES = ("auto", "torch", "onnx")
 
 
@@ -46,9 +50,14 @@ class Predictor:
 
 
 class TorchPredictor(Predictor):
-    def __init__(self, model, run, thresholds=None, source=None):
+    """A model in PyTorch; `precision` (fp32, bf16, fp16) for its CNN, channels-last with the
+    half precisions (oneDNN's and cuDNN's fast bf16 convolutions want it)."""
+
+    def __init__(self, model, run, thresholds=None, source=None, precision="fp32"):
         self.model, self.run, self.thresholds = model.eval(), run, thresholds
-        self.source = source
+        self.source, self.precision = source, precision
+        if precision != "fp32":
+            self.model.to(memory_format=torch.channels_last)
         self.audioset_tagger = not isinstance(model, TransferModel)
         self.min_samples = tagger_of(model).min_samples()
 
@@ -59,7 +68,8 @@ class TorchPredictor(Predictor):
 
     @torch.no_grad()
     def forward(self, waveforms):
-        output = self.model(torch.from_numpy(waveforms).to(self.device))
+        with autocast(self.device, self.precision):
+            output = self.model(torch.from_numpy(waveforms).to(self.device))
         result = {"probabilities": probabilities_from_output(
                       output["clipwise_output"].float(), self.run.task).cpu().numpy(),
                   "embedding": output["embedding"].float().cpu().numpy()}
@@ -76,8 +86,11 @@ class OnnxPredictor(Predictor):
 
         require_file(path, flag)
         self.source = path
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = usable_cores()
         try:
-            self.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(path, options,
+                                                        providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception classes
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise UsageError(f"{flag}={path}: not an ONNX model onnxruntime can run "
@@ -110,36 +123,53 @@ def exported_beside(path):
     return candidate if props.get(SOURCE_KEY, "").strip('"') == file_sha256(path) else None
 
 
-def choose_runtime(path, device, runtime="auto", flag="--checkpoint_path"):
-    """The file to run: `path`, or the .onnx exported from it (--runtime=onnx, or auto on the
-    CPU when there is one). None: the file as given, in the runtime its kind takes."""
+def runtime_precision(device, precision=None):
+    """The PyTorch runtime's precision: as given, else bf16 where the hardware computes it (a
+    GPU; a CPU with AVX-512 BF16 or AMX), else fp32."""
+    if precision:
+        check_precision(precision, device)
+        return precision
+    return "bf16" if device.type == "cuda" or native_bf16() else "fp32"
+
+
+def choose_runtime(path, device, runtime="auto", flag="--checkpoint_path", precision=None):
+    """(the file to run, the PyTorch precision): `path`, or the .onnx exported from it
+    (--runtime=onnx; auto on a CPU without native bf16 when there is one; RUNTIMES' comment).
+    runtime None: the file as given, in fp32."""
     if runtime is None:
-        return path
+        return path, precision or "fp32"
     if runtime == "torch" and is_onnx_path(path):
         raise UsageError(f"--runtime=torch: {flag}={path} is an ONNX file, run by onnxruntime; "
                          "give the checkpoint it was exported from")
-    if runtime == "torch" or is_onnx_path(path) or (runtime == "auto" and device.type != "cpu"):
-        return path
+    if is_onnx_path(path):
+        return path, "fp32"
+    precision = runtime_precision(device, precision)
+    if runtime == "torch" or (runtime == "auto" and (device.type != "cpu" or precision != "fp32")):
+        return path, precision
     exported = exported_beside(path)
     if exported:
-        logging.info("running %s, exported from %s (onnxruntime: faster on the CPU; "
+        logging.info("running %s, exported from %s (onnxruntime: faster on this CPU; "
                      "--runtime=torch runs the checkpoint)", exported, path)
-        return exported
+        return exported, "fp32"
     if runtime == "onnx":
         raise UsageError(f"--runtime=onnx: no .onnx exported from {flag}={path} beside it; "
                          f"export it first: main.py export --checkpoint_path={path} "
                          f"--output={os.path.splitext(path)[0] + ONNX_SUFFIX}")
-    return path
+    return path, precision
 
 
 def load_predictor(path, device=torch.device("cpu"), trusted=False, model_type=None,
-                   flag="--checkpoint_path", runtime=None):
+                   flag="--checkpoint_path", runtime=None, precision=None):
     """The Predictor of a training checkpoint, an official PANNs checkpoint (its 527 AudioSet
     labels) or an exported .onnx file (run by onnxruntime on the CPU); `runtime` (RUNTIMES)
-    may run a checkpoint's exported .onnx instead (choose_runtime)."""
-    path = choose_runtime(path, device, runtime, flag)
+    may run a checkpoint's exported .onnx instead, and `precision` the PyTorch one
+    (choose_runtime)."""
+    path, precision = choose_runtime(path, device, runtime, flag, precision)
     if is_onnx_path(path):
         return OnnxPredictor(path, flag)
     model, checkpoint, run = load_trained_model(path, device, flag=flag, trusted=trusted,
                                                 audioset_tagger=True, model_type=model_type)
-    return TorchPredictor(model, run, stored_thresholds(checkpoint, run, path), path)
+    if precision != "fp32":
+        logging.info("running %s in PyTorch, %s and channels-last (--precision=fp32 for "
+                     "full precision)", path, precision)
+    return TorchPredictor(model, run, stored_thresholds(checkpoint, run, path), path, precision)

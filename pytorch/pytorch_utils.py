@@ -1,6 +1,7 @@
 """Torch helpers shared by training, evaluation and inference."""
 import contextlib
 import logging
+import os
 import random
 
 import numpy as np
@@ -48,6 +49,18 @@ def select_device(use_cuda):
     if use_cuda:
         logging.warning("--cuda was given but no CUDA device is available; using the CPU")
     return torch.device("cpu")
+
+
+def native_bf16():
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX). Elsewhere oneDNN
+    emulates it: a training step 7-13x slower than fp32 on an AVX2 CPU (docs/benchmarks.md)."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def usable_cores():
+    """The CPUs this process may run on (its affinity mask: a container's or taskset's share,
+    not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def check_precision(precision, device):

@@ -234,14 +234,28 @@ def test_a_tampered_onnx_file_is_one_line_on_the_command_line(small_multi_label,
     assert OnnxPredictor(small_multi_label).thresholds.tolist() == [0.3, 0.5, 0.6]  # the original
 
 
+@pytest.mark.skipif(not os.path.isfile("/proc/cpuinfo"), reason="reads Linux's CPU flags")
+def test_native_bf16_is_what_the_cpu_says():
+    """The runtime's bf16 test agrees with the kernel's CPU flags (AVX-512 BF16 or AMX)."""
+    from pytorch.pytorch_utils import native_bf16, usable_cores
+    with open("/proc/cpuinfo") as f:
+        flags = next(line for line in f if line.startswith("flags")).split()
+    assert native_bf16() == ("avx512_bf16" in flags or "amx_tile" in flags)
+    assert 1 <= usable_cores() <= os.cpu_count()
+
+
 @pytest.mark.slow
-def test_the_runtime_is_chosen_for_the_cpu(tmp_path):
-    """--runtime=auto runs, on the CPU, the .onnx exported from the checkpoint when it lies
-    beside it, and only that one (another checkpoint's export is not taken)."""
+def test_the_runtime_is_chosen_for_the_cpu(tmp_path, monkeypatch):
+    """--runtime=auto runs, on a CPU without native bf16, the .onnx exported from the
+    checkpoint when it lies beside it, and only that one (another checkpoint's export is not
+    taken); on one with native bf16, PyTorch in bf16 (whose answers are the fp32 model's to
+    bf16 rounding), unless --precision=fp32 is asked for."""
     from helpers import SR, melody, save_checkpoint
+    from pytorch import predictor as predictor_module
     from pytorch.onnx_export import export_onnx
     from pytorch.predictor import OnnxPredictor, TorchPredictor, load_predictor
     from utils.utilities import UsageError
+    monkeypatch.setattr(predictor_module, "native_bf16", lambda: False)  # this CPU's answer
     checkpoint = str(tmp_path / "model.pth")
     save_checkpoint(checkpoint, ["a", "b", "c"], "single_label", melody(10).reshape(10, SR))
     assert isinstance(load_predictor(checkpoint, runtime="auto"), TorchPredictor)  # none yet
@@ -253,11 +267,23 @@ def test_the_runtime_is_chosen_for_the_cpu(tmp_path):
     assert isinstance(chosen, OnnxPredictor) and chosen.source == str(tmp_path / "model.onnx")
     assert isinstance(load_predictor(checkpoint, runtime="torch"), TorchPredictor)
     waveforms = melody(3)[None, :SR]
-    np.testing.assert_allclose(chosen(waveforms)["probabilities"],
-                               load_predictor(checkpoint)(waveforms)["probabilities"], atol=1e-4)
+    fp32 = load_predictor(checkpoint)(waveforms)["probabilities"]
+    np.testing.assert_allclose(chosen(waveforms)["probabilities"], fp32, atol=1e-4)
+    # A CPU with AVX-512 BF16 or AMX (emulated on this one: the same arithmetic, slowly).
+    monkeypatch.setattr(predictor_module, "native_bf16", lambda: True)
+    bf16 = load_predictor(checkpoint, runtime="auto")
+    assert isinstance(bf16, TorchPredictor) and bf16.precision == "bf16"
+    conv = next(m for m in bf16.model.modules()
+                if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    bf16_probabilities = bf16(waveforms)["probabilities"]
+    assert bf16_probabilities.dtype == np.float32 and np.abs(bf16_probabilities - fp32).max() < 0.05
+    assert not np.array_equal(bf16_probabilities, fp32)  # it did run in bf16
+    assert isinstance(load_predictor(checkpoint, runtime="auto", precision="fp32"), OnnxPredictor)
     # The checkpoint changes (retrained, say): its old export is no longer taken.
     save_checkpoint(checkpoint, ["a", "b", "c"], "single_label", melody(10).reshape(10, SR),
                     iteration=8)
+    monkeypatch.setattr(predictor_module, "native_bf16", lambda: False)
     assert isinstance(load_predictor(checkpoint, runtime="auto"), TorchPredictor)
 
 
