@@ -136,6 +136,10 @@ def choose_runtime(path, device, runtime="auto", flag="--checkpoint_path", preci
     """(the file to run, the PyTorch precision): `path`, or the .onnx exported from it
     (--runtime=onnx; auto on a CPU without native bf16 when there is one; RUNTIMES' comment).
     runtime None: the file as given, in fp32."""
+    if precision not in (None, "fp32") and (runtime == "onnx" or is_onnx_path(path)):
+        raise UsageError(f"--precision={precision}: sets PyTorch's precision, and {flag}={path} "
+                         "runs in onnxruntime (fp32, or int8 when exported so); drop "
+                         "--precision or use --runtime=torch with the checkpoint")
     if runtime is None:
         return path, precision or "fp32"
     if runtime == "torch" and is_onnx_path(path):

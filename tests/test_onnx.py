@@ -280,6 +280,8 @@ def test_the_runtime_is_chosen_for_the_cpu(tmp_path, monkeypatch):
     assert bf16_probabilities.dtype == np.float32 and np.abs(bf16_probabilities - fp32).max() < 0.05
     assert not np.array_equal(bf16_probabilities, fp32)  # it did run in bf16
     assert isinstance(load_predictor(checkpoint, runtime="auto", precision="fp32"), OnnxPredictor)
+    with pytest.raises(UsageError, match=r"--precision=bf16: sets PyTorch's precision"):
+        load_predictor(checkpoint, runtime="onnx", precision="bf16")
     # The checkpoint changes (retrained, say): its old export is no longer taken.
     save_checkpoint(checkpoint, ["a", "b", "c"], "single_label", melody(10).reshape(10, SR),
                     iteration=8)
