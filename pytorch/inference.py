@@ -295,9 +295,7 @@ def add_inference_parser(subparsers):
                              "BF16, AMX); on other CPUs the .onnx exported from the checkpoint "
                              "when it lies beside it (main.py export --output=SAME_NAME.onnx; "
                              "faster), else PyTorch; torch, onnx: that one")
-    parser.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
-                        help="PyTorch's precision (default: bf16 on a GPU and on CPUs with "
-                             "native bf16, else fp32)")
+    add_flags(parser, "precision")
     parser.add_argument("--whole_file", action="store_true",
                         help="an AudioSet tagger reads every file whole, in one pass (memory "
                              f"grows with the file; default: files up to {WHOLE_FILE_SECONDS:g} s)")

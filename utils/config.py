@@ -206,7 +206,8 @@ class RunConfig:
                              type=positive_int)
     spec_augment: bool = option(True, "switch SpecAugment off", flag="no_spec_augment",
                                 action="store_false")
-    precision: str = option("fp32", "default bf16 with --cuda on a GPU, else fp32", SPEED,
+    precision: str = option("fp32", "default bf16 with --cuda on a GPU (inference: also on CPUs "
+                                    "with native bf16, AVX-512 BF16 or AMX), else fp32", SPEED,
                             choices=["fp32", "bf16", "fp16"], flag_default=None)
     channels_last: bool = option(False, "channels-last convolutions (default: on with --cuda on "
                                         "a GPU)", SPEED, action=argparse.BooleanOptionalAction,
