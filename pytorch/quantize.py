@@ -44,19 +44,18 @@ def fp32_nodes(model_path):
     38 without, and it ran 1.2x faster than with them in int8)."""
     import onnx
 
-    depthwise = [node.name for node in onnx.load(model_path).graph.node if node.op_type == "Conv"
-                 and any(a.name == "group" and a.i > 1 for a in node.attribute)]
-    return front_end_nodes(model_path) + depthwise
-
-
-def front_end_nodes(model_path):
-    """The log-mel front end's nodes: everything before the CNN's first convolution in the
-    graph's (topological) order, where the STFT, the mel matrix product, the log and bn0 lie,
-    and anything named after them. Quantized, the mel product alone turns the log-mel of quiet
-    bins into noise (a fine-tuned MobileNetV2 then agreed with its float self on 15% of clips)."""
-    import onnx
-
     nodes = onnx.load(model_path).graph.node
+    depthwise = [node.name for node in nodes if node.op_type == "Conv"
+                 and any(a.name == "group" and a.i > 1 for a in node.attribute)]
+    return front_end_nodes(nodes) + depthwise
+
+
+def front_end_nodes(nodes):
+    """The log-mel front end's nodes (of a graph's `nodes`): everything before the CNN's first
+    convolution in the graph's (topological) order, where the STFT, the mel matrix product, the
+    log and bn0 lie, and anything named after them. Quantized, the mel product alone turns the
+    log-mel of quiet bins into noise (a fine-tuned MobileNetV2 then agreed with its float self
+    on 15% of clips)."""
     first_conv = next((index for index, node in enumerate(nodes) if node.op_type == "Conv"),
                       len(nodes))
     return [node.name for index, node in enumerate(nodes)
