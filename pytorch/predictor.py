@@ -13,8 +13,8 @@ import torch
 from pytorch.checkpoints import stored_thresholds
 from pytorch.models import MODELS, TransferModel, tagger_of
 from pytorch.onnx_metadata import SOURCE_KEY, read_onnx_metadata
-from pytorch.pytorch_utils import (autocast, check_precision, native_bf16, probabilities_from_output,
-                                   usable_cores)
+from pytorch.pytorch_utils import (autocast, native_bf16, probabilities_from_output,
+                                   resolve_precision, usable_cores)
 from pytorch.restore import load_trained_model
 from utils.utilities import UsageError, file_sha256, require_file
 
@@ -124,12 +124,10 @@ def exported_beside(path):
 
 
 def runtime_precision(device, precision=None):
-    """The PyTorch runtime's precision: as given, else bf16 where the hardware computes it (a
-    GPU; a CPU with AVX-512 BF16 or AMX), else fp32."""
-    if precision:
-        check_precision(precision, device)
-        return precision
-    return "bf16" if device.type == "cuda" or native_bf16() else "fp32"
+    """The PyTorch runtime's precision: as given, else the device's default (resolve_precision:
+    bf16 on a GPU), and bf16 on a CPU that computes it (AVX-512 BF16 or AMX) too."""
+    on_native_bf16_cpu = device.type == "cpu" and native_bf16()
+    return resolve_precision(precision or ("bf16" if on_native_bf16_cpu else None), device)
 
 
 def choose_runtime(path, device, runtime="auto", flag="--checkpoint_path", precision=None):
