@@ -43,8 +43,10 @@ OPTIONS = {
 }
 
 
-def run_name(option, learning_rate):
-    return f"{option}_lr{learning_rate}"
+def run_name(args, option, learning_rate):
+    """One folder per option, rate and budget: a second budget in the same workspace is a new
+    run, not a resumed one."""
+    return f"{option}_lr{learning_rate}_{args.stop_iteration}it"
 
 
 def train_option(args, option, learning_rate):
@@ -56,7 +58,7 @@ def train_option(args, option, learning_rate):
                f"--learning_rate={learning_rate}", f"--batch_size={args.batch_size}",
                f"--stop_iteration={args.stop_iteration}", f"--eval_every={args.eval_every}",
                f"--save_every={args.stop_iteration}", "--num_workers=1", "--precision=fp32",
-               f"--seed={args.seed}", f"--run_name={run_name(option, learning_rate)}",
+               f"--seed={args.seed}", f"--run_name={run_name(args, option, learning_rate)}",
                "--resume_iteration=last"]
     if "--augmentation=mixup" not in flags:
         command.append("--augmentation=none")
@@ -73,7 +75,8 @@ def fold_finals(rows):
 
 
 def summary_row(args, option, learning_rate, seconds):
-    rows = summarize_folds(args.workspace, filters={"run_name": run_name(option, learning_rate)})
+    rows = summarize_folds(args.workspace,
+                           filters={"run_name": run_name(args, option, learning_rate)})
     mean = next(row for row in rows if row["fold"] == "mean")
     std = next(row for row in rows if row["fold"] == "std")
     return {"option": option, "learning_rate": learning_rate,
