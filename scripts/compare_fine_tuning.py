@@ -12,7 +12,6 @@ they are). Then, per row: mean +- sample std over the folds of the best and the 
 validation accuracy, and how many folds' final accuracy is above / below full fine-tuning's at
 the same learning rate. Writes the rows as JSON and prints them as a Markdown table.
 """
-import json
 import os
 import subprocess
 import sys
