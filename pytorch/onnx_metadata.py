@@ -20,6 +20,7 @@ CONFIG_KEY = "run_config"        # RunConfig.to_dict()
 THRESHOLDS_KEY = "thresholds"    # the tuned per-label thresholds, or null
 MIN_SAMPLES_KEY = "min_samples"  # the shortest input the network takes
 SOURCE_KEY = "source_sha256"     # the SHA-256 of the checkpoint it was exported from
+SPEED_KEY = "speed_over_pytorch"  # onnxruntime's clips/s over PyTorch's, measured at export
 MAX_CLIP_SECONDS = 3600          # as packing allows
 
 

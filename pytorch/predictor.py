@@ -12,7 +12,7 @@ import torch
 
 from pytorch.checkpoints import stored_thresholds
 from pytorch.models import MODELS, TransferModel, tagger_of
-from pytorch.onnx_metadata import SOURCE_KEY, read_onnx_metadata
+from pytorch.onnx_metadata import SOURCE_KEY, SPEED_KEY, read_onnx_metadata
 from pytorch.pytorch_utils import (autocast, native_bf16, probabilities_from_output,
                                    resolve_precision, usable_cores)
 from pytorch.restore import load_trained_model
@@ -23,9 +23,11 @@ ONNX_SUFFIX = ".onnx"
 # - a GPU: PyTorch in bf16, channels-last;
 # - a CPU that computes bf16 natively (AVX-512 BF16, AMX): PyTorch in bf16, channels-last
 #   (evaluation 4.25x fp32 PyTorch there, where onnxruntime's fp32 gains 1.2-2.3x);
-# - any other CPU: the .onnx exported from the same checkpoint when it lies beside it
-#   (onnxruntime tagged 10-s files with Cnn14 1.4x faster than PyTorch on the 2-core AVX2 CPU,
-#   Transfer_Cnn6 windows 2.3x), else PyTorch in fp32 (bf16 is emulated there, and slower).
+# - any other CPU: the .onnx exported from the same checkpoint when it lies beside it and the
+#   export measured it faster than PyTorch (onnxruntime tagged 10-s files with Cnn14 1.2x
+#   faster than PyTorch channels-last on the 2-core AVX2 CPU, Transfer_Cnn6 windows 2.3x, but
+#   MobileNetV2 at 0.6-0.8x), else PyTorch in fp32, channels-last (bf16 is emulated there, and
+#   slower).
 RUNTIMES = ("auto", "torch", "onnx")
 
 
@@ -110,19 +112,26 @@ def is_onnx_path(path):
 
 
 def exported_beside(path):
-    """The .onnx file beside a checkpoint (same name) that was exported from these very bytes
-    (its metadata's SHA-256), or None."""
+    """(the .onnx file beside a checkpoint (same name) that was exported from these very bytes
+    (its metadata's SHA-256), onnxruntime's speed over PyTorch measured when it was exported:
+    None in files exported before that was measured), or (None, None)."""
     candidate = os.path.splitext(path)[0] + ONNX_SUFFIX
     if is_onnx_path(path) or not os.path.isfile(candidate):
-        return None
+        return None, None
     import onnxruntime
 
     try:
         props = onnxruntime.InferenceSession(candidate, providers=["CPUExecutionProvider"]) \
             .get_modelmeta().custom_metadata_map
     except Exception:  # onnxruntime's own classes: an unreadable file is simply not used
-        return None
-    return candidate if props.get(SOURCE_KEY, "").strip('"') == file_sha256(path) else None
+        return None, None
+    if props.get(SOURCE_KEY, "").strip('"') != file_sha256(path):
+        return None, None
+    try:
+        speed = float(props[SPEED_KEY])
+    except (KeyError, ValueError):
+        speed = None
+    return candidate, speed
 
 
 def runtime_precision(device, precision=None):
@@ -150,7 +159,12 @@ def choose_runtime(path, device, runtime="auto", flag="--checkpoint_path", preci
     precision = runtime_precision(device, precision)
     if runtime == "torch" or (runtime == "auto" and (device.type != "cpu" or precision != "fp32")):
         return path, precision
-    exported = exported_beside(path)
+    exported, speed = exported_beside(path)
+    if exported and runtime == "auto" and speed is not None and speed < 1:
+        logging.info("running %s in PyTorch: onnxruntime ran its export %s at %.2fx its speed "
+                     "when it was exported (--runtime=onnx runs the export)", path, exported,
+                     speed)
+        return path, precision
     if exported:
         logging.info("running %s, exported from %s (onnxruntime: faster on this CPU; "
                      "--runtime=torch runs the checkpoint)", exported, path)

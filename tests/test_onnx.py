@@ -14,6 +14,7 @@ from helpers import run_dir
 from pytorch.main import main
 from pytorch.models import create_model
 from pytorch.onnx_export import PARITY_TOLERANCE, export_onnx
+from pytorch.onnx_metadata import SPEED_KEY
 from pytorch.predictor import OnnxPredictor, load_predictor
 from utils.config import AudioConfig, RunConfig
 from utils.utilities import UsageError
@@ -115,8 +116,11 @@ def test_export_of_a_small_model_checks_itself_and_writes_atomically(tmp_path):
     checkpoint = str(tmp_path / "cnn6.pth")
     noise = np.random.default_rng(0).uniform(-0.5, 0.5, (2, SR)).astype(np.float32)
     save_checkpoint(checkpoint, ["a", "b"], "single_label", noise)
-    difference, run = export_onnx(checkpoint, str(tmp_path / "m.onnx"))
+    difference, speed, run = export_onnx(checkpoint, str(tmp_path / "m.onnx"))
     assert difference <= PARITY_TOLERANCE and run.labels == ["a", "b"]
+    props = onnx.load(str(tmp_path / "m.onnx")).metadata_props
+    assert speed > 0 and json.loads(next(p.value for p in props if p.key == SPEED_KEY)) == round(
+        speed, 3)  # measured on this CPU, for --runtime=auto
     assert sorted(os.listdir(tmp_path)) == ["cnn6.pth", "m.onnx"]  # no temporary left
     probabilities = OnnxPredictor(str(tmp_path / "m.onnx"))(np.zeros((1, SR)))["probabilities"]
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-5)  # softmax, not log-softmax
@@ -244,6 +248,12 @@ def test_native_bf16_is_what_the_cpu_says():
     assert 1 <= usable_cores() <= os.cpu_count()
 
 
+def set_measured_speed(path, speed):
+    model = onnx.load(str(path))
+    next(p for p in model.metadata_props if p.key == SPEED_KEY).value = json.dumps(speed)
+    onnx.save(model, str(path))
+
+
 def first_conv(predictor):
     return next(module for module in predictor.model.modules()
                 if isinstance(module, torch.nn.Conv2d) and module.in_channels > 1)
@@ -268,6 +278,7 @@ def test_the_runtime_is_chosen_for_the_cpu(tmp_path, monkeypatch):
                                          r"first: main.py export"):
         load_predictor(checkpoint, runtime="onnx")
     export_onnx(checkpoint, str(tmp_path / "model.onnx"))
+    set_measured_speed(tmp_path / "model.onnx", 1.3)  # the export found onnxruntime faster
     chosen = load_predictor(checkpoint, runtime="auto")
     assert isinstance(chosen, OnnxPredictor) and chosen.source == str(tmp_path / "model.onnx")
     assert isinstance(load_predictor(checkpoint, runtime="torch"), TorchPredictor)
@@ -287,6 +298,10 @@ def test_the_runtime_is_chosen_for_the_cpu(tmp_path, monkeypatch):
     assert isinstance(load_predictor(checkpoint, runtime="auto", precision="fp32"), OnnxPredictor)
     with pytest.raises(UsageError, match=r"--precision=bf16: sets PyTorch's precision"):
         load_predictor(checkpoint, runtime="onnx", precision="bf16")
+    # An export that ran slower than PyTorch when it was made is not taken, unless asked for.
+    set_measured_speed(tmp_path / "model.onnx", 0.7)
+    assert isinstance(load_predictor(checkpoint, runtime="auto"), TorchPredictor)
+    assert isinstance(load_predictor(checkpoint, runtime="onnx"), OnnxPredictor)
     # The checkpoint changes (retrained, say): its old export is no longer taken.
     save_checkpoint(checkpoint, ["a", "b", "c"], "single_label", melody(10).reshape(10, SR),
                     iteration=8)
