@@ -99,23 +99,27 @@ def export_onnx(checkpoint_path, output, trusted=False, model_type=None):
     return difference, speed, predictor.run
 
 
-def relative_speed(reference, exported, clips=4, repeats=3):
-    """onnxruntime's clips/s over PyTorch's, on this machine: a batch of `clips` clips, the
-    median of `repeats` passes after a warm-up. Which runtime is faster depends on the network
-    and the CPU (a 2-core AVX2 EPYC: ONNX 1.2x PyTorch channels-last for Cnn14, 0.6-0.8x for
-    MobileNetV2, whose depthwise convolutions oneDNN runs well), so it is measured, not
-    assumed, and `inference --runtime=auto` reads it."""
+def relative_speed(reference, exported, audio_seconds=80, repeats=3):
+    """onnxruntime's clips/s over PyTorch's, on this machine: batches of about `audio_seconds`
+    of clips (16 of 5 s, 8 of 10 s: full batches, as inference packs its windows) through each
+    in turn, the ratio of the medians of `repeats` passes after a warm-up (taking turns, so
+    that other work on the CPU weighs on both alike). Which runtime is faster depends on the
+    network, the batch and the CPU (a 2-core AVX2 EPYC: onnxruntime 1.2x PyTorch channels-last
+    for Cnn14; for MobileNetV2, whose depthwise convolutions oneDNN runs well, 1.1x at 4 clips
+    of 5 s but 0.6x at 16), so it is measured, not assumed, and `inference --runtime=auto`
+    reads it."""
+    run = reference.run
+    clips = max(1, min(16, round(audio_seconds * run.audio.sample_rate
+                                 / run.audio.clip_samples)))
     waveforms = (0.1 * np.random.default_rng(0).standard_normal(
-        (clips, reference.run.audio.clip_samples))).astype(np.float32)
-
-    def seconds(predictor):
-        times = []
-        for _ in range(repeats + 1):
+        (clips, run.audio.clip_samples))).astype(np.float32)
+    times = {reference: [], exported: []}
+    for _ in range(repeats + 1):
+        for predictor, seconds in times.items():
             started = time.perf_counter()
             predictor(waveforms)
-            times.append(time.perf_counter() - started)
-        return float(np.median(times[1:]))
-    return seconds(reference) / seconds(exported)
+            seconds.append(time.perf_counter() - started)
+    return float(np.median(times[reference][1:]) / np.median(times[exported][1:]))
 
 
 def check_parity(reference, exported, lengths, seed=0):
@@ -151,9 +155,9 @@ def run_export(args):
                                          args.trust_checkpoint, args.model_type)
     print(f"Wrote {args.output}: {run.model_type}, {len(run.labels)} labels, "
           f"{run.audio.sample_rate} Hz; onnxruntime matches PyTorch within {difference:.1e} "
-          f"and runs at {speed:.2f}x its clips/s on this CPU ("
-          f"{'inference takes it' if speed >= 1 else 'inference runs the checkpoint instead'}"
-          f" when it lies beside the checkpoint)")
+          f"and runs at {speed:.2f}x its clips/s on this CPU; "
+          + ("saved beside the checkpoint, it is what inference --runtime=auto runs"
+             if speed >= 1 else "inference --runtime=auto runs the checkpoint in PyTorch"))
 
 
 def run_int8_export(args):

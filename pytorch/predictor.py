@@ -26,8 +26,8 @@ ONNX_SUFFIX = ".onnx"
 # - any other CPU: the .onnx exported from the same checkpoint when it lies beside it and the
 #   export measured it faster than PyTorch (onnxruntime tagged 10-s files with Cnn14 1.2x
 #   faster than PyTorch channels-last on the 2-core AVX2 CPU, Transfer_Cnn6 windows 2.3x, but
-#   MobileNetV2 at 0.6-0.8x), else PyTorch in fp32, channels-last (bf16 is emulated there, and
-#   slower).
+#   ran MobileNetV2 at 0.66-0.88x in batches of 16), else PyTorch in fp32, channels-last
+#   (bf16 is emulated there, and slower).
 RUNTIMES = ("auto", "torch", "onnx")
 
 
