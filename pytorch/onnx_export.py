@@ -65,10 +65,11 @@ def parity_lengths(predictor):
     return sorted({max(predictor.min_samples, clip // 2), clip, clip + clip // 3 + 17})
 
 
-def export_onnx(checkpoint_path, output, trusted=False, model_type=None):
+def export_onnx(checkpoint_path, output, trusted=False, model_type=None, measure_speed=True):
     """Export a checkpoint to `output` (written atomically, after the parity check passes);
     returns the largest |onnxruntime - PyTorch| probability difference, onnxruntime's speed
-    over PyTorch's on this machine (also in the file's metadata) and the run."""
+    over PyTorch's on this machine (also in the file's metadata; None when not measured: the
+    int8 export's float intermediate) and the run."""
     import onnx
 
     predictor = load_predictor(checkpoint_path, trusted=trusted, model_type=model_type)
@@ -93,9 +94,10 @@ def export_onnx(checkpoint_path, output, trusted=False, model_type=None):
         onnx.save(model_proto, temp_path)
         exported = OnnxPredictor(temp_path, "--output")
         difference = check_parity(predictor, exported, parity_lengths(predictor))
-        speed = relative_speed(predictor, exported)
-        model_proto.metadata_props.add(key=SPEED_KEY, value=json.dumps(round(speed, 3)))
-        onnx.save(model_proto, temp_path)
+        speed = relative_speed(predictor, exported) if measure_speed else None
+        if speed is not None:
+            model_proto.metadata_props.add(key=SPEED_KEY, value=json.dumps(round(speed, 3)))
+            onnx.save(model_proto, temp_path)
     return difference, speed, predictor.run
 
 
@@ -167,7 +169,8 @@ def run_int8_export(args):
     with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(args.output))) as folder:
         float_path = os.path.join(folder, "float.onnx")
         difference, _, run = export_onnx(args.checkpoint_path, float_path,
-                                         args.trust_checkpoint, args.model_type)
+                                         args.trust_checkpoint, args.model_type,
+                                         measure_speed=False)  # quantize times int8's own
         chosen = quantize_export(float_path, args.output, run, args.features,
                                  args.quantize_method, args.max_agreement_drop)
     print(f"Wrote {args.output}: {run.model_type}, int8 ({chosen['method']}); on "
