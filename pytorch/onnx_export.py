@@ -5,7 +5,8 @@
 The graph takes a float32 waveform (batch, samples) at the model's sample rate, both axes
 dynamic, and gives `probabilities` (batch, classes: softmax for single-label, sigmoid for
 multi-label) and `embedding` (batch, width). The log-mel front end is inside the graph, in fp32
-(ONNX's STFT op, then the checkpoint's own mel matrix), so a deployment needs nothing but
+(the STFT as matrix products, then the checkpoint's own mel matrix:
+front_end.mel_power_by_matmuls), so a deployment needs nothing but
 onnxruntime and a decoder. The file's metadata carries the RunConfig (labels, task, sample rate,
 clip length, front end) and the tuned thresholds, so `main.py inference` runs it as it runs the
 checkpoint. Export checks itself: onnxruntime must give PyTorch's probabilities within
@@ -30,7 +31,7 @@ from pytorch.quantize import QUANTIZE_METHODS
 from utils.arguments import add_flags, float_range
 from utils.utilities import UsageError, atomic_path, check_output_file, file_sha256
 
-OPSET = 17  # the first with STFT
+OPSET = 17  # what onnxruntime-node and onnxruntime since 1.13 run
 PARITY_TOLERANCE = 1e-4
 
 

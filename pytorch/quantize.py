@@ -51,15 +51,26 @@ def fp32_nodes(model_path):
 
 
 def front_end_nodes(nodes):
-    """The log-mel front end's nodes (of a graph's `nodes`): everything before the CNN's first
-    convolution in the graph's (topological) order, where the STFT, the mel matrix product, the
-    log and bn0 lie, and anything named after them. Quantized, the mel product alone turns the
-    log-mel of quiet bins into noise (a fine-tuned MobileNetV2 then agreed with its float self
-    on 15% of clips)."""
+    """The log-mel front end's nodes (of a graph's `nodes`, in topological order): the first
+    Log and every node it depends on (the framing, the spectrogram's and the mel matrix's
+    products), everything before the CNN's first convolution, and anything named after the
+    front end's modules (bn0). The Log's ancestry finds the front end where another branch
+    convolves the waveform first (Wavegram_Logmel_Cnn14). Quantized, the mel product alone
+    turns the log-mel of quiet bins into noise (a fine-tuned MobileNetV2 then agreed with its
+    float self on 15% of clips)."""
     first_conv = next((index for index, node in enumerate(nodes) if node.op_type == "Conv"),
                       len(nodes))
-    return [node.name for index, node in enumerate(nodes)
-            if index < first_conv or any(scope in node.name for scope in FRONT_END_SCOPES)]
+    names = {node.name for index, node in enumerate(nodes)
+             if index < first_conv or any(scope in node.name for scope in FRONT_END_SCOPES)}
+    producers = {output: node for node in nodes for output in node.output}
+    pending, seen = [node for node in nodes if node.op_type == "Log"][:1], set()
+    while pending:
+        node = pending.pop()
+        if node.name not in seen:
+            seen.add(node.name)
+            pending += [producers[name] for name in node.input if name in producers]
+    names |= seen
+    return [node.name for node in nodes if node.name in names]
 
 
 class ClipReader:

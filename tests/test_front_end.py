@@ -4,7 +4,8 @@ import pytest
 import torch
 from torchlibrosa.augmentation import DropStripes
 
-from pytorch.front_end import SpecAugment, drop_stripes, logmel, stft_window
+from pytorch.front_end import (SpecAugment, drop_stripes, logmel, mel_power_by_matmuls,
+                               power_spectrogram, stft_window)
 from pytorch.models import create_model
 
 # The published settings of the 32, 16 and 8 kHz PANNs.
@@ -48,6 +49,25 @@ def test_log_mel_equals_torchlibrosa(settings):
     with torch.no_grad():
         torch.testing.assert_close(model.logmel(short), torchlibrosa_logmel(model, short),
                                    rtol=0, atol=2e-3)
+
+
+@pytest.mark.parametrize("n_fft,hop,samples", [(1024, 320, 64000), (512, 160, 32017),
+                                               (256, 80, 16000), (400, 160, 9999),
+                                               (97, 200, 1000), (1024, 320, 513)])
+def test_the_exports_mel_power_by_matmuls_equals_torch_stft(n_fft, hop, samples):
+    """The ONNX graph's front end (one Cooley-Tukey step as matrix products) against torch.stft:
+    the published window/hop pairs, an n_fft of two equal factors (400 = 20 x 20), a prime one
+    (97: a plain DFT), a hop longer than the window, an odd length and the shortest input."""
+    waveform = example_waveforms(16000, samples / 16000)
+    window = stft_window(n_fft)
+    mel_matrix = torch.rand(n_fft // 2 + 1, 64, generator=torch.Generator().manual_seed(1))
+    reference = torch.matmul(power_spectrogram(waveform, window, hop).transpose(1, 2), mel_matrix)
+    found = mel_power_by_matmuls(waveform, window, hop, mel_matrix)
+    assert found.shape == reference.shape and found.shape[1] >= 2
+    peak = reference.amax(dim=(1, 2), keepdim=True)
+    assert ((found - reference).abs() / peak).max() < 1e-5
+    silent = reference == 0  # the quiet clip's silent tail: zero power, -100 dB, in both
+    assert torch.all(found[silent] == 0) and (samples < 4 * n_fft or silent.any())
 
 
 @pytest.mark.slow

@@ -335,6 +335,27 @@ def test_an_int8_export_keeps_its_answers_and_says_so(tmp_path, features, capsys
     assert predictor(np.zeros((2, 32000), np.float32))["probabilities"].shape == (2, 3)
 
 
+@pytest.mark.parametrize("model_type", ["Cnn6", "Wavegram_Logmel_Cnn14"])
+def test_the_quantizer_keeps_the_whole_log_mel_front_end_in_fp32(model_type, tmp_path):
+    """The nodes kept in fp32 are the log-mel front end's: the framing, the STFT's and the mel
+    matrix's products and the log, also where a convolution of the waveform comes first in the
+    graph (Wavegram_Logmel_Cnn14's wavegram branch); no convolution of the CNN is among them."""
+    from pytorch.quantize import front_end_nodes
+
+    model = create_model(model_type, **AudioConfig().front_end(), classes_num=527).eval()
+    path = str(tmp_path / "model.onnx")
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.zeros(1, SR),), path, dynamo=False, opset_version=17,
+                          input_names=["waveform"])
+    nodes = onnx.load(path).graph.node
+    kept = set(front_end_nodes(nodes))
+    products = [node.name for node in nodes if node.op_type == "MatMul"]
+    assert len(products) == 3 and kept.issuperset(products)
+    assert any(node.op_type == "Log" and node.name in kept for node in nodes)
+    cnn = [node.name for node in nodes if node.op_type == "Conv" and "conv_block" in node.name]
+    assert cnn and not kept.intersection(cnn)
+
+
 def node_with_onnxruntime():
     """(node, the node_modules holding onnxruntime-node) where both are here, else a skip:
     ONNXRUNTIME_NODE_MODULES names that folder (`npm install --ignore-scripts
