@@ -7,14 +7,17 @@ the ONNX int8 path (all through pytorch/file_stream.py, as `main.py inference` r
     python3 scripts/benchmark_inference.py [--checkpoint=Cnn14_mAP=0.431.pth] [--files=40]
         [--long_seconds=240] [--batch_size=8] [--num_workers=1] [--output_json=X.json]
 
-Without --checkpoint the weights are random Cnn14 weights in the official layout: the same
-arithmetic, so the same speed, but near-uniform outputs, so the top-1 agreement of the int8
-model (whose rounding reorders near-ties) means nothing there; `main.py export --quantize=int8`
-measures its agreement on a trained model's holdout clips. The files are demo-set
-music of 10 s (and one long recording), written once to a temporary folder. Each contender
-runs in its own process, after a warm-up file: clips/s of the tagging loop, the process's peak
-RSS, and top-1 agreement with panns_inference on every file. Before anything is timed,
-panns_inference's label CSV is put in ~/panns_data from metadata/ so that it fetches nothing.
+--checkpoint: an official-format Cnn14, as published or as `main.py export --output=X.pth`
+writes a fine-tuned Transfer_Cnn14 (its labels as the first rows of fc_audioset; the rows up to
+AudioSet's 527, which panns_inference builds, are added with zero weights and a bias of -1e4,
+so they never win). Without it the weights are random Cnn14 weights in the official layout:
+the same arithmetic, so the same speed, but near-uniform outputs, so the top-1 agreement of the
+int8 model (whose rounding reorders near-ties) means nothing there. The files are demo-set
+music of 10 s (and one long recording), written once to a temporary folder; the int8 model is
+calibrated on 16 other demo clips. Each contender runs in its own process, after a warm-up
+file: clips/s of the tagging loop, the process's peak RSS, and top-1 agreement with
+panns_inference on every file. Before anything is timed, panns_inference's label CSV is put in
+~/panns_data from metadata/ so that it fetches nothing.
 """
 import json
 import os
@@ -31,27 +34,39 @@ import numpy as np
 
 from utils.arguments import Parser, non_negative_int, positive_float, positive_int
 from utils.config import AUDIOSET_LABELS_CSV, REPO_DIR, SAMPLE_RATE
-from utils.utilities import UsageError, atomic_write_text, run_cli
+from utils.utilities import UsageError, atomic_write_text, file_sha256, run_cli
 
 CONTENDERS = ("panns_inference", "panns_inference_batched", "project_torch", "project_onnx",
               "project_int8")
 SCALING = "project_scaling"  # the project's stream over N short files: peak RSS against N
+AUDIOSET_CLASSES = 527
+CALIBRATION_FILES = 16  # the int8 model's calibration: demo clips of another seed than the files
+
+
+def demo_clip(genre, index, seed=7):
+    from scripts.demo.mixing import synthesize_clip
+    from utils.config import GTZAN_LABELS
+
+    return synthesize_clip(GTZAN_LABELS[genre], index, 10.0, SAMPLE_RATE, seed=seed)
+
+
+def write_clips(folder, count, seed=7, name="clip"):
+    """`count` demo clips of 10 s, the genres in turn."""
+    import soundfile
+
+    paths = []
+    for index in range(count):
+        paths.append(os.path.join(folder, f"{name}{index:04d}.wav"))
+        soundfile.write(paths[-1], demo_clip(index % 10, index // 10, seed), SAMPLE_RATE,
+                        subtype="PCM_16")
+    return paths
 
 
 def write_files(folder, files, long_seconds):
     """`files` demo clips of 10 s and one long recording (demo clips one after another)."""
     import soundfile
-    from scripts.demo.mixing import synthesize_clip
-    from utils.config import GTZAN_LABELS
 
-    def demo_clip(genre, index):
-        return synthesize_clip(GTZAN_LABELS[genre], index, 10.0, SAMPLE_RATE, seed=7)
-
-    paths = []
-    for index in range(files):
-        audio = demo_clip(index % 10, index // 10)
-        paths.append(os.path.join(folder, f"clip{index:04d}.wav"))
-        soundfile.write(paths[-1], audio, SAMPLE_RATE, subtype="PCM_16")
+    paths = write_clips(folder, files)
     pieces = [demo_clip(index % 10, 100 + index)
               for index in range(int(np.ceil(long_seconds / 10)))]
     long_path = os.path.join(folder, "long.wav")
@@ -68,6 +83,21 @@ def random_cnn14(path):
     model = Cnn14(sample_rate=SAMPLE_RATE, window_size=1024, hop_size=320, mel_bins=64, fmin=50,
                   fmax=14000, classes_num=527)
     torch.save({"model": model.state_dict()}, path)
+
+
+def audioset_sized(checkpoint, path):
+    """`checkpoint` (official layout) written to `path` with fc_audioset grown to AudioSet's
+    527 rows where it has fewer (a fine-tuned backbone's labels): zero weights, bias -1e4."""
+    import torch
+    from pytorch.checkpoints import load_checkpoint_file
+
+    state = load_checkpoint_file(checkpoint, "--checkpoint")["model"]
+    weight, bias = state["fc_audioset.weight"], state["fc_audioset.bias"]
+    missing = AUDIOSET_CLASSES - weight.shape[0]
+    if missing > 0:
+        state["fc_audioset.weight"] = torch.cat([weight, weight.new_zeros(missing, weight.shape[1])])
+        state["fc_audioset.bias"] = torch.cat([bias, bias.new_full((missing,), -1e4)])
+    torch.save({"model": state}, path)
 
 
 def peer_labels_in_place():
@@ -148,13 +178,13 @@ def in_child(name, model, paths, args):
 
 def prepare_models(folder, checkpoint, paths):
     """(official-format .pth, its fp32 .onnx, its int8 .onnx): the exports beside the checkpoint
-    copy, the int8 one calibrated on the first clips (static, front end in fp32)."""
+    copy, the int8 one calibrated on the clips at `paths` (static, front end in fp32)."""
     from pytorch.onnx_export import export_onnx
     from pytorch.quantize import quantized
 
     pth = os.path.join(folder, "Cnn14.pth")
     if checkpoint:
-        shutil.copy(checkpoint, pth)
+        audioset_sized(checkpoint, pth)
     else:
         random_cnn14(pth)
     onnx_path = os.path.join(folder, "Cnn14.onnx")
@@ -167,7 +197,7 @@ def prepare_models(folder, checkpoint, paths):
 
     int8_folder = os.path.join(folder, "int8")
     os.makedirs(int8_folder)
-    int8 = quantized(onnx_path, "static", Clips(), np.arange(min(16, len(paths))), int8_folder)
+    int8 = quantized(onnx_path, "static", Clips(), np.arange(len(paths)), int8_folder)
     return pth, onnx_path, int8
 
 
@@ -180,11 +210,13 @@ def compare(args):
     peer_labels_in_place()
     with tempfile.TemporaryDirectory() as folder:
         paths, long_path = write_files(folder, args.files, args.long_seconds)
-        pth, onnx_path, int8 = prepare_models(folder, args.checkpoint, paths)
+        calibration = write_clips(folder, CALIBRATION_FILES, seed=8, name="calibration")
+        pth, onnx_path, int8 = prepare_models(folder, args.checkpoint, calibration)
         models = {"panns_inference": pth, "panns_inference_batched": pth, "project_torch": pth,
                   "project_onnx": pth, "project_int8": int8}
         report = {"files": args.files, "file_seconds": 10.0, "long_seconds": args.long_seconds,
                   "weights": args.checkpoint or "random Cnn14 (official layout)",
+                  "weights_sha256": args.checkpoint and file_sha256(args.checkpoint),
                   "batch_size": args.batch_size, "num_workers": args.num_workers,
                   "cpus": os.cpu_count(), "contenders": {}}
         for name in CONTENDERS:

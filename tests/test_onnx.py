@@ -329,6 +329,13 @@ def test_an_int8_export_keeps_its_answers_and_says_so(tmp_path, features, capsys
     graph = onnx.load(output).graph
     assert any(node.op_type in ("QuantizeLinear", "DynamicQuantizeLinear", "ConvInteger",
                                 "MatMulInteger") for node in graph.node)
+    # The head (fc1, the classifier) stays fp32: no dequantized input into its products, so
+    # the probabilities are not rounded to 256 steps.
+    producers = {output: node.op_type for node in graph.node for output in node.output}
+    head = [node for node in graph.node if node.op_type in ("Gemm", "MatMul")
+            and "fc" in node.name]
+    assert head and all(producers.get(name) != "DequantizeLinear"
+                        for node in head for name in node.input)
     from pytorch.predictor import OnnxPredictor
     predictor = OnnxPredictor(str(output))
     assert predictor.run.labels == ["high", "low", "mid"]
