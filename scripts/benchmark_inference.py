@@ -9,12 +9,12 @@ the ONNX int8 path (all through pytorch/file_stream.py, as `main.py inference` r
 
 --checkpoint: an official-format Cnn14, as published or as `main.py export --output=X.pth`
 writes a fine-tuned Transfer_Cnn14 (its labels as the first rows of fc_audioset; the rows up to
-AudioSet's 527, which panns_inference builds, are added with zero weights and a bias of -1e4,
-so they never win). Without it the weights are random Cnn14 weights in the official layout:
+AudioSet's 527, which panns_inference builds, are added so that they never win, and its logits
+are shifted below saturation: audioset_sized). Without it the weights are random Cnn14 weights in the official layout:
 the same arithmetic, so the same speed, but near-uniform outputs, so the top-1 agreement of the
 int8 model (whose rounding reorders near-ties) means nothing there. The files are demo-set
 music of 10 s (and one long recording), written once to a temporary folder; the int8 model is
-calibrated on 16 other demo clips. Each contender runs in its own process, after a warm-up
+calibrated on 64 other demo clips. Each contender runs in its own process, after a warm-up
 file: clips/s of the tagging loop, the process's peak RSS, and top-1 agreement with
 panns_inference on every file. Before anything is timed, panns_inference's label CSV is put in
 ~/panns_data from metadata/ so that it fetches nothing.
@@ -40,7 +40,7 @@ CONTENDERS = ("panns_inference", "panns_inference_batched", "project_torch", "pr
               "project_int8")
 SCALING = "project_scaling"  # the project's stream over N short files: peak RSS against N
 AUDIOSET_CLASSES = 527
-CALIBRATION_FILES = 16  # the int8 model's calibration: demo clips of another seed than the files
+CALIBRATION_FILES = 64  # the int8 model's calibration (as the export's): demo clips of another seed
 
 
 def demo_clip(genre, index, seed=7):
@@ -75,29 +75,46 @@ def write_files(folder, files, long_seconds):
     return paths, long_path
 
 
-def random_cnn14(path):
-    import torch
+def cnn14(classes_num=AUDIOSET_CLASSES):
     from pytorch.models import Cnn14
 
+    return Cnn14(sample_rate=SAMPLE_RATE, window_size=1024, hop_size=320, mel_bins=64, fmin=50,
+                 fmax=14000, classes_num=classes_num)
+
+
+def random_cnn14(path):
+    import torch
+
     torch.manual_seed(0)
-    model = Cnn14(sample_rate=SAMPLE_RATE, window_size=1024, hop_size=320, mel_bins=64, fmin=50,
-                  fmax=14000, classes_num=527)
-    torch.save({"model": model.state_dict()}, path)
+    torch.save({"model": cnn14().state_dict()}, path)
 
 
-def audioset_sized(checkpoint, path):
+def audioset_sized(checkpoint, path, calibration_paths):
     """`checkpoint` (official layout) written to `path` with fc_audioset grown to AudioSet's
-    527 rows where it has fewer (a fine-tuned backbone's labels): zero weights, bias -1e4."""
+    527 rows where it has fewer (a fine-tuned backbone's labels): zero weights, bias -1e4.
+    Its own rows' biases are then lowered alike by the largest logit on the calibration clips
+    (returned): a head trained with softmax gives logits up to ~60, whose sigmoids are all 1.0
+    in float32, so that a clip's top label would be a tie; a common shift changes no clip's
+    top label, and below 0 float32 tells the sigmoids apart."""
+    import soundfile
     import torch
     from pytorch.checkpoints import load_checkpoint_file
 
     state = load_checkpoint_file(checkpoint, "--checkpoint")["model"]
     weight, bias = state["fc_audioset.weight"], state["fc_audioset.bias"]
-    missing = AUDIOSET_CLASSES - weight.shape[0]
+    missing, shift = AUDIOSET_CLASSES - weight.shape[0], 0.0
     if missing > 0:
+        model = cnn14(weight.shape[0]).eval()
+        model.load_state_dict(state)
+        waveforms = torch.from_numpy(np.stack([soundfile.read(p, dtype="float32")[0]
+                                               for p in calibration_paths]))
+        with torch.no_grad():
+            embedding = torch.cat([model(batch)["embedding"] for batch in waveforms.split(8)])
+        shift = float((embedding @ weight.T + bias).max())
         state["fc_audioset.weight"] = torch.cat([weight, weight.new_zeros(missing, weight.shape[1])])
-        state["fc_audioset.bias"] = torch.cat([bias, bias.new_full((missing,), -1e4)])
+        state["fc_audioset.bias"] = torch.cat([bias - shift, bias.new_full((missing,), -1e4)])
     torch.save({"model": state}, path)
+    return shift
 
 
 def peer_labels_in_place():
@@ -177,14 +194,15 @@ def in_child(name, model, paths, args):
 
 
 def prepare_models(folder, checkpoint, paths):
-    """(official-format .pth, its fp32 .onnx, its int8 .onnx): the exports beside the checkpoint
-    copy, the int8 one calibrated on the clips at `paths` (static, front end in fp32)."""
+    """(official-format .pth, its fp32 .onnx, its int8 .onnx, the logit shift of
+    audioset_sized): the exports beside the checkpoint copy, the int8 one calibrated on the
+    clips at `paths` (static, front end and head in fp32)."""
     from pytorch.onnx_export import export_onnx
     from pytorch.quantize import quantized
 
-    pth = os.path.join(folder, "Cnn14.pth")
+    pth, shift = os.path.join(folder, "Cnn14.pth"), 0.0
     if checkpoint:
-        audioset_sized(checkpoint, pth)
+        shift = audioset_sized(checkpoint, pth, paths)
     else:
         random_cnn14(pth)
     onnx_path = os.path.join(folder, "Cnn14.onnx")
@@ -198,7 +216,7 @@ def prepare_models(folder, checkpoint, paths):
     int8_folder = os.path.join(folder, "int8")
     os.makedirs(int8_folder)
     int8 = quantized(onnx_path, "static", Clips(), np.arange(len(paths)), int8_folder)
-    return pth, onnx_path, int8
+    return pth, onnx_path, int8, shift
 
 
 def compare(args):
@@ -211,12 +229,13 @@ def compare(args):
     with tempfile.TemporaryDirectory() as folder:
         paths, long_path = write_files(folder, args.files, args.long_seconds)
         calibration = write_clips(folder, CALIBRATION_FILES, seed=8, name="calibration")
-        pth, onnx_path, int8 = prepare_models(folder, args.checkpoint, calibration)
+        pth, onnx_path, int8, shift = prepare_models(folder, args.checkpoint, calibration)
         models = {"panns_inference": pth, "panns_inference_batched": pth, "project_torch": pth,
                   "project_onnx": pth, "project_int8": int8}
         report = {"files": args.files, "file_seconds": 10.0, "long_seconds": args.long_seconds,
                   "weights": args.checkpoint or "random Cnn14 (official layout)",
                   "weights_sha256": args.checkpoint and file_sha256(args.checkpoint),
+                  "logit_shift": shift, "calibration_files": CALIBRATION_FILES,
                   "batch_size": args.batch_size, "num_workers": args.num_workers,
                   "cpus": os.cpu_count(), "contenders": {}}
         for name in CONTENDERS:

@@ -342,6 +342,23 @@ def test_an_int8_export_keeps_its_answers_and_says_so(tmp_path, features, capsys
     assert predictor(np.zeros((2, 32000), np.float32))["probabilities"].shape == (2, 3)
 
 
+def test_calibration_runs_in_passes_that_bound_its_memory():
+    """onnxruntime keeps every activation of a calibration pass: 64 clips of 5 s go in passes
+    of 8 (40 s of audio), of 30 s one at a time; a pass count always divides the clips; the
+    reader restarts on each pass's clips."""
+    from pytorch.quantize import ClipReader, clips_per_pass
+
+    assert clips_per_pass(64, 5 * SR) == 8 and clips_per_pass(64, 30 * SR) == 1
+    assert clips_per_pass(64, SR // 2) == 64 and clips_per_pass(37, 5 * SR) == 1
+    assert clips_per_pass(60, 10 * SR) == 4 and clips_per_pass(3, 5 * SR) == 3
+    clips = [{"waveform": np.full(4, value, np.float32)} for value in range(6)]
+    reader = ClipReader(clips, [5, 1, 3])
+    assert len(reader) == 3
+    reader.set_range(1, 3)
+    seen = [reader.get_next()["waveform"][0, 0] for _ in range(2)]
+    assert seen == [1.0, 3.0] and reader.get_next() is None
+
+
 @pytest.mark.parametrize("model_type", ["Cnn6", "Wavegram_Logmel_Cnn14"])
 def test_the_quantizer_keeps_the_whole_log_mel_front_end_in_fp32(model_type, tmp_path):
     """The nodes kept in fp32 are the log-mel front end's: the framing, the STFT's and the mel
