@@ -10,6 +10,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def sigmoid(x):
+    """torch.sigmoid; traced for ONNX as 1 / (1 + exp(-x)). onnxruntime's Sigmoid kernel is an
+    approximation within 1.5e-7 of the true value, so 10% off for a probability of 1e-6 and 0
+    below a logit of -18 (every such label tied); the exp form is within float32 rounding
+    (1.5e-7 relative) from logits of -40 to 40, so an export ranks unlikely labels as PyTorch."""
+    if torch.onnx.is_in_onnx_export():
+        return torch.reciprocal(1 + torch.exp(-x))
+    return torch.sigmoid(x)
+
+
 def init_layer(layer):
     """Xavier-uniform weights and zero bias, as in PANNs."""
     nn.init.xavier_uniform_(layer.weight)
@@ -87,7 +97,7 @@ class AttBlock(nn.Module):
     def forward(self, x):
         """x: (batch, n_in, time) -> (clipwise (batch, n_out), segmentwise (batch, n_out, time))."""
         norm_att = torch.softmax(torch.clamp(self.att(x), -10, 10), dim=-1)
-        cla = torch.sigmoid(self.cla(x))
+        cla = sigmoid(self.cla(x))
         return torch.sum(norm_att * cla, dim=2), cla
 
 

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from pytorch.blocks import (AttBlock, BasicBlock, Bottleneck, Conv1dBlock, ConvBlock, ConvBlock5x5,
                             DaiNetResBlock, InvertedResidual, ResNetStack, depthwise_separable,
-                            init_bn, init_layer, initialised, mobilenet_stem, repeat_frames)
+                            init_bn, init_layer, initialised, mobilenet_stem, repeat_frames,
+                            sigmoid)
 from pytorch.checkpoints import load_pretrained
 from pytorch.front_end import SpecAugment, logmel, stft_window, torchlibrosa_extractors
 from pytorch.pytorch_utils import do_mixup
@@ -169,7 +170,7 @@ class PannsTagger(nn.Module):
         x = F.relu_(self.fc1(x))
         embedding = F.dropout(x, p=0.5, training=self.training)
         # As published, the AudioSet head reads fc1's output before the second dropout.
-        return {"clipwise_output": torch.sigmoid(self.fc_audioset(x)), "embedding": embedding}
+        return {"clipwise_output": sigmoid(self.fc_audioset(x)), "embedding": embedding}
 
     def forward(self, input, mixup_lambda=None):
         """input: (batch, samples) waveform. Returns {'clipwise_output', 'embedding'} (and
@@ -251,7 +252,7 @@ class Cnn14_DecisionLevelMax(Cnn14):
 
     def decide(self, x):
         """(batch, segments, embedding) -> (clipwise, segmentwise (batch, segments, classes))."""
-        segmentwise = torch.sigmoid(self.fc_audioset(x))
+        segmentwise = sigmoid(self.fc_audioset(x))
         return torch.max(segmentwise, dim=1)[0], segmentwise
 
     def forward(self, input, mixup_lambda=None):
@@ -273,7 +274,7 @@ class Cnn14_DecisionLevelMax(Cnn14):
 
 class Cnn14_DecisionLevelAvg(Cnn14_DecisionLevelMax):
     def decide(self, x):
-        segmentwise = torch.sigmoid(self.fc_audioset(x))
+        segmentwise = sigmoid(self.fc_audioset(x))
         return torch.mean(segmentwise, dim=1), segmentwise
 
 
@@ -564,7 +565,7 @@ class TransferModel(nn.Module):
         class for multi_label. The linear probe fits this layer alone on cached embeddings."""
         logits = self.fc_transfer(embedding)
         if self.task == MULTI_LABEL:
-            return torch.sigmoid(logits)
+            return sigmoid(logits)
         return torch.log_softmax(logits, dim=-1)
 
     def forward(self, input, mixup_lambda=None):
