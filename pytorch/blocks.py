@@ -14,9 +14,11 @@ def sigmoid(x):
     """torch.sigmoid; traced for ONNX as 1 / (1 + exp(-x)). onnxruntime's Sigmoid kernel is an
     approximation within 1.5e-7 of the true value, so 10% off for a probability of 1e-6 and 0
     below a logit of -18 (every such label tied); the exp form is within float32 rounding
-    (1.5e-7 relative) from logits of -40 to 40, so an export ranks unlikely labels as PyTorch."""
+    (1.5e-7 relative) from logits of -40 to 40, so an export ranks unlikely labels as PyTorch.
+    Logits below -80 count as -80 (probability 1.8e-35): exp stays finite, which int8
+    calibration's histograms of every tensor need."""
     if torch.onnx.is_in_onnx_export():
-        return torch.reciprocal(1 + torch.exp(-x))
+        return torch.reciprocal(1 + torch.exp(torch.clamp(-x, max=80.0)))
     return torch.sigmoid(x)
 
 
