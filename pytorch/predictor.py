@@ -24,7 +24,7 @@ ONNX_SUFFIX = ".onnx"
 # - a CPU that computes bf16 natively (AVX-512 BF16, AMX): PyTorch in bf16, channels-last
 #   (evaluation 4.25x fp32 PyTorch there, where onnxruntime's fp32 gains 1.2-2.3x);
 # - any other CPU: the .onnx exported from the same checkpoint when it lies beside it and the
-#   export measured it faster than PyTorch (onnxruntime tagged 10-s files with Cnn14 1.2x
+#   export measured it faster than PyTorch (onnxruntime tagged 10-s files with Cnn14 1.36x
 #   faster than PyTorch channels-last on the 2-core AVX2 CPU, Transfer_Cnn6 windows 2.3x, but
 #   ran MobileNetV2 at 0.66-0.88x in batches of 16), else PyTorch in fp32, channels-last
 #   (bf16 is emulated there, and slower).
