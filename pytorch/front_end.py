@@ -59,7 +59,7 @@ def centred_frames(waveform, n_fft, hop_size):
     batch, length = padded.shape
     frames = 1 + (length - n_fft) // hop_size
     pieces = -(-n_fft // hop_size)
-    blocks = frames - 1 + pieces  # blocks * hop_size lies within length - n_fft + hop + n_fft
+    blocks = frames - 1 + pieces  # the last frame's blocks end less than a hop past `length`
     padded = F.pad(padded, (0, hop_size))[:, :blocks * hop_size]
     cut = padded.reshape(batch, blocks, hop_size)
     parts = [cut[:, piece:piece + frames] for piece in range(pieces)]
