@@ -350,6 +350,19 @@ def test_an_int8_export_keeps_its_answers_and_says_so(tmp_path, features, capsys
     assert predictor(np.zeros((2, 32000), np.float32))["probabilities"].shape == (2, 3)
 
 
+@pytest.mark.slow
+def test_an_export_that_loses_unlikely_labels_is_refused(tmp_path, monkeypatch):
+    """onnxruntime's own Sigmoid op flushes probabilities below ~1e-8 to 0 and is 10% off near
+    1e-6: with it traced, the export's parity check refuses the file and writes nothing."""
+    import pytorch.models as models_module
+    monkeypatch.setattr(models_module, "sigmoid", torch.sigmoid)
+    checkpoint = official_tagger_checkpoint(str(tmp_path / "tagger.pth"))
+    output = tmp_path / "tagger.onnx"
+    with pytest.raises(UsageError, match="unlikely labels differ from PyTorch's by 100.0%"):
+        main(["export", f"--checkpoint_path={checkpoint}", f"--output={output}"])
+    assert os.listdir(tmp_path) == ["tagger.pth"]
+
+
 def test_calibration_runs_in_passes_that_bound_its_memory():
     """onnxruntime keeps every activation of a calibration pass: 64 clips of 5 s go in passes
     of 8 (40 s of audio), of 30 s one at a time; a pass count always divides the clips; the
