@@ -40,9 +40,9 @@ FRONT_END_SCOPES = ("spectrogram_extractor", "logmel_extractor", "bn0")  # kept 
 
 def fp32_nodes(model_path):
     """The nodes kept in fp32: the front end, the head (head_nodes), and depthwise convolutions
-    (MobileNets'), whose per-channel ranges int8 serves badly and whose few operations int8 does not speed up (the
-    demo's fine-tuned MobileNetV2, folds 1-2: 39 of 40 holdout clips agreed with them in fp32,
-    38 without, and it ran 1.2x faster than with them in int8)."""
+    (MobileNets'), whose per-channel ranges int8 serves badly and whose few operations int8
+    does not speed up (the demo's fine-tuned MobileNetV2, folds 1-2: 39 of 40 holdout clips
+    agreed with them in fp32, 38 without, and it ran 1.2x faster than with them in int8)."""
     import onnx
 
     nodes = onnx.load(model_path).graph.node

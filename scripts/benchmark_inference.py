@@ -12,12 +12,12 @@ writes a fine-tuned Transfer_Cnn14 (its labels as the first rows of fc_audioset;
 AudioSet's 527, which panns_inference builds, are added so that they never win, and its logits
 are shifted below saturation: audioset_sized). Without it the weights are random Cnn14 weights
 in the official layout: the same arithmetic, so the same speed, but near-uniform outputs, so
-the top-1 agreement of the int8 model (whose rounding reorders near-ties) means nothing there. The files are demo-set
-music of 10 s (and one long recording), written once to a temporary folder; the int8 model is
-calibrated on 64 other demo clips. Each contender runs in its own process, after a warm-up
-file: clips/s of the tagging loop, the process's peak RSS, and top-1 agreement with
-panns_inference on every file. Before anything is timed, panns_inference's label CSV is put in
-~/panns_data from metadata/ so that it fetches nothing.
+the top-1 agreement of the int8 model (whose rounding reorders near-ties) means nothing there.
+The files are demo-set music of 10 s (and one long recording), written once to a temporary
+folder; the int8 model is calibrated on 64 other demo clips. Each contender runs in its own
+process, after a warm-up file: clips/s of the tagging loop, the process's peak RSS, and top-1
+agreement with panns_inference on every file. Before anything is timed, panns_inference's
+label CSV is put in ~/panns_data from metadata/ so that it fetches nothing.
 """
 import json
 import os
