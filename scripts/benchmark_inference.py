@@ -111,7 +111,8 @@ def audioset_sized(checkpoint, path, calibration_paths):
         with torch.no_grad():
             embedding = torch.cat([model(batch)["embedding"] for batch in waveforms.split(8)])
         shift = float((embedding @ weight.T + bias).max())
-        state["fc_audioset.weight"] = torch.cat([weight, weight.new_zeros(missing, weight.shape[1])])
+        padding = weight.new_zeros(missing, weight.shape[1])
+        state["fc_audioset.weight"] = torch.cat([weight, padding])
         state["fc_audioset.bias"] = torch.cat([bias - shift, bias.new_full((missing,), -1e4)])
     torch.save({"model": state}, path)
     return shift
