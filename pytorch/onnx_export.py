@@ -31,7 +31,7 @@ from pytorch.quantize import QUANTIZE_METHODS
 from utils.arguments import add_flags, float_range
 from utils.utilities import UsageError, atomic_path, check_output_file, file_sha256
 
-OPSET = 17  # what onnxruntime-node and onnxruntime since 1.13 run
+OPSET = 17  # run by onnxruntime and onnxruntime-node (tests/test_onnx.py runs both)
 PARITY_TOLERANCE = 1e-4
 RARE_TOLERANCE = 1e-2  # relative, on probabilities below 1e-3
 
