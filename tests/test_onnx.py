@@ -401,6 +401,47 @@ def test_the_quantizer_keeps_the_whole_log_mel_front_end_in_fp32(model_type, tmp
     assert cnn and not kept.intersection(cnn)
 
 
+def test_the_tensor_the_int8_head_reads_is_quantized_from_zero(tmp_path):
+    """Static int8: the last convolution's ReLU is quantized with it, so the fp32 head reads a
+    tensor whose 8-bit range starts at 0 (zero point 0) rather than one spread over the
+    pre-activation's negative half as well (zero point near 128, half the steps); the head
+    (pooling, fc layers) stays fp32."""
+    import onnx.numpy_helper
+    from pytorch.quantize import head_nodes, quantized
+
+    model = create_model("Cnn6", **AudioConfig().front_end(), classes_num=527).eval()
+    path = str(tmp_path / "model.onnx")
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.zeros(1, SR),), path, dynamo=False, opset_version=17,
+                          input_names=["waveform"], dynamic_axes={"waveform": {0: "batch"}})
+    nodes = list(onnx.load(path).graph.node)
+    last_conv = max(index for index, node in enumerate(nodes) if node.op_type == "Conv")
+    head = head_nodes(nodes)
+    assert nodes[last_conv + 1].op_type == "Relu" and nodes[last_conv + 1].name not in head
+    assert head == [node.name for node in nodes[last_conv + 2:]]
+    # MobileNetV2's ReLU6 (a Clip, its bounds as Constant nodes between) goes with its conv too
+    mobilenet = create_model("MobileNetV2", **AudioConfig().front_end(), classes_num=527).eval()
+    with torch.no_grad():
+        torch.onnx.export(mobilenet, (torch.zeros(1, SR),), str(tmp_path / "mobilenet.onnx"),
+                          dynamo=False, opset_version=17, input_names=["waveform"])
+    nodes = list(onnx.load(str(tmp_path / "mobilenet.onnx")).graph.node)
+    last_conv = max(index for index, node in enumerate(nodes) if node.op_type == "Conv")
+    clip = next(node for node in nodes[last_conv:] if node.op_type == "Clip")
+    mobilenet_head = head_nodes(nodes)
+    assert clip.name not in mobilenet_head and any("fc" in name for name in mobilenet_head)
+    from helpers import tone
+    clips = [{"waveform": tone(220.0 * (index + 1), 1.0, SR).astype(np.float32)}
+             for index in range(4)]
+    graph = onnx.load(quantized(path, "static", clips, np.arange(4), str(tmp_path))).graph
+    constants = {tensor.name: onnx.numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    consumers = {name: node for node in graph.node for name in node.input}
+    conv = [node for node in graph.node if node.op_type == "Conv"][-1]
+    quantize = consumers[conv.output[0]]
+    assert quantize.op_type == "QuantizeLinear" and int(constants[quantize.input[2]]) == 0
+    dequantize = consumers[quantize.output[0]]
+    assert consumers[dequantize.output[0]].op_type not in ("Relu", "QuantizeLinear")
+
+
 def node_with_onnxruntime():
     """(node, the node_modules holding onnxruntime-node) where both are here, else a skip:
     ONNXRUNTIME_NODE_MODULES names that folder (`npm install --ignore-scripts
