@@ -108,10 +108,10 @@ def relative_speed(reference, exported, audio_seconds=80, repeats=3):
     of clips (16 of 5 s, 8 of 10 s: full batches, as inference packs its windows) through each
     in turn, the ratio of the medians of `repeats` passes after a warm-up (taking turns, so
     that other work on the CPU weighs on both alike). Which runtime is faster depends on the
-    network, the batch and the CPU (a 2-core AVX2 EPYC: onnxruntime 1.2x PyTorch channels-last
-    for Cnn14; for MobileNetV2, whose depthwise convolutions oneDNN runs well, 1.1x at 4 clips
-    of 5 s but 0.6x at 16), so it is measured, not assumed, and `inference --runtime=auto`
-    reads it."""
+    network, the batch and the CPU (a 2-core AVX2 EPYC: onnxruntime 1.4x PyTorch channels-last
+    for Cnn14 tagging 10-s files, 1.2x before the export's front end became matrix products;
+    for MobileNetV2, whose depthwise convolutions oneDNN runs well, 1.1x at 4 clips of 5 s but
+    0.6x at 16), so it is measured, not assumed, and `inference --runtime=auto` reads it."""
     run = reference.run
     clips = max(1, min(16, round(audio_seconds * run.audio.sample_rate
                                  / run.audio.clip_samples)))

@@ -16,7 +16,8 @@ the top-1 agreement of the int8 model (whose rounding reorders near-ties) means 
 The files are demo-set music of 10 s (and one long recording), written once to a temporary
 folder; the int8 model is calibrated on 64 other demo clips. Each contender runs in its own
 process, after a warm-up file: clips/s of the tagging loop, the process's peak RSS, and top-1
-agreement with panns_inference on every file. Before anything is timed, panns_inference's
+agreement with panns_inference on every file (and, where a label differs, how near a tie
+panns_inference's own top two were there). Before anything is timed, panns_inference's
 label CSV is put in ~/panns_data from metadata/ so that it fetches nothing.
 """
 import json
@@ -137,12 +138,20 @@ def run_peer(checkpoint, paths, batch):
 
     tagger = AudioTagging(checkpoint_path=checkpoint, device="cpu")
     tagger.inference(librosa.load(paths[0], sr=SAMPLE_RATE, mono=True)[0][None])  # warm-up
-    started, top = time.perf_counter(), []
+    started, probabilities = time.perf_counter(), []
     for start in range(0, len(paths), batch):
         audio = [librosa.load(path, sr=SAMPLE_RATE, mono=True)[0] for path in paths[start:start + batch]]
-        clipwise, _ = tagger.inference(np.stack(audio))
-        top += clipwise.argmax(axis=1).tolist()
-    return time.perf_counter() - started, top
+        probabilities.append(tagger.inference(np.stack(audio))[0])
+    seconds, probabilities = time.perf_counter() - started, np.concatenate(probabilities)
+    return seconds, probabilities.argmax(axis=1).tolist(), top_two_gaps(probabilities)
+
+
+def top_two_gaps(probabilities):
+    """Per clip, how far its top label's logit is above the second's: how near a tie the
+    label it is given is (a gap of 0.01 is a 1% ratio of the two labels' odds)."""
+    p = np.clip(probabilities.astype(np.float64), 1e-300, 1 - 1e-16)
+    top_two = np.sort(np.log(p) - np.log1p(-p), axis=1)[:, -2:]
+    return (top_two[:, 1] - top_two[:, 0]).tolist()
 
 
 def run_project(path, paths, batch_size, num_workers, runtime):
@@ -166,12 +175,14 @@ def contender(args):
     if len(paths) == 1 and paths[0].endswith(".txt"):
         from pytorch.inference import listed_paths
         paths = listed_paths(paths[0])
+    gaps = None
     if name.startswith("panns_inference"):
-        seconds, top = run_peer(model, paths, 8 if name.endswith("batched") else 1)
+        seconds, top, gaps = run_peer(model, paths, 8 if name.endswith("batched") else 1)
     else:
         seconds, top = run_project(model, paths, batch_size, num_workers, "torch"
                                    if name in ("project_torch", SCALING) else "onnx")
-    print(json.dumps({"seconds": seconds, "top": top, "peak_rss_mb": peak_rss_mb()}))
+    print(json.dumps({"seconds": seconds, "top": top, "gaps": gaps,
+                      "peak_rss_mb": peak_rss_mb()}))
 
 
 def peak_rss_mb():
@@ -246,6 +257,7 @@ def compare(args):
             report["contenders"][name] = {
                 "clips_per_s": args.files / folder_run["seconds"],
                 "peak_rss_mb": folder_run["peak_rss_mb"], "top": folder_run["top"],
+                "gaps": folder_run["gaps"],
                 "long_seconds_per_s": long_run and args.long_seconds / long_run["seconds"]}
             print(f"{name}: {report['contenders'][name]['clips_per_s']:.2f} clips/s", flush=True)
     return summarize(report)
@@ -301,9 +313,15 @@ def summarize(report):
     # 40 files, margin 6e-4 in probability): agreement then only says whether int8's rounding
     # keeps that hair. The count of distinct top labels says which case a run is.
     report["distinct_top1_labels_of_panns_inference"] = len(set(peer["top"]))
+    # Where a contender's top label differs, how near a tie panns_inference's own was there.
+    gaps = np.asarray(peer["gaps"])
+    report["top_two_gap_percentiles_of_panns_inference"] = {
+        q: float(np.percentile(gaps, q)) for q in (1, 2, 5, 50)}
     for result in contenders.values():
-        result["top1_agreement_with_panns_inference"] = float(np.mean(
-            np.asarray(result.pop("top")) == peer_top))
+        differs = np.asarray(result.pop("top")) != peer_top
+        result.pop("gaps")
+        result["top1_agreement_with_panns_inference"] = float(np.mean(~differs))
+        result["peer_top_two_gaps_where_top1_differs"] = sorted(gaps[differs].tolist())
     report["int8_vs_onnx"] = (contenders["project_int8"]["clips_per_s"]
                               / contenders["project_onnx"]["clips_per_s"])
     return report
@@ -336,9 +354,12 @@ def main():
     for name, result in report["contenders"].items():
         long_part = (f", long file {result['long_seconds_per_s']:.1f} s of audio/s"
                      if result["long_seconds_per_s"] else "")
+        differing = result["peer_top_two_gaps_where_top1_differs"]
+        ties_part = (f" (differs where panns_inference's top two logits are within "
+                     f"{max(differing):.3g})" if differing else "")
         print(f"{name:26s} {result['clips_per_s']:6.2f} clips/s  x{result['vs_panns_inference']:.2f}"
               f" vs panns_inference  peak RSS {result['peak_rss_mb']:.0f} MB  top-1 agreement "
-              f"{result['top1_agreement_with_panns_inference']:.3f}{long_part}")
+              f"{result['top1_agreement_with_panns_inference']:.3f}{long_part}{ties_part}")
     if args.files:
         print(f"int8 ONNX vs fp32 ONNX: x{report['int8_vs_onnx']:.2f}; panns_inference's top "
               f"labels: {report['distinct_top1_labels_of_panns_inference']} distinct over "
