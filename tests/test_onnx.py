@@ -407,6 +407,7 @@ def test_the_tensor_the_int8_head_reads_is_quantized_from_zero(tmp_path):
     pre-activation's negative half as well (zero point near 128, half the steps); the head
     (pooling, fc layers) stays fp32."""
     import onnx.numpy_helper
+    from helpers import tone
     from pytorch.quantize import head_nodes, quantized
 
     model = create_model("Cnn6", **AudioConfig().front_end(), classes_num=527).eval()
@@ -429,7 +430,6 @@ def test_the_tensor_the_int8_head_reads_is_quantized_from_zero(tmp_path):
     clip = next(node for node in nodes[last_conv:] if node.op_type == "Clip")
     mobilenet_head = head_nodes(nodes)
     assert clip.name not in mobilenet_head and any("fc" in name for name in mobilenet_head)
-    from helpers import tone
     clips = [{"waveform": tone(220.0 * (index + 1), 1.0, SR).astype(np.float32)}
              for index in range(4)]
     graph = onnx.load(quantized(path, "static", clips, np.arange(4), str(tmp_path))).graph
