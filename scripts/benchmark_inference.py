@@ -34,7 +34,7 @@ if __name__ == "__main__":  # as a script: import from the repository root, neve
 import numpy as np
 
 from utils.arguments import Parser, non_negative_int, positive_float, positive_int
-from utils.config import AUDIOSET_LABELS_CSV, REPO_DIR, SAMPLE_RATE
+from utils.config import AUDIOSET_LABELS_CSV, REPO_DIR, SAMPLE_RATE, AudioConfig
 from utils.utilities import UsageError, atomic_write_text, file_sha256, run_cli
 
 CONTENDERS = ("panns_inference", "panns_inference_batched", "project_torch", "project_onnx",
@@ -77,10 +77,10 @@ def write_files(folder, files, long_seconds):
 
 
 def cnn14(classes_num=AUDIOSET_CLASSES):
+    """Cnn14 with the published front end (AudioConfig's defaults); any number of rows."""
     from pytorch.models import Cnn14
 
-    return Cnn14(sample_rate=SAMPLE_RATE, window_size=1024, hop_size=320, mel_bins=64, fmin=50,
-                 fmax=14000, classes_num=classes_num)
+    return Cnn14(**AudioConfig().front_end(), classes_num=classes_num)
 
 
 def random_cnn14(path):
@@ -269,7 +269,7 @@ def memory_scaling(counts, args):
     import soundfile
     import torch
     from pytorch.models import create_model
-    from utils.config import AudioConfig, RunConfig
+    from utils.config import RunConfig
 
     peaks = {}
     with tempfile.TemporaryDirectory() as folder:

@@ -380,6 +380,15 @@ def test_calibration_runs_in_passes_that_bound_its_memory():
     assert seen == [1.0, 3.0] and reader.get_next() is None
 
 
+def exported_nodes(model_type, path, **export_options):
+    """The graph nodes of an untrained `model_type` (AudioSet-sized) exported to `path`."""
+    model = create_model(model_type, **AudioConfig().front_end(), classes_num=527).eval()
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.zeros(1, SR),), path, dynamo=False, opset_version=17,
+                          input_names=["waveform"], **export_options)
+    return list(onnx.load(path).graph.node)
+
+
 @pytest.mark.parametrize("model_type", ["Cnn6", "Wavegram_Logmel_Cnn14"])
 def test_the_quantizer_keeps_the_whole_log_mel_front_end_in_fp32(model_type, tmp_path):
     """The nodes kept in fp32 are the log-mel front end's: the framing, the STFT's and the mel
@@ -387,12 +396,7 @@ def test_the_quantizer_keeps_the_whole_log_mel_front_end_in_fp32(model_type, tmp
     graph (Wavegram_Logmel_Cnn14's wavegram branch); no convolution of the CNN is among them."""
     from pytorch.quantize import front_end_nodes
 
-    model = create_model(model_type, **AudioConfig().front_end(), classes_num=527).eval()
-    path = str(tmp_path / "model.onnx")
-    with torch.no_grad():
-        torch.onnx.export(model, (torch.zeros(1, SR),), path, dynamo=False, opset_version=17,
-                          input_names=["waveform"])
-    nodes = onnx.load(path).graph.node
+    nodes = exported_nodes(model_type, str(tmp_path / "model.onnx"))
     kept = set(front_end_nodes(nodes))
     products = [node.name for node in nodes if node.op_type == "MatMul"]
     assert len(products) == 3 and kept.issuperset(products)
@@ -410,22 +414,14 @@ def test_the_tensor_the_int8_head_reads_is_quantized_from_zero(tmp_path):
     from helpers import tone
     from pytorch.quantize import head_nodes, quantized
 
-    model = create_model("Cnn6", **AudioConfig().front_end(), classes_num=527).eval()
     path = str(tmp_path / "model.onnx")
-    with torch.no_grad():
-        torch.onnx.export(model, (torch.zeros(1, SR),), path, dynamo=False, opset_version=17,
-                          input_names=["waveform"], dynamic_axes={"waveform": {0: "batch"}})
-    nodes = list(onnx.load(path).graph.node)
+    nodes = exported_nodes("Cnn6", path, dynamic_axes={"waveform": {0: "batch"}})
     last_conv = max(index for index, node in enumerate(nodes) if node.op_type == "Conv")
     head = head_nodes(nodes)
     assert nodes[last_conv + 1].op_type == "Relu" and nodes[last_conv + 1].name not in head
     assert head == [node.name for node in nodes[last_conv + 2:]]
     # MobileNetV2's ReLU6 (a Clip, its bounds as Constant nodes between) goes with its conv too
-    mobilenet = create_model("MobileNetV2", **AudioConfig().front_end(), classes_num=527).eval()
-    with torch.no_grad():
-        torch.onnx.export(mobilenet, (torch.zeros(1, SR),), str(tmp_path / "mobilenet.onnx"),
-                          dynamo=False, opset_version=17, input_names=["waveform"])
-    nodes = list(onnx.load(str(tmp_path / "mobilenet.onnx")).graph.node)
+    nodes = exported_nodes("MobileNetV2", str(tmp_path / "mobilenet.onnx"))
     last_conv = max(index for index, node in enumerate(nodes) if node.op_type == "Conv")
     clip = next(node for node in nodes[last_conv:] if node.op_type == "Clip")
     mobilenet_head = head_nodes(nodes)
