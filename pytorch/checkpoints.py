@@ -21,7 +21,6 @@ import logging
 import os
 import pickle
 import re
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ import torch
 
 from utils.config import RunConfig, resolve_loss_type
 from utils.runs import BEST_CHECKPOINT, checkpoint_path
-from utils.utilities import UsageError, atomic_path, require_file
+from utils.utilities import UsageError, atomic_path, full_disk_error, require_file
 
 
 def _numpy_safe_globals():
@@ -95,10 +94,9 @@ def save_checkpoint_file(checkpoint, path):
             with open(temp_path, "wb") as f:
                 torch.save(checkpoint, f)
         except RuntimeError as error:
-            free = shutil.disk_usage(os.path.dirname(os.path.abspath(temp_path))).free
-            reason = ("No space left on device" if free < 2**20
-                      else f"write failed: {_first_line(error)[:200]}")
-            raise OSError(errno.ENOSPC if free < 2**20 else errno.EIO, reason, path) from None
+            raise (full_disk_error(path)  # its temporary lies beside it
+                   or OSError(errno.EIO, f"write failed: {_first_line(error)[:200]}", path)) \
+                from None
 
 
 def checkpoint_state_dict(checkpoint, path):

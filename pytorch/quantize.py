@@ -30,7 +30,7 @@ from utils.config import SINGLE_LABEL
 from utils.data_generator import WaveformDataset, read_hdf5_info
 from utils.metrics import compute_metrics
 from utils.splits import split_train_eval_indices
-from utils.utilities import UsageError, atomic_path
+from utils.utilities import UsageError, atomic_path, check_free_space, full_disk_error
 
 QUANTIZE_METHODS = ("auto", "dynamic", "static")
 QUANTIZATION_KEY = "quantization"
@@ -220,14 +220,24 @@ def quantize_export(float_path, output, run, features=None, method="auto",
     reference, float_seconds = outputs_over(OnnxPredictor(float_path, "--output"), dataset, holdout)
     methods = ("dynamic", "static") if method == "auto" else (method,)
     results = {}
-    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(output))) as folder:
-        for name in methods:
-            path = quantized(float_path, name, dataset, calibration, folder)
-            result = measure(path, reference, dataset, holdout, run)
-            float_clips_per_s = len(holdout) / float_seconds
-            results[name] = dict(result, method=name, float_clips_per_s=float_clips_per_s,
-                                 speedup=result["clips_per_s"] / float_clips_per_s)
-            logging.info("int8 %s: %s", name, results[name])
+    output_folder = os.path.dirname(os.path.abspath(output))
+    # a float copy prepared for the quantizer, then int8 files of about a third of it each
+    check_free_space(output_folder, 2 * os.path.getsize(float_path),
+                     "the int8 export's intermediate models")
+    with tempfile.TemporaryDirectory(dir=output_folder) as folder:
+        try:
+            for name in methods:
+                path = quantized(float_path, name, dataset, calibration, folder)
+                result = measure(path, reference, dataset, holdout, run)
+                float_clips_per_s = len(holdout) / float_seconds
+                results[name] = dict(result, method=name, float_clips_per_s=float_clips_per_s,
+                                     speedup=result["clips_per_s"] / float_clips_per_s)
+                logging.info("int8 %s: %s", name, results[name])
+        except Exception:  # onnxruntime's tools write unchecked: a full disk shows up later
+            disk = full_disk_error(output, folder)
+            if disk is None:
+                raise
+            raise disk from None
         kept = [name for name in methods
                 if results[name]["top1_agreement"] >= 1.0 - max_agreement_drop]
         if not kept:

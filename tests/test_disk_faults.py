@@ -189,3 +189,43 @@ def test_the_free_space_check_counts_what_a_stopped_pack_already_holds(tmp_path,
     assert shutil.disk_usage(disk).free < 1.05 * whole  # the old check: refused
     pack_to_hdf5(items, labels, "single_label", str(disk / "waveform.h5"), clip_duration=40.0)
     assert sorted(os.listdir(disk)) == ["waveform.h5", "waveform_report.tsv"]
+
+
+def test_an_int8_export_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, features,
+                                                                       small_disk, monkeypatch):
+    """Room for the int8 export's intermediate models is checked before quantizing; a disk that
+    another writer fills after that check (onnxruntime's quantizer writes its models unchecked,
+    then fails to parse the truncated file) is still an ENOSPC naming the output. Either way
+    the folder is left as it was."""
+    import errno
+    from pytorch import quantize
+
+    train(tmp_path, features, "--save_every=2", "--stop_iteration=2")
+    checkpoint = os.path.join(run_dir(tmp_path, "checkpoints", augmentation="none"),
+                              "2_iterations.pth")
+
+    def export_to(folder, *extra):
+        output = os.path.join(folder, "model_int8.onnx" if extra else "model.onnx")
+        main_script.main(["export", f"--checkpoint_path={checkpoint}", f"--output={output}",
+                          *extra])
+        return output
+    float_bytes = os.path.getsize(export_to(tmp_path))
+
+    tight = small_disk(int(2.5 * float_bytes), tmp_path / "tight")  # the float copy fits
+    with pytest.raises(UsageError, match=r"MiB free, but about \d+ MiB needed for the int8 "
+                                         r"export's intermediate models"):
+        export_to(tight, "--quantize=int8")
+    assert os.listdir(tight) == []
+
+    roomy = small_disk(6 * float_bytes, tmp_path / "roomy")
+    real_quantized = quantize.quantized
+
+    def quantized_on_a_filled_disk(*args):
+        fill_disk(os.path.join(roomy, "filler"))
+        return real_quantized(*args)
+    monkeypatch.setattr(quantize, "quantized", quantized_on_a_filled_disk)
+    with pytest.raises(OSError) as raised:
+        export_to(roomy, "--quantize=int8")
+    assert raised.value.errno == errno.ENOSPC
+    assert raised.value.filename == os.path.join(roomy, "model_int8.onnx")
+    assert os.listdir(roomy) == ["filler"]

@@ -1,6 +1,7 @@
 """Small shared helpers: user-facing errors, atomic file writes, logging, seeding."""
 import contextlib
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -208,6 +209,17 @@ def allocated_bytes(path):
         return os.stat(path).st_blocks * 512
     except FileNotFoundError:
         return 0
+
+
+def full_disk_error(path, folder=None):
+    """An ENOSPC OSError naming `path` where the disk holding `folder` (else path's folder) has
+    under 1 MiB left, else None: how a library's failed write is told from its other errors
+    (torch reports a full disk as a RuntimeError; onnxruntime's quantizer writes its models
+    unchecked, and a later step then fails to parse the truncated file)."""
+    folder = folder or os.path.dirname(os.path.abspath(path))
+    if shutil.disk_usage(folder).free < 2**20:
+        return OSError(errno.ENOSPC, "No space left on device", path)
+    return None
 
 
 def check_free_space(folder, needed_bytes, what="a checkpoint"):
